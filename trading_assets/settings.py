@@ -1,0 +1,114 @@
+"""The one settings module: every environment variable the project reads is read here.
+
+Each field has a default that runs the offline demo on a fresh machine. Override any of them with the
+environment variable named in `ENVIRONMENT_VARIABLES` (also listed in README.md).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: Probability of a correct direction call a model can at best reach on the synthetic market at this
+#: predictability (see `trading_assets.market.synthetic`); the demo uses it so the gates can pass.
+DEMO_PREDICTABILITY = 0.7
+
+ENVIRONMENT_VARIABLES = {
+    "TA_SYMBOLS": "comma-separated symbols (default BTC-USD,ETH-USD,SOL-USD)",
+    "TA_HISTORY_START": "first UTC day of the date partitions, YYYY-MM-DD (default 2023-11-10)",
+    "TA_DATA_DIR": "runtime data directory (default <project>/data)",
+    "TA_MODELS_DIR": "model artifact directory (default <project>/models)",
+    "TA_DUCKDB_PATH": "DuckDB file (default <data dir>/trading_assets.duckdb)",
+    "TA_SOURCE": "market data source: synthetic | ccxt | files (default synthetic)",
+    "TA_SYNTHETIC_SEED": "seed of the synthetic market (default 7)",
+    "TA_SYNTHETIC_PREDICTABILITY": f"learnable share of the synthetic market, 0..0.95 (default {DEMO_PREDICTABILITY})",
+    "TA_CCXT_EXCHANGE": "ccxt exchange id (default coinbase)",
+    "TA_CCXT_API_URL": "override of the exchange's REST base URL (proxy or loopback test server)",
+    "TA_CCXT_TIMEOUT_MS": "per-request timeout of the ccxt source (default 10000)",
+    "TA_CCXT_MAX_RETRIES": "retries for network errors, 429 and 5xx (default 5)",
+    "TA_FILES_DIR": "directory of Parquet/feather/CSV candle files for the files source",
+    "TA_MAX_INVALID_SHARE": "share of invalid rows above which a partition fails (default 0.01)",
+    "TA_MIN_COVERAGE": "coverage below which the coverage check warns (default 0.95)",
+    "TA_FRESHNESS_HOURS": "latest partition must be younger than this (default 48)",
+    "TA_MIN_ACCURACY": "accuracy gate threshold (default 0.68)",
+    "TA_MAX_CALIBRATION_ERROR": "calibration gate threshold (default 0.05)",
+}
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        return float(raw)
+    except ValueError as error:
+        raise ValueError(f"environment variable {name}={raw!r} is not a number") from error
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        return int(raw)
+    except ValueError as error:
+        raise ValueError(f"environment variable {name}={raw!r} is not an integer") from error
+
+
+@dataclass(frozen=True)
+class Settings:
+    symbols: tuple[str, ...] = ("BTC-USD", "ETH-USD", "SOL-USD")
+    history_start: date = date(2023, 11, 10)
+    data_dir: Path = PROJECT_ROOT / "data"
+    models_dir: Path = PROJECT_ROOT / "models"
+    duckdb_path: Path = PROJECT_ROOT / "data" / "trading_assets.duckdb"
+    source: str = "synthetic"
+    synthetic_seed: int = 7
+    synthetic_predictability: float = DEMO_PREDICTABILITY
+    ccxt_exchange: str = "coinbase"
+    ccxt_api_url: str | None = None
+    ccxt_timeout_ms: int = 10_000
+    ccxt_max_retries: int = 5
+    files_dir: Path | None = None
+    max_invalid_share: float = 0.01
+    min_coverage: float = 0.95
+    freshness_hours: float = 48.0
+    min_accuracy: float = 0.68
+    max_calibration_error: float = 0.05
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, defaults for whatever is unset."""
+    data_dir = Path(_env("TA_DATA_DIR", str(PROJECT_ROOT / "data"))).resolve()
+    source = _env("TA_SOURCE", "synthetic")
+    if source not in ("synthetic", "ccxt", "files"):
+        raise ValueError(f"TA_SOURCE={source!r}: expected one of synthetic, ccxt, files")
+    symbols = tuple(s.strip() for s in _env("TA_SYMBOLS", "BTC-USD,ETH-USD,SOL-USD").split(",") if s.strip())
+    if not symbols:
+        raise ValueError("TA_SYMBOLS is empty: name at least one symbol, e.g. BTC-USD")
+    files_dir = os.environ.get("TA_FILES_DIR", "").strip()
+    return Settings(
+        symbols=symbols,
+        history_start=date.fromisoformat(_env("TA_HISTORY_START", "2023-11-10")),
+        data_dir=data_dir,
+        models_dir=Path(_env("TA_MODELS_DIR", str(PROJECT_ROOT / "models"))).resolve(),
+        duckdb_path=Path(_env("TA_DUCKDB_PATH", str(data_dir / "trading_assets.duckdb"))).resolve(),
+        source=source,
+        synthetic_seed=_env_int("TA_SYNTHETIC_SEED", 7),
+        synthetic_predictability=_env_float("TA_SYNTHETIC_PREDICTABILITY", DEMO_PREDICTABILITY),
+        ccxt_exchange=_env("TA_CCXT_EXCHANGE", "coinbase"),
+        ccxt_api_url=os.environ.get("TA_CCXT_API_URL", "").strip() or None,
+        ccxt_timeout_ms=_env_int("TA_CCXT_TIMEOUT_MS", 10_000),
+        ccxt_max_retries=_env_int("TA_CCXT_MAX_RETRIES", 5),
+        files_dir=Path(files_dir).resolve() if files_dir else None,
+        max_invalid_share=_env_float("TA_MAX_INVALID_SHARE", 0.01),
+        min_coverage=_env_float("TA_MIN_COVERAGE", 0.95),
+        freshness_hours=_env_float("TA_FRESHNESS_HOURS", 48.0),
+        min_accuracy=_env_float("TA_MIN_ACCURACY", 0.68),
+        max_calibration_error=_env_float("TA_MAX_CALIBRATION_ERROR", 0.05),
+    )

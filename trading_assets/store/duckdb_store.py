@@ -1,0 +1,236 @@
+"""DuckDB storage: tables keyed by (symbol, minute), atomic slice replacement, Arrow/polars reads.
+
+DuckDB lets one process at a time open a file for writing (and a read-only open fails while a writer
+holds it). Every operation here therefore opens a connection, does its work and closes at once, and
+the *whole* operation (connect, transaction, commit) is retried with exponential backoff and jitter when
+another process holds the lock. A slice write is one transaction: DELETE the (symbol, [start, end))
+slice, INSERT the new rows, COMMIT. A failure or a killed process leaves the previous slice intact, and
+a rerun replaces it with the same rows (no duplicates).
+
+Table and column names come from this package's code, never from users; values are SQL parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+T = TypeVar("T")
+
+CANDLES_TABLE = "candles"
+CANDLES_DDL = """
+CREATE TABLE IF NOT EXISTS candles (
+    symbol VARCHAR NOT NULL,
+    minute TIMESTAMPTZ NOT NULL,
+    open DOUBLE NOT NULL,
+    high DOUBLE NOT NULL,
+    low DOUBLE NOT NULL,
+    close DOUBLE NOT NULL,
+    volume DOUBLE NOT NULL,
+    source VARCHAR NOT NULL,
+    ingested_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (symbol, minute)
+)
+"""
+
+#: Total time one operation keeps retrying a held lock before giving up.
+DEFAULT_LOCK_TIMEOUT_S = 120.0
+
+
+class StoreLockTimeout(TimeoutError):
+    """Another process held the DuckDB file for longer than the retry budget."""
+
+
+def is_lock_conflict(error: BaseException) -> bool:
+    text = str(error)
+    return "Could not set lock" in text or "Conflicting lock" in text
+
+
+def with_lock_retry(
+    path: Path, operation: Callable[[], T], timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+) -> T:
+    """Run `operation` (which opens and closes its own connection), retrying lock conflicts."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.02
+    while True:
+        try:
+            return operation()
+        except (duckdb.IOException, duckdb.ConnectionException) as error:
+            if not is_lock_conflict(error):
+                raise
+            if time.monotonic() >= deadline:
+                raise StoreLockTimeout(
+                    f"DuckDB file {path} stayed locked by another process for {timeout_s:.0f} s"
+                ) from error
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
+
+
+@contextlib.contextmanager
+def _connect(path: Path, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    connection = duckdb.connect(str(path), read_only=read_only)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def run_write(path: Path, work: Callable[[duckdb.DuckDBPyConnection], T], ddl: Sequence[str] = ()) -> T:
+    """Run `work` in one transaction on a short-lived read-write connection, retried on lock conflicts."""
+
+    def operation() -> T:
+        with _connect(path, read_only=False) as connection:
+            for statement in ddl:
+                connection.execute(statement)
+            connection.execute("BEGIN TRANSACTION")
+            try:
+                result = work(connection)
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            return result
+
+    return with_lock_retry(path, operation)
+
+
+def run_read(path: Path, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    """Run `work` on a short-lived read-only connection, retried on lock conflicts.
+
+    `work` must copy what it needs (Arrow/polars) before returning: the connection closes after.
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"DuckDB store {path} does not exist yet: materialize raw_candles first")
+
+    def operation() -> T:
+        with _connect(path, read_only=True) as connection:
+            return work(connection)
+
+    return with_lock_retry(path, operation)
+
+
+def table_exists(connection: duckdb.DuckDBPyConnection, table: str) -> bool:
+    rows = connection.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
+    ).fetchall()
+    return rows[0][0] > 0
+
+
+def replace_slice(
+    path: Path,
+    table: str,
+    rows: pl.DataFrame | pa.Table,
+    symbol: str,
+    start: datetime,
+    end: datetime,
+    ddl: Sequence[str] = (),
+) -> int:
+    """Replace exactly the rows of `symbol` with `start <= minute < end` by `rows`, atomically.
+
+    Every row must belong to that slice (checked before anything is written). Returns the rows written.
+    """
+    arrow_rows = rows.to_arrow() if isinstance(rows, pl.DataFrame) else rows
+    _check_rows_in_slice(pl.from_arrow(arrow_rows), table, symbol, start, end)
+
+    def work(connection: duckdb.DuckDBPyConnection) -> int:
+        connection.execute(
+            f'DELETE FROM "{table}" WHERE symbol = ? AND minute >= ? AND minute < ?',
+            [symbol, start, end],
+        )
+        if arrow_rows.num_rows:
+            connection.register("incoming_rows", arrow_rows)
+            columns = ", ".join(f'"{name}"' for name in arrow_rows.column_names)
+            connection.execute(f'INSERT INTO "{table}" ({columns}) SELECT {columns} FROM incoming_rows')
+            connection.unregister("incoming_rows")
+        return arrow_rows.num_rows
+
+    return run_write(path, work, ddl)
+
+
+def _check_rows_in_slice(frame: pl.DataFrame, table: str, symbol: str, start: datetime, end: datetime) -> None:
+    if frame.height == 0:
+        return
+    wrong_symbol = frame.filter(pl.col("symbol") != symbol).height
+    outside = frame.filter((pl.col("minute") < start) | (pl.col("minute") >= end)).height
+    if wrong_symbol or outside:
+        raise ValueError(
+            f"refusing to write {table} slice {symbol} [{start.isoformat()}, {end.isoformat()}): "
+            f"{wrong_symbol} row(s) of another symbol and {outside} row(s) outside the slice"
+        )
+
+
+def read_range(
+    path: Path,
+    table: str,
+    symbols: Sequence[str],
+    start: datetime | None = None,
+    end: datetime | None = None,
+    columns: Sequence[str] | None = None,
+) -> pl.DataFrame:
+    """Rows of `symbols` with `start <= minute < end` (either bound optional), sorted by symbol, minute."""
+    selected = ", ".join(f'"{name}"' for name in columns) if columns else "*"
+    conditions = ["list_contains(?, symbol)"]
+    parameters: list[object] = [list(symbols)]
+    if start is not None:
+        conditions.append("minute >= ?")
+        parameters.append(start)
+    if end is not None:
+        conditions.append("minute < ?")
+        parameters.append(end)
+    query = (
+        f'SELECT {selected} FROM "{table}" WHERE {" AND ".join(conditions)} ORDER BY symbol, minute'
+    )
+
+    def work(connection: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+        if not table_exists(connection, table):
+            raise LookupError(f"table {table!r} does not exist in {path}: materialize it first")
+        return _to_polars(connection.sql(query, params=parameters))
+
+    return run_read(path, work)
+
+
+def _to_polars(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
+    """A relation as polars (zero-copy via Arrow), with every timestamp in UTC microseconds."""
+    frame = pl.from_arrow(relation.to_arrow_table())
+    assert isinstance(frame, pl.DataFrame)
+    timestamps = [name for name, dtype in frame.schema.items() if isinstance(dtype, pl.Datetime) and dtype.time_zone]
+    return frame.with_columns(
+        [pl.col(name).dt.convert_time_zone("UTC").dt.cast_time_unit("us") for name in timestamps]
+    )
+
+
+def query(path: Path, sql: str, parameters: Sequence[object] = ()) -> pl.DataFrame:
+    """A read-only query with parameters, returned as polars."""
+    return run_read(path, lambda connection: _to_polars(connection.sql(sql, params=list(parameters))))
+
+
+def write_candles(
+    path: Path, candles: pl.DataFrame, symbol: str, start: datetime, end: datetime, source: str,
+    ingested_at: datetime,
+) -> int:
+    """Replace the (symbol, [start, end)) slice of the candles table with validated candles."""
+    rows = candles.select(
+        pl.lit(symbol).alias("symbol"),
+        "minute", "open", "high", "low", "close", "volume",
+        pl.lit(source).alias("source"),
+        pl.lit(ingested_at).cast(pl.Datetime("us", "UTC")).alias("ingested_at"),
+    )
+    return replace_slice(path, CANDLES_TABLE, rows, symbol, start, end, ddl=[CANDLES_DDL])
+
+
+def read_candles(
+    path: Path, symbols: Sequence[str], start: datetime | None = None, end: datetime | None = None
+) -> pl.DataFrame:
+    """Stored candles as polars (symbol, minute, open, high, low, close, volume, source, ingested_at)."""
+    return read_range(path, CANDLES_TABLE, symbols, start, end)
