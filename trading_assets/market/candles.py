@@ -158,9 +158,7 @@ def day_quality(minutes: pl.Series, day: date) -> DayQuality:
     step_minutes = (edges.diff().dt.total_minutes()).slice(1)
     gap_lengths = (step_minutes - 1).to_list()
     gaps = [
-        (edges[i] + timedelta(minutes=1), int(length))
-        for i, length in enumerate(gap_lengths)
-        if length > 0
+        (edges[i] + timedelta(minutes=1), int(length)) for i, length in enumerate(gap_lengths) if length > 0
     ]
     return DayQuality(
         rows=minutes.len(),

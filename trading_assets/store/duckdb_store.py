@@ -55,9 +55,7 @@ def is_lock_conflict(error: BaseException) -> bool:
     return "Could not set lock" in text or "Conflicting lock" in text
 
 
-def with_lock_retry(
-    path: Path, operation: Callable[[], T], timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
-) -> T:
+def with_lock_retry(path: Path, operation: Callable[[], T], timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> T:
     """Run `operation` (which opens and closes its own connection), retrying lock conflicts."""
     deadline = time.monotonic() + timeout_s
     delay = 0.02
@@ -158,7 +156,9 @@ def replace_slice(
     return run_write(path, work, ddl)
 
 
-def _check_rows_in_slice(frame: pl.DataFrame, table: str, symbol: str, start: datetime, end: datetime) -> None:
+def _check_rows_in_slice(
+    frame: pl.DataFrame, table: str, symbol: str, start: datetime, end: datetime
+) -> None:
     if frame.height == 0:
         return
     wrong_symbol = frame.filter(pl.col("symbol") != symbol).height
@@ -188,9 +188,7 @@ def read_range(
     if end is not None:
         conditions.append("minute < ?")
         parameters.append(end)
-    query = (
-        f'SELECT {selected} FROM "{table}" WHERE {" AND ".join(conditions)} ORDER BY symbol, minute'
-    )
+    query = f'SELECT {selected} FROM "{table}" WHERE {" AND ".join(conditions)} ORDER BY symbol, minute'
 
     def work(connection: duckdb.DuckDBPyConnection) -> pl.DataFrame:
         if not table_exists(connection, table):
@@ -204,7 +202,9 @@ def _to_polars(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
     """A relation as polars (zero-copy via Arrow), with every timestamp in UTC microseconds."""
     frame = pl.from_arrow(relation.to_arrow_table())
     assert isinstance(frame, pl.DataFrame)
-    timestamps = [name for name, dtype in frame.schema.items() if isinstance(dtype, pl.Datetime) and dtype.time_zone]
+    timestamps = [
+        name for name, dtype in frame.schema.items() if isinstance(dtype, pl.Datetime) and dtype.time_zone
+    ]
     return frame.with_columns(
         [pl.col(name).dt.convert_time_zone("UTC").dt.cast_time_unit("us") for name in timestamps]
     )
@@ -216,13 +216,23 @@ def query(path: Path, sql: str, parameters: Sequence[object] = ()) -> pl.DataFra
 
 
 def write_candles(
-    path: Path, candles: pl.DataFrame, symbol: str, start: datetime, end: datetime, source: str,
+    path: Path,
+    candles: pl.DataFrame,
+    symbol: str,
+    start: datetime,
+    end: datetime,
+    source: str,
     ingested_at: datetime,
 ) -> int:
     """Replace the (symbol, [start, end)) slice of the candles table with validated candles."""
     rows = candles.select(
         pl.lit(symbol).alias("symbol"),
-        "minute", "open", "high", "low", "close", "volume",
+        "minute",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
         pl.lit(source).alias("source"),
         pl.lit(ingested_at).cast(pl.Datetime("us", "UTC")).alias("ingested_at"),
     )
@@ -234,3 +244,29 @@ def read_candles(
 ) -> pl.DataFrame:
     """Stored candles as polars (symbol, minute, open, high, low, close, volume, source, ingested_at)."""
     return read_range(path, CANDLES_TABLE, symbols, start, end)
+
+
+def candle_integrity(path: Path, symbol: str, start: datetime, end: datetime) -> dict[str, int]:
+    """Counts over the stored (symbol, [start, end)) candles: rows, duplicate minutes, OHLC violations."""
+    result = query(
+        path,
+        """
+        SELECT count(*) AS rows,
+               count(*) - count(DISTINCT minute) AS duplicate_minutes,
+               count(*) FILTER (WHERE high < low OR open > high OR open < low OR close > high OR close < low
+                                OR least(open, high, low, close) <= 0 OR volume < 0) AS ohlc_violations
+        FROM candles WHERE symbol = ? AND minute >= ? AND minute < ?
+        """,
+        [symbol, start, end],
+    )
+    return {name: int(result[name][0]) for name in result.columns}
+
+
+def latest_minutes(path: Path, symbols: Sequence[str]) -> dict[str, datetime]:
+    """The newest stored candle minute of each symbol that has any."""
+    result = query(
+        path,
+        "SELECT symbol, max(minute) AS latest FROM candles WHERE list_contains(?, symbol) GROUP BY symbol",
+        [list(symbols)],
+    )
+    return dict(zip(result["symbol"].to_list(), result["latest"].to_list(), strict=True))

@@ -1,0 +1,20 @@
+"""The code location: the one `Definitions` object Dagster loads (`dagster dev -w workspace.yaml`)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from trading_assets.defs.assets.candles import raw_candles, raw_candles_freshness
+from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
+from trading_assets.settings import load_settings
+
+settings = load_settings()
+
+defs = dg.Definitions(
+    assets=[raw_candles],
+    asset_checks=[raw_candles_freshness],
+    resources={
+        "market_data": MarketDataResource.from_settings(settings),
+        "store": DuckDBStoreResource(path=str(settings.duckdb_path)),
+    },
+)

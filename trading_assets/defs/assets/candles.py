@@ -1,0 +1,183 @@
+"""`raw_candles`: one UTC day of 1-minute candles per symbol, with per-partition quality checks."""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from trading_assets.defs.metadata import iso, markdown_table
+from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
+from trading_assets.market.candles import InvalidPartitionError, day_bounds
+from trading_assets.market.ingest import IngestReport, ingest_day
+from trading_assets.partitions import split_key, symbol_date_partitions
+from trading_assets.settings import load_settings
+from trading_assets.store.duckdb_store import candle_integrity, latest_minutes
+
+_settings = load_settings()
+RAW_CANDLES = dg.AssetKey("raw_candles")
+
+
+class CandleRunConfig(dg.Config):
+    """Per-run quality thresholds (defaults from settings / environment)."""
+
+    max_invalid_share: float = _settings.max_invalid_share
+    min_coverage: float = _settings.min_coverage
+
+
+def _check(name: str, description: str, blocking: bool) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        name,
+        asset=RAW_CANDLES,
+        description=description,
+        blocking=blocking,
+        partitions_def=symbol_date_partitions,
+    )
+
+
+CANDLE_CHECKS = [
+    _check(
+        "coverage", "Share of the day's 1,440 minutes present (warns below min_coverage).", blocking=False
+    ),
+    _check(
+        "ohlc_consistency",
+        "Stored candles have low <= open, close <= high and positive prices.",
+        blocking=True,
+    ),
+    _check("no_duplicate_minutes", "At most one stored candle per (symbol, minute).", blocking=True),
+]
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            RAW_CANDLES,
+            description="One UTC day of validated 1-minute OHLCV candles for one symbol, in DuckDB.",
+            group_name="market_data",
+            partitions_def=symbol_date_partitions,
+            kinds={"duckdb", "polars"},
+        )
+    ],
+    check_specs=CANDLE_CHECKS,
+    # Optional outputs: the checks are reported per partition as AssetCheckEvaluation events below.
+    can_subset=True,
+    partitions_def=symbol_date_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+def raw_candles(
+    context: dg.AssetExecutionContext,
+    config: CandleRunConfig,
+    market_data: MarketDataResource,
+    store: DuckDBStoreResource,
+):
+    source = market_data.build()
+    reports: list[IngestReport] = []
+    for key in context.partition_keys:
+        symbol, day = split_key(key)
+        try:
+            report = ingest_day(source, store.db_path, symbol, day, config.max_invalid_share)
+        except InvalidPartitionError as error:
+            raise dg.Failure(
+                description=str(error), metadata={"symbol": symbol, "date": day.isoformat()}
+            ) from error
+        context.add_asset_metadata(_materialization_metadata(report), partition_key=key)
+        context.log.info(
+            f"{symbol} {day}: {report.rows_written} candles, coverage {report.quality.coverage:.1%}, "
+            f"{report.validation.rows_invalid} invalid"
+        )
+        reports.append(report)
+    yield dg.MaterializeResult(asset_key=RAW_CANDLES)
+    for key, report in zip(context.partition_keys, reports, strict=True):
+        yield from _partition_checks(store, key, report, config.min_coverage)
+
+
+def _materialization_metadata(report: IngestReport) -> dict[str, object]:
+    quality = report.quality
+    return {
+        "rows": report.rows_written,
+        "first_minute": iso(report.first_minute),
+        "last_minute": iso(report.last_minute),
+        "coverage_pct": round(100 * quality.coverage, 3),
+        "gap_count": quality.gap_count,
+        "longest_gap_minutes": quality.longest_gap_minutes,
+        "source": report.source,
+        "price_low": report.price_low,
+        "price_high": report.price_high,
+        "invalid_rows": report.validation.rows_invalid,
+        "invalid_by_reason": dg.MetadataValue.json(report.validation.invalid_by_reason),
+        "preview": markdown_table(report.preview),
+    }
+
+
+def _partition_checks(
+    store: DuckDBStoreResource, key: str, report: IngestReport, min_coverage: float
+) -> list[dg.AssetCheckEvaluation]:
+    start, end = day_bounds(report.day)
+    stored = candle_integrity(store.db_path, report.symbol, start, end)
+    gaps = [{"start": iso(gap_start), "minutes": length} for gap_start, length in report.quality.gaps[:50]]
+
+    def evaluation(name: str, passed: bool, severity: dg.AssetCheckSeverity, metadata: dict[str, object]):
+        return dg.AssetCheckEvaluation(
+            asset_key=RAW_CANDLES,
+            check_name=name,
+            passed=passed,
+            partition=str(key),
+            severity=severity,
+            blocking=severity == dg.AssetCheckSeverity.ERROR,
+            metadata={"symbol": report.symbol, "date": report.day.isoformat(), **metadata},
+        )
+
+    return [
+        evaluation(
+            "coverage",
+            report.quality.coverage >= min_coverage,
+            dg.AssetCheckSeverity.WARN,
+            {
+                "coverage": report.quality.coverage,
+                "min_coverage": min_coverage,
+                "gap_count": report.quality.gap_count,
+                "longest_gap_minutes": report.quality.longest_gap_minutes,
+                "gaps": dg.MetadataValue.json(gaps),
+            },
+        ),
+        evaluation(
+            "ohlc_consistency",
+            stored["ohlc_violations"] == 0,
+            dg.AssetCheckSeverity.ERROR,
+            {"stored_rows": stored["rows"], "violations": stored["ohlc_violations"], "allowed": 0},
+        ),
+        evaluation(
+            "no_duplicate_minutes",
+            stored["duplicate_minutes"] == 0,
+            dg.AssetCheckSeverity.ERROR,
+            {"stored_rows": stored["rows"], "duplicate_minutes": stored["duplicate_minutes"], "allowed": 0},
+        ),
+    ]
+
+
+@dg.asset_check(
+    asset=RAW_CANDLES,
+    name="freshness",
+    description="The newest stored candle of every symbol is younger than freshness_hours.",
+    blocking=False,
+)
+def raw_candles_freshness(store: DuckDBStoreResource) -> dg.AssetCheckResult:
+    settings = load_settings()
+    now = datetime.now(UTC)
+    latest = latest_minutes(store.db_path, settings.symbols)
+    age_hours = {
+        symbol: round((now - latest[symbol]).total_seconds() / 3600, 2) if symbol in latest else None
+        for symbol in settings.symbols
+    }
+    stale = [symbol for symbol, age in age_hours.items() if age is None or age > settings.freshness_hours]
+    return dg.AssetCheckResult(
+        passed=not stale,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "age_hours": dg.MetadataValue.json(age_hours),
+            "freshness_hours": settings.freshness_hours,
+            "stale_symbols": dg.MetadataValue.json(stale),
+            "checked_at": now.isoformat(),
+        },
+        description=None
+        if not stale
+        else f"stale: {', '.join(stale)} (older than {timedelta(hours=settings.freshness_hours)})",
+    )

@@ -1,0 +1,26 @@
+"""Partitions: symbol (static, from settings) x date (daily UTC from the history start)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dagster as dg
+
+from trading_assets.settings import load_settings
+
+_settings = load_settings()
+
+symbol_partitions = dg.StaticPartitionsDefinition(list(_settings.symbols))
+date_partitions = dg.DailyPartitionsDefinition(start_date=_settings.history_start.isoformat(), timezone="UTC")
+symbol_date_partitions = dg.MultiPartitionsDefinition({"symbol": symbol_partitions, "date": date_partitions})
+
+
+def split_key(key: str | dg.MultiPartitionKey) -> tuple[str, date]:
+    """(symbol, day) of a symbol x date partition key such as "2024-01-02|BTC-USD"."""
+    dimensions = key.keys_by_dimension if isinstance(key, dg.MultiPartitionKey) else _parse(key)
+    return dimensions["symbol"], date.fromisoformat(dimensions["date"])
+
+
+def _parse(key: str) -> dict[str, str]:
+    day, symbol = key.split("|", 1)
+    return {"date": day, "symbol": symbol}
