@@ -46,7 +46,7 @@ EPOCH = datetime(2019, 1, 1, tzinfo=UTC)
 BLOCK_MINUTES = 16 * 1440
 _STUDENT_T_DOF = 4.0
 _VOL_FACTOR_HALF_LIVES_MIN = (30.0, 1440.0, 14400.0)
-_VOL_FACTOR_STD = (0.35, 0.30, 0.30)
+_VOL_FACTOR_STD = (0.35, 0.30, 0.20)
 _PRICE_HALF_LIFE_MIN = 120 * 1440
 
 
@@ -60,7 +60,7 @@ class SymbolProfile:
 
 
 PROFILES = {
-    "BTC-USD": SymbolProfile(start_price=30_000.0, daily_volatility=0.025, volume_per_minute=6.0),
+    "BTC-USD": SymbolProfile(start_price=30_000.0, daily_volatility=0.022, volume_per_minute=6.0),
     "ETH-USD": SymbolProfile(start_price=2_000.0, daily_volatility=0.032, volume_per_minute=70.0),
     "SOL-USD": SymbolProfile(start_price=40.0, daily_volatility=0.050, volume_per_minute=900.0),
 }
@@ -89,9 +89,15 @@ def best_direction_accuracy(predictability: float) -> float:
 
 @dataclass(frozen=True)
 class _BlockState:
+    """What block b leaves to block b + 1; a pure function of (seed, predictability, symbol, b)."""
+
     vol_factors: tuple[float, ...]
     last_z: float
     last_log_close: float
+
+
+# Shared by all instances in a process: states are deterministic, so caching them only saves time.
+_BLOCK_START_STATES: dict[tuple[int, float, str], dict[int, _BlockState]] = {}
 
 
 class SyntheticSource:
@@ -104,7 +110,6 @@ class SyntheticSource:
             raise ValueError(f"predictability must be in [0, 0.95], got {predictability}")
         self.seed = seed
         self.predictability = predictability
-        self._block_start_states: dict[str, dict[int, _BlockState]] = {}
         self._blocks: OrderedDict[tuple[str, int], pl.DataFrame] = OrderedDict()
         self._cached_blocks = cached_blocks
 
@@ -133,7 +138,9 @@ class SyntheticSource:
 
     def _state_at(self, symbol: str, block: int) -> _BlockState:
         """The state at the start of `block`, generating earlier blocks as needed (and remembering)."""
-        states = self._block_start_states.setdefault(symbol, {0: self._initial_state(symbol)})
+        states = _BLOCK_START_STATES.setdefault(
+            (self.seed, self.predictability, symbol), {0: self._initial_state(symbol)}
+        )
         known = max(b for b in states if b <= block)
         for b in range(known, block):
             _, states[b + 1] = self._generate(symbol, b, states[b], build_frame=False)

@@ -1,0 +1,75 @@
+from datetime import UTC, date, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from trading_assets.market.candles import (
+    InvalidPartitionError,
+    day_bounds,
+    day_quality,
+    validate_candles,
+)
+from trading_assets.market.synthetic import SyntheticSource
+
+DAY = date(2024, 3, 5)
+
+
+def good_day() -> pl.DataFrame:
+    return SyntheticSource(predictability=0.0).fetch("BTC-USD", *day_bounds(DAY))
+
+
+def with_row(frame: pl.DataFrame, index: int, **values: object) -> pl.DataFrame:
+    return frame.with_row_index().with_columns(
+        [pl.when(pl.col("index") == index).then(pl.lit(v)).otherwise(pl.col(k)).alias(k) for k, v in values.items()]
+    ).drop("index")
+
+
+def test_a_clean_day_passes_untouched() -> None:
+    valid, report = validate_candles(good_day(), "BTC-USD", DAY, max_invalid_share=0.0)
+    assert valid.height == 1440
+    assert report.invalid_by_reason == {}
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"close": float("nan")}, "null or NaN value"),
+        ({"open": -1.0}, "non-positive price"),
+        ({"volume": -5.0}, "negative volume"),
+        ({"high": 1.0, "low": 2.0}, "high < low"),
+        ({"open": 10_000_000.0}, "open/close outside [low, high]"),
+        ({"minute": datetime(2024, 3, 5, 10, 0, 30, tzinfo=UTC)}, "off-grid timestamp"),
+        ({"minute": datetime(2024, 3, 6, 0, 0, tzinfo=UTC)}, "outside the partition's day"),
+    ],
+)
+def test_each_invalid_row_is_dropped_and_counted_by_reason(change: dict, reason: str) -> None:
+    frame = with_row(good_day(), 100, **change)
+    valid, report = validate_candles(frame, "BTC-USD", DAY, max_invalid_share=0.01)
+    assert report.invalid_by_reason == {reason: 1}
+    assert valid.height == 1439
+
+
+def test_duplicate_minutes_are_all_dropped() -> None:
+    frame = good_day()
+    doubled = pl.concat([frame, frame.slice(10, 1)])
+    valid, report = validate_candles(doubled, "BTC-USD", DAY, max_invalid_share=0.01)
+    assert report.invalid_by_reason == {"duplicate timestamp": 2}
+    assert valid["minute"].is_unique().all()
+
+
+def test_too_many_invalid_rows_fail_with_symbol_day_and_reasons() -> None:
+    frame = good_day().with_columns(pl.when(pl.col("minute").dt.hour() < 2).then(-1.0).otherwise(pl.col("volume")).alias("volume"))
+    with pytest.raises(InvalidPartitionError, match=r"BTC-USD 2024-03-05: 120 of 1440 candles invalid .*120 negative volume"):
+        validate_candles(frame, "BTC-USD", DAY, max_invalid_share=0.05)
+
+
+def test_day_quality_reports_gaps() -> None:
+    start, _ = day_bounds(DAY)
+    minutes = pl.datetime_range(start, start + timedelta(days=1), "1m", closed="left", eager=True, time_unit="us")
+    kept = minutes.filter(~((minutes >= start + timedelta(minutes=10)) & (minutes < start + timedelta(minutes=40))))
+    kept = kept.slice(0, kept.len() - 5)
+    quality = day_quality(kept, DAY)
+    assert quality.gap_count == 2
+    assert quality.longest_gap_minutes == 30
+    assert quality.gaps[0] == (start + timedelta(minutes=10), 30)
+    assert quality.coverage == pytest.approx((1440 - 35) / 1440)
