@@ -1,0 +1,104 @@
+"""Direction models: every `forward` returns logits; `predict_proba` applies the sigmoid.
+
+`LSTMDirectionModel` is the old pipeline's printed architecture
+    LSTM(31, 64, bidirectional=True, batch_first=True, num_layers=2, dropout=0.2) -> last step
+    -> Dropout(0.2) -> Linear(128, 64) -> ReLU -> Dropout(0.2) -> Linear(64, 1) [-> sigmoid]
+with 157,313 parameters (62,337 unidirectional). Its state_dict has the printed model's layout
+(`lstm.*`, `fc.0.*`, `fc.3.*`). The bidirectional forward is an exact reimplementation that skips work
+whose result is thrown away: only the last step of the top layer is used, and the top layer's reverse
+direction reaches that step first, from a zero state, so it is one LSTM cell step instead of a full pass.
+
+`TransformerDirectionModel`: Linear(F, 64) + sinusoidal positions -> 2 encoder layers (4 heads,
+feed-forward 128, pre-norm) -> mean over time -> Linear(64, 64) -> ReLU -> Dropout -> Linear(64, 1);
+73,217 parameters for 31 features.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+
+class LSTMDirectionModel(nn.Module):
+    def __init__(
+        self, features: int = 31, hidden: int = 64, bidirectional: bool = True, dropout: float = 0.2
+    ) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(
+            features, hidden, num_layers=2, batch_first=True, bidirectional=bidirectional, dropout=dropout
+        )
+        self.dropout = nn.Dropout(dropout)
+        width = hidden * (2 if bidirectional else 1)
+        self.fc = nn.Sequential(nn.Linear(width, 64), nn.ReLU(), nn.Dropout(dropout), nn.Linear(64, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, seq_len, features) -> logits (batch,)."""
+        last = self._last_step_bidirectional(x) if self.lstm.bidirectional else self.lstm(x)[0][:, -1, :]
+        return self.fc(self.dropout(last)).squeeze(-1)
+
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.forward(x))
+
+    def _weights(self, suffix: str) -> list[torch.Tensor]:
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        return [getattr(self.lstm, f"{name}_{suffix}") for name in names]
+
+    def _last_step_bidirectional(self, x: torch.Tensor) -> torch.Tensor:
+        """Equal to `self.lstm(x)[0][:, -1, :]`, computing the top reverse direction for one step only."""
+        batch, hidden = x.shape[0], self.lstm.hidden_size
+        zeros2 = x.new_zeros(2, batch, hidden)
+        weights0 = self._weights("l0") + self._weights("l0_reverse")
+        out0 = torch.lstm(x, (zeros2, zeros2), weights0, True, 1, 0.0, self.training, True, True)[0]
+        out0 = F.dropout(out0, self.lstm.dropout, self.training)
+        zeros1 = x.new_zeros(1, batch, hidden)
+        h_forward = torch.lstm(
+            out0, (zeros1, zeros1), self._weights("l1"), True, 1, 0.0, self.training, False, True
+        )[1][0]
+        w_ih, _, b_ih, b_hh = self._weights("l1_reverse")
+        gate_i, _, gate_g, gate_o = F.linear(out0[:, -1, :], w_ih, b_ih + b_hh).chunk(4, dim=1)
+        cell = torch.sigmoid(gate_i) * torch.tanh(gate_g)
+        h_reverse = torch.sigmoid(gate_o) * torch.tanh(cell)
+        return torch.cat([h_forward, h_reverse], dim=1)
+
+
+class SinusoidalPositions(nn.Module):
+    def __init__(self, d_model: int, max_len: int = 4096) -> None:
+        super().__init__()
+        position = torch.arange(max_len, dtype=torch.float32)[:, None]
+        scale = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10_000.0) / d_model))
+        table = torch.zeros(max_len, d_model)
+        table[:, 0::2] = torch.sin(position * scale)
+        table[:, 1::2] = torch.cos(position * scale)
+        self.register_buffer("table", table, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.table[: x.shape[1]]
+
+
+class TransformerDirectionModel(nn.Module):
+    def __init__(
+        self, features: int = 31, d_model: int = 64, heads: int = 4, layers: int = 2, dropout: float = 0.1
+    ) -> None:
+        super().__init__()
+        self.embed = nn.Linear(features, d_model)
+        self.positions = SinusoidalPositions(d_model)
+        layer = nn.TransformerEncoderLayer(
+            d_model, heads, dim_feedforward=2 * d_model, dropout=dropout, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = nn.Sequential(nn.Linear(d_model, 64), nn.ReLU(), nn.Dropout(dropout), nn.Linear(64, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, seq_len, features) -> logits (batch,)."""
+        encoded = self.encoder(self.positions(self.embed(x)))
+        return self.head(encoded.mean(dim=1)).squeeze(-1)
+
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.forward(x))
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

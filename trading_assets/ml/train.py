@@ -1,0 +1,207 @@
+"""`train_model`: the training entry point the Dagster asset and the CLI call."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trading_assets.ml import metrics
+from trading_assets.ml.artifacts import artifact_dir, library_versions, new_version, write_artifact
+from trading_assets.ml.config import MODEL_TYPES, TrainConfig
+from trading_assets.ml.data import Samples, Splits, chronological_splits, fit_scaler, make_samples
+from trading_assets.ml.linear import SUMMARIES, fit_logistic
+from trading_assets.ml.models import parameter_count
+from trading_assets.ml.trainer import (
+    FitOutcome,
+    ProgressCallback,
+    build_torch_model,
+    fit_torch,
+    pick_device,
+    predict_logits,
+    thread_budget,
+)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    artifact_dir: Path
+    manifest: dict[str, Any]
+    metrics: dict[str, Any]  # {"uncalibrated": ..., "calibrated": ..., "backtest": ...}
+    learning_curve: list[dict[str, float]]
+    reliability_table: list[dict[str, float]]  # calibrated test probabilities
+    epochs_run: int
+    best_epoch: int
+    seconds: float
+    samples_per_s: float
+    parameter_count: int
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    weights: dict[str, Any]
+    is_torch: bool
+    architecture: dict[str, Any]
+    val_logits: np.ndarray
+    test_logits: np.ndarray
+    outcome: FitOutcome
+
+
+def train_model(
+    model_type: str,
+    symbol: str,
+    x: np.ndarray,
+    close: np.ndarray,
+    usable: np.ndarray,
+    minutes: np.ndarray | None,
+    feature_names: list[str],
+    feature_set_version: str,
+    schema_hash: str,
+    config: TrainConfig,
+    models_dir: Path,
+    progress: ProgressCallback | None = None,
+) -> TrainResult:
+    """Train one model on one symbol's rows, calibrate it, evaluate it on the test part, write its artifact.
+
+    x: (rows, features) float32 in row order; close: (rows,) close prices; usable[i]: the window ending at
+    row i may be used (no long gap, no warm-up); minutes: optional datetime64 per row for the manifest.
+    """
+    _check_inputs(model_type, x, close, usable, feature_names)
+    started = time.perf_counter()
+    samples = make_samples(close, usable, config.seq_len, config.horizon, config.dead_band)
+    splits = chronological_splits(
+        samples, config.train_fraction, config.val_fraction, purge=config.seq_len + config.horizon
+    )
+    scaler = fit_scaler(x, splits.train, config.seq_len)
+    scaled = scaler.transform(x)
+    fitted = _fit(model_type, scaled, splits, config, progress)
+    temperature = metrics.fit_temperature(fitted.val_logits, splits.val.labels)
+    report = _test_report(fitted.test_logits, temperature, splits.test, close, config)
+    manifest = {
+        "model_type": model_type,
+        "symbol": symbol,
+        "architecture": fitted.architecture,
+        "parameter_count": fitted.architecture["parameter_count"],
+        "feature_names": list(feature_names),
+        "feature_set_version": feature_set_version,
+        "schema_hash": schema_hash,
+        "seq_len": config.seq_len,
+        "horizon": config.horizon,
+        "scaler": scaler.to_dict(list(feature_names)),
+        "calibration": {"method": "temperature", "temperature": temperature},
+        "training_config": config.to_dict(),
+        "data_ranges": {
+            name: _range(getattr(splits, name), minutes, config) for name in ("train", "val", "test")
+        },
+        "metrics": report,
+        "learning_curve": fitted.outcome.learning_curve,
+        "epochs_run": fitted.outcome.epochs_run,
+        "best_epoch": fitted.outcome.best_epoch,
+        "library_versions": library_versions(),
+        "trained_at": new_version(),
+    }
+    target = artifact_dir(models_dir, model_type, symbol, manifest["trained_at"])
+    write_artifact(target, fitted.weights, manifest, fitted.is_torch)
+    return TrainResult(
+        artifact_dir=target,
+        manifest=manifest,
+        metrics=report,
+        learning_curve=fitted.outcome.learning_curve,
+        reliability_table=report["reliability_table"],
+        epochs_run=fitted.outcome.epochs_run,
+        best_epoch=fitted.outcome.best_epoch,
+        seconds=time.perf_counter() - started,
+        samples_per_s=fitted.outcome.samples_per_s,
+        parameter_count=fitted.architecture["parameter_count"],
+    )
+
+
+def _check_inputs(
+    model_type: str, x: np.ndarray, close: np.ndarray, usable: np.ndarray, feature_names: list[str]
+) -> None:
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"model_type must be one of {MODEL_TYPES}, not {model_type!r}")
+    if x.ndim != 2 or x.shape[1] != len(feature_names):
+        raise ValueError(f"x has shape {x.shape} but {len(feature_names)} feature names were given")
+    if not len(x) == len(close) == len(usable):
+        raise ValueError(f"x, close and usable differ in length: {len(x)}, {len(close)}, {len(usable)}")
+
+
+def _fit(
+    model_type: str, x: np.ndarray, splits: Splits, config: TrainConfig, progress: ProgressCallback | None
+) -> _Fitted:
+    if model_type == "logistic":
+        return _fit_logistic(x, splits, config)
+    torch.set_num_threads(thread_budget(config.concurrent_trainings))
+    torch.manual_seed(config.seed)
+    device = pick_device(config.device)
+    model = build_torch_model(model_type, x.shape[1], config).to(device)
+    xt = torch.from_numpy(x).to(device)
+    outcome = fit_torch(model, xt, splits.train, splits.val, config, progress)
+    val_logits, test_logits = (
+        predict_logits(model, xt, part.ends, config.seq_len, config.eval_batch_size)
+        for part in (splits.val, splits.test)
+    )
+    architecture = {"summary": str(model), "parameter_count": parameter_count(model)}
+    return _Fitted(model.cpu().state_dict(), True, architecture, val_logits, test_logits, outcome)
+
+
+def _fit_logistic(x: np.ndarray, splits: Splits, config: TrainConfig) -> _Fitted:
+    started = time.perf_counter()
+    train = splits.train
+    model = fit_logistic(
+        x,
+        train.ends,
+        train.labels,
+        config.seq_len,
+        config.logistic_c,
+        config.logistic_max_samples,
+        config.seed,
+    )
+    seconds = time.perf_counter() - started
+    val_logits, test_logits = (
+        model.logits_at(x, part.ends, config.seq_len) for part in (splits.val, splits.test)
+    )
+    fitted_samples = min(len(train.ends), config.logistic_max_samples)
+    curve = [
+        {
+            "epoch": 1,
+            "loss": metrics.bce_from_logits(model.logits_at(x, train.ends, config.seq_len), train.labels),
+            "val_loss": metrics.bce_from_logits(val_logits, splits.val.labels),
+            "val_accuracy": float(np.mean((val_logits > 0) == (splits.val.labels > 0.5))),
+        }
+    ]
+    architecture = {
+        "summary": f"LogisticRegression(C={config.logistic_c}) on window summaries {list(SUMMARIES)}",
+        "parameter_count": model.parameter_count,
+    }
+    outcome = FitOutcome(curve, 1, 1, seconds, fitted_samples / max(seconds, 1e-9))
+    return _Fitted(model.arrays(), False, architecture, val_logits, test_logits, outcome)
+
+
+def _test_report(
+    logits: np.ndarray, temperature: float, test: Samples, close: np.ndarray, config: TrainConfig
+) -> dict[str, Any]:
+    calibrated = logits / temperature
+    probs = metrics.sigmoid(calibrated)
+    next_returns = close[test.ends + 1] / close[test.ends] - 1.0
+    return {
+        "uncalibrated": metrics.classification_metrics(logits, test.labels, config.calibration_bins),
+        "calibrated": metrics.classification_metrics(calibrated, test.labels, config.calibration_bins),
+        "reliability_table": metrics.reliability_table(probs, test.labels, config.calibration_bins),
+        "backtest": metrics.signal_backtest(probs, next_returns, config.fee_bps),
+    }
+
+
+def _range(part: Samples, minutes: np.ndarray | None, config: TrainConfig) -> dict[str, Any]:
+    """Rows a split covers, from its first window's first row to its last label's row."""
+    first, last = int(part.ends[0]) - config.seq_len + 1, int(part.ends[-1]) + config.horizon
+    span: dict[str, Any] = {"samples": len(part.ends), "first_row": first, "last_row": last}
+    if minutes is not None:
+        span["first_minute"] = str(np.datetime_as_string(minutes[first].astype("datetime64[m]"))) + "Z"
+        span["last_minute"] = str(np.datetime_as_string(minutes[last].astype("datetime64[m]"))) + "Z"
+    return span

@@ -1,0 +1,179 @@
+"""Torch training loop: Adam + one-cycle LR, BCE from logits, early stopping, seeded, thread budget."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from trading_assets.ml.config import TrainConfig
+from trading_assets.ml.data import Samples, gather_windows
+from trading_assets.ml.models import LSTMDirectionModel, TransformerDirectionModel
+
+logger = logging.getLogger(__name__)
+
+CONCURRENCY_ENV = "TA_CONCURRENT_TRAININGS"
+
+
+@dataclass(frozen=True)
+class EpochProgress:
+    epoch: int
+    max_epochs: int
+    loss: float
+    val_loss: float
+    val_accuracy: float
+    samples_per_s: float
+    eta_s: float
+
+
+@dataclass(frozen=True)
+class FitOutcome:
+    learning_curve: list[dict[str, float]]
+    epochs_run: int
+    best_epoch: int
+    train_seconds: float
+    samples_per_s: float
+
+
+ProgressCallback = Callable[[EpochProgress], None]
+
+
+def thread_budget(concurrent_trainings: int | None = None) -> int:
+    """Torch threads for one of N trainings sharing this process's cores: about cores / N, at least 1.
+
+    N defaults to the environment variable TA_CONCURRENT_TRAININGS, else 1.
+    """
+    if concurrent_trainings is None:
+        concurrent_trainings = int(os.environ.get(CONCURRENCY_ENV, "").strip() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, concurrent_trainings))
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_torch_model(model_type: str, features: int, config: TrainConfig) -> nn.Module:
+    """The model function shared by training, loading and the benchmark."""
+    if model_type == "lstm":
+        return LSTMDirectionModel(features, config.hidden, config.bidirectional, config.dropout)
+    if model_type == "transformer":
+        return TransformerDirectionModel(
+            features, config.d_model, config.heads, config.layers, config.dropout
+        )
+    raise ValueError(f"unknown torch model type {model_type!r}")
+
+
+def train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor
+) -> torch.Tensor:
+    """One optimisation step; returns the (detached) batch loss."""
+    optimizer.zero_grad(set_to_none=True)
+    loss = nn.functional.binary_cross_entropy_with_logits(model(xb), yb)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, x: torch.Tensor, ends: np.ndarray, seq_len: int, batch_size: int
+) -> np.ndarray:
+    """Eval-mode logits of the windows ending at `ends`, batch by batch."""
+    model.eval()
+    ends_t = torch.from_numpy(ends).to(x.device)
+    out = [
+        model(gather_windows(x, ends_t[i : i + batch_size], seq_len)) for i in range(0, len(ends), batch_size)
+    ]
+    return torch.cat(out).float().cpu().numpy()
+
+
+def _epoch_indices(generator: torch.Generator, count: int, config: TrainConfig) -> torch.Tensor:
+    per_epoch = count if config.samples_per_epoch is None else min(count, config.samples_per_epoch)
+    return torch.randperm(count, generator=generator)[:per_epoch]
+
+
+def fit_torch(
+    model: nn.Module,
+    x: torch.Tensor,
+    train: Samples,
+    val: Samples,
+    config: TrainConfig,
+    progress: ProgressCallback | None = None,
+) -> FitOutcome:
+    """Train in place and restore the weights of the epoch with the lowest validation loss."""
+    generator = torch.Generator().manual_seed(config.seed)
+    ends = torch.from_numpy(train.ends).to(x.device)
+    labels = torch.from_numpy(train.labels).to(x.device)
+    per_epoch = len(_epoch_indices(generator, len(ends), config))
+    steps_per_epoch = -(-per_epoch // config.batch_size)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, config.learning_rate, total_steps=steps_per_epoch * config.max_epochs
+    )
+    curve: list[dict[str, float]] = []
+    best = (float("inf"), 0, copy.deepcopy(model.state_dict()))
+    train_seconds, seen = 0.0, 0
+    for epoch in range(1, config.max_epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        order = _epoch_indices(generator, len(ends), config).to(x.device)
+        losses = torch.zeros((), device=x.device)
+        for batch in order.split(config.batch_size):
+            losses += train_step(
+                model, optimizer, gather_windows(x, ends[batch], config.seq_len), labels[batch]
+            )
+            schedule.step()
+        train_seconds += time.perf_counter() - started
+        seen += len(order)
+        entry = _evaluate(model, x, val, config, epoch, float(losses) / steps_per_epoch)
+        curve.append(entry)
+        if entry["val_loss"] < best[0]:
+            best = (entry["val_loss"], epoch, copy.deepcopy(model.state_dict()))
+        _report(progress, entry, config, seen / train_seconds, train_seconds / epoch)
+        if epoch - best[1] >= config.patience:
+            break
+    model.load_state_dict(best[2])
+    return FitOutcome(curve, len(curve), best[1], train_seconds, seen / max(train_seconds, 1e-9))
+
+
+def _evaluate(
+    model: nn.Module, x: torch.Tensor, val: Samples, config: TrainConfig, epoch: int, loss: float
+) -> dict[str, float]:
+    logits = predict_logits(model, x, val.ends, config.seq_len, config.eval_batch_size)
+    z = torch.from_numpy(logits).double()
+    val_loss = float(nn.functional.binary_cross_entropy_with_logits(z, torch.from_numpy(val.labels).double()))
+    accuracy = float(np.mean((logits > 0) == (val.labels > 0.5)))
+    return {"epoch": epoch, "loss": loss, "val_loss": val_loss, "val_accuracy": accuracy}
+
+
+def _report(
+    progress: ProgressCallback | None,
+    entry: dict[str, float],
+    config: TrainConfig,
+    rate: float,
+    epoch_s: float,
+) -> None:
+    epoch = int(entry["epoch"])
+    update = EpochProgress(
+        epoch, config.max_epochs, entry["loss"], entry["val_loss"], entry["val_accuracy"], rate,
+        epoch_s * (config.max_epochs - epoch),
+    )  # fmt: skip
+    logger.info(
+        "epoch %d/%d loss %.4f val_loss %.4f val_acc %.3f %.0f samples/s ETA %.0f s",
+        update.epoch, update.max_epochs, update.loss, update.val_loss, update.val_accuracy,
+        update.samples_per_s, update.eta_s,
+    )  # fmt: skip
+    if progress is not None:
+        progress(update)
