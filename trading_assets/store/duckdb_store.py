@@ -70,7 +70,7 @@ def with_lock_retry(path: Path, operation: Callable[[], T], timeout_s: float = D
                     f"DuckDB file {path} stayed locked by another process for {timeout_s:.0f} s"
                 ) from error
             time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, 0.25)
 
 
 @contextlib.contextmanager

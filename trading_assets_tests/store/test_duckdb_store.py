@@ -1,0 +1,113 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from trading_assets.market.candles import day_bounds
+from trading_assets.market.synthetic import SyntheticSource
+from trading_assets.store.duckdb_store import (
+    StoreLockTimeout,
+    candle_integrity,
+    read_candles,
+    replace_slice,
+    with_lock_retry,
+    write_candles,
+)
+from trading_assets_tests.store.writer_process import BIG_SLICE_DAYS, BIG_SLICE_START
+
+DAY = date(2024, 2, 1)
+NOW = datetime(2024, 2, 2, tzinfo=UTC)
+
+
+def day_candles(symbol: str = "BTC-USD", day: date = DAY) -> pl.DataFrame:
+    return SyntheticSource().fetch(symbol, *day_bounds(day))
+
+
+def test_rewriting_a_slice_is_idempotent_and_touches_only_that_slice(db_path: Path) -> None:
+    for day in (DAY, DAY + timedelta(days=1)):
+        write_candles(db_path, day_candles(day=day), "BTC-USD", *day_bounds(day), "synthetic", NOW)
+    write_candles(db_path, day_candles("ETH-USD"), "ETH-USD", *day_bounds(DAY), "synthetic", NOW)
+    before = read_candles(db_path, ["BTC-USD", "ETH-USD"])
+    write_candles(db_path, day_candles(), "BTC-USD", *day_bounds(DAY), "synthetic", NOW)
+    after = read_candles(db_path, ["BTC-USD", "ETH-USD"])
+    assert after.height == 3 * 1440
+    assert after.equals(before)
+    assert candle_integrity(db_path, "BTC-USD", *day_bounds(DAY)) == {
+        "rows": 1440,
+        "duplicate_minutes": 0,
+        "ohlc_violations": 0,
+    }
+
+
+def test_a_failing_write_leaves_the_old_slice(db_path: Path) -> None:
+    write_candles(db_path, day_candles(), "BTC-USD", *day_bounds(DAY), "synthetic", NOW)
+    before = read_candles(db_path, ["BTC-USD"])
+    broken = day_candles().with_columns(
+        pl.when(pl.col("minute").dt.hour() == 20).then(None).otherwise(pl.col("close")).alias("close")
+    )
+    with pytest.raises(duckdb.ConstraintException):
+        write_candles(db_path, broken, "BTC-USD", *day_bounds(DAY), "broken", NOW)
+    assert read_candles(db_path, ["BTC-USD"]).equals(before)
+
+
+def test_rows_outside_the_slice_are_refused_before_writing(db_path: Path) -> None:
+    next_day = day_candles(day=DAY + timedelta(days=1))
+    with pytest.raises(
+        ValueError, match=r"refusing to write candles slice BTC-USD \[2024-02-01.*1440 row\(s\) outside"
+    ):
+        write_candles(db_path, next_day, "BTC-USD", *day_bounds(DAY), "synthetic", NOW)
+    rows = next_day.with_columns(pl.lit("ETH-USD").alias("symbol"))
+    with pytest.raises(ValueError, match="1440 row"):
+        replace_slice(db_path, "candles", rows, "BTC-USD", *day_bounds(DAY + timedelta(days=1)))
+
+
+def test_lock_conflicts_are_retried_then_reported(db_path: Path) -> None:
+    calls = []
+
+    def locked() -> None:
+        calls.append(1)
+        raise duckdb.IOException('Could not set lock on file "x": Conflicting lock is held')
+
+    with pytest.raises(StoreLockTimeout, match="stayed locked by another process"):
+        with_lock_retry(db_path, locked, timeout_s=0.3)
+    assert len(calls) > 2
+
+
+def _python(*args: str) -> list[str]:
+    return [sys.executable, "-m", "trading_assets_tests.store.writer_process", *args]
+
+
+def test_four_processes_write_different_partitions_into_one_file(db_path: Path) -> None:
+    symbols = ["BTC-USD", "ETH-USD", "SOL-USD", "DOGE-USD"]
+    days = [(DAY + timedelta(days=i)).isoformat() for i in range(4)]
+    writers = [subprocess.Popen(_python("ingest", str(db_path), symbol, *days)) for symbol in symbols]
+    assert [writer.wait(timeout=120) for writer in writers] == [0, 0, 0, 0]
+    stored = read_candles(db_path, symbols)
+    assert stored.height == 4 * 4 * 1440
+    assert stored.select(pl.struct("symbol", "minute").is_unique().all()).item()
+    for symbol in symbols:
+        expected = SyntheticSource().fetch(
+            symbol, *day_bounds(DAY)[:1], day_bounds(DAY + timedelta(days=3))[1]
+        )
+        got = stored.filter(pl.col("symbol") == symbol).select(expected.columns)
+        assert got.equals(expected)
+
+
+def test_a_writer_killed_mid_write_leaves_a_whole_slice(db_path: Path) -> None:
+    writer = subprocess.Popen(_python("rewrite", str(db_path)), stdout=subprocess.PIPE, text=True)
+    assert writer.stdout is not None
+    assert writer.stdout.readline().startswith("wrote v1")
+    time.sleep(0.35)  # somewhere inside a later rewrite
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait(timeout=30)
+    stored = read_candles(db_path, ["BTC-USD"])
+    assert stored.height == BIG_SLICE_DAYS * 1440
+    assert stored["source"].n_unique() == 1, "rows of two versions: a torn write"
+    assert stored["minute"].min() == BIG_SLICE_START
