@@ -1,0 +1,240 @@
+"""Candles from a real exchange through ccxt: paged forward, throttled, retried, never a cryptic crash.
+
+Paging. ccxt's own `paginate=True` walks back from now and ignores `since`, so the source pages forward
+itself: each request asks at most `page_limit` (<= 300) one-minute candles from `since`, and the next page
+starts after both the last candle returned and the window just asked for, so a gap of any length costs no
+extra requests. Candles at or after `end` are dropped.
+
+Faults. Network errors, timeouts, 429 and 5xx answers are retried with exponential backoff (the HTTP status
+decides where ccxt maps an answer to a non-network error class, as it does for Coinbase's JSON 5xx bodies);
+anything else, or running out of retries, raises `ExchangeFetchError` naming exchange, symbol and range.
+Values the exchange sends malformed (non-numeric, missing) come back as nulls, so the project's
+`validate_candles` counts them as invalid; rows without a usable timestamp are dropped by ccxt itself.
+
+Credentials come only from the environment (`TA_CCXT_API_KEY`, `TA_CCXT_SECRET`, `TA_CCXT_PASSWORD`);
+public candle endpoints need none. They are handed to ccxt and never logged or put into messages.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import ccxt
+import polars as pl
+import requests
+
+from trading_assets.market.candles import conform, empty_candles
+
+MINUTE_MS = 60_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_PAGE_LIMIT = 300
+CREDENTIAL_ENV = {"apiKey": "TA_CCXT_API_KEY", "secret": "TA_CCXT_SECRET", "password": "TA_CCXT_PASSWORD"}
+#: Exchanges whose market id is known from the symbol, so no `load_markets` round trip is needed.
+_MARKET_ID_FORMATS = {"coinbase": "{base}-{quote}", "coinbaseexchange": "{base}-{quote}"}
+_OHLCV_SCHEMA = {
+    "timestamp": pl.Int64,
+    "open": pl.Float64,
+    "high": pl.Float64,
+    "low": pl.Float64,
+    "close": pl.Float64,
+    "volume": pl.Float64,
+}
+
+
+class ExchangeFetchError(RuntimeError):
+    """The exchange could not deliver the candles of a range (after retries where retrying made sense)."""
+
+
+@dataclass
+class FetchStats:
+    """Counters over the life of one source, for run metadata and benchmarks."""
+
+    requests: int = 0
+    retries: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+
+
+class CcxtCandleSource:
+    """`CandleSource` backed by a ccxt exchange (Coinbase Advanced Trade by default).
+
+    `api_url` replaces the origin of every REST URL of the exchange (a proxy or the loopback test server).
+    `rate_limit_ms=None` keeps ccxt's own per-exchange throttle; a number replaces it by at most one
+    request per `rate_limit_ms`, retries included. Not thread-safe: use one instance per thread.
+    """
+
+    def __init__(
+        self,
+        exchange_id: str = "coinbase",
+        api_url: str | None = None,
+        timeout_ms: int = 10_000,
+        max_retries: int = 5,
+        rate_limit_ms: int | None = None,
+        page_limit: int = MAX_PAGE_LIMIT,
+        backoff_ms: int = 500,
+        max_backoff_ms: int = 30_000,
+    ) -> None:
+        if not 1 <= page_limit <= MAX_PAGE_LIMIT:
+            raise ValueError(f"page_limit must be within 1..{MAX_PAGE_LIMIT}, got {page_limit}")
+        self.name = f"ccxt:{exchange_id}"
+        self.exchange_id = exchange_id
+        self.max_retries = max_retries
+        self.page_limit = page_limit
+        self.backoff_ms = backoff_ms
+        self.max_backoff_ms = max_backoff_ms
+        self.stats = FetchStats()
+        self._min_interval_s = 0.0 if rate_limit_ms is None else rate_limit_ms / 1000
+        self._last_request_at: float | None = None
+        self._exchange = _make_exchange(exchange_id, api_url, timeout_ms, rate_limit_ms is None)
+
+    def fetch(self, symbol: str, start: datetime, end: datetime) -> pl.DataFrame:
+        started = time.monotonic()
+        start_ms, end_ms = _to_ms(start), _to_ms(end)
+        what = f"{symbol} candles [{_iso(start_ms)}, {_iso(end_ms)})"
+        try:
+            rows = self._fetch_rows(symbol, start_ms, end_ms, what)
+        finally:
+            self.stats.seconds += time.monotonic() - started
+        self.stats.rows += len(rows)
+        return _to_frame(rows)
+
+    def close(self) -> None:
+        """Close the HTTP session (idempotent)."""
+        self._exchange.close()
+
+    def _fetch_rows(self, symbol: str, start_ms: int, end_ms: int, what: str) -> list[list]:
+        market = self._market_symbol(symbol)
+        rows: list[list] = []
+        since = start_ms
+        while since < end_ms:
+            limit = min(self.page_limit, math.ceil((end_ms - since) / MINUTE_MS))
+            page = [row for row in self._page(market, since, limit, what) if row[0] < end_ms]
+            rows.extend(page)
+            since = _next_since(since, limit, page)
+        return rows
+
+    def _page(self, market: str, since: int, limit: int, what: str) -> list[list]:
+        """One page of raw ccxt rows, retried; `what` names symbol and range for the error."""
+        attempt = 0
+        while True:
+            self._throttle()
+            self.stats.requests += 1
+            try:
+                return self._exchange.fetch_ohlcv(market, "1m", since=since, limit=limit)
+            except ccxt.BaseError as error:
+                if not _is_retryable(error) or attempt >= self.max_retries:
+                    raise ExchangeFetchError(
+                        f"{self.exchange_id}: fetching {what} failed after {attempt + 1} request(s): "
+                        f"{type(error).__name__}: {error}"
+                    ) from error
+            self.stats.retries += 1
+            time.sleep(min(self.backoff_ms * 2**attempt, self.max_backoff_ms) / 1000)
+            attempt += 1
+
+    def _throttle(self) -> None:
+        if self._last_request_at is not None:
+            wait = self._min_interval_s - (time.monotonic() - self._last_request_at)
+            if wait > 0:
+                time.sleep(wait)
+        self._last_request_at = time.monotonic()
+
+    def _market_symbol(self, symbol: str) -> str:
+        """The ccxt symbol for `symbol` ("BTC-USD" or "BTC/USD").
+
+        For exchanges in `_MARKET_ID_FORMATS` a minimal market is registered instead of loading them all.
+        """
+        unified = symbol.replace("-", "/")
+        id_format = _MARKET_ID_FORMATS.get(self.exchange_id)
+        if id_format is None:
+            markets = self._exchange.load_markets()
+            return unified if unified in markets else symbol
+        if self._exchange.markets is None or unified not in self._exchange.markets:
+            base, _, quote = unified.partition("/")
+            known = list((self._exchange.markets or {}).values())
+            self._exchange.set_markets([*known, _minimal_market(id_format, base, quote)])
+        return unified
+
+
+def _make_exchange(
+    exchange_id: str, api_url: str | None, timeout_ms: int, ccxt_throttle: bool
+) -> ccxt.Exchange:
+    exchange_class = getattr(ccxt, exchange_id, None)
+    if exchange_class is None:
+        raise ValueError(f"unknown ccxt exchange id {exchange_id!r}")
+    credentials = {key: os.environ[env] for key, env in CREDENTIAL_ENV.items() if os.environ.get(env)}
+    exchange = exchange_class({"timeout": timeout_ms, "enableRateLimit": ccxt_throttle, **credentials})
+    if api_url:
+        exchange.urls["api"] = _rebase_urls(exchange.urls["api"], api_url.rstrip("/"))
+    return exchange
+
+
+def _rebase_urls(urls: object, base: str) -> object:
+    """Replace the origin (scheme and host) of every URL in ccxt's `urls["api"]`, keeping paths."""
+    if isinstance(urls, dict):
+        return {key: _rebase_urls(value, base) for key, value in urls.items()}
+    if isinstance(urls, str):
+        return base + urlsplit(urls).path
+    return urls
+
+
+def _minimal_market(id_format: str, base: str, quote: str) -> dict:
+    return {
+        "id": id_format.format(base=base, quote=quote),
+        "symbol": f"{base}/{quote}",
+        "base": base,
+        "quote": quote,
+        "baseId": base,
+        "quoteId": quote,
+        "type": "spot",
+        "spot": True,
+        "active": True,
+    }
+
+
+def _is_retryable(error: ccxt.BaseError) -> bool:
+    """429, 408 and 5xx answers and network failures; the HTTP status wins over ccxt's error class."""
+    status = _http_status(error)
+    if status is not None:
+        return status in (408, 429) or status >= 500
+    return isinstance(error, ccxt.NetworkError)
+
+
+def _http_status(error: BaseException) -> int | None:
+    """The HTTP status of the answer behind a ccxt error (ccxt raises it while handling requests' HTTPError)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, requests.HTTPError) and seen.response is not None:
+            return seen.response.status_code
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _next_since(since: int, limit: int, page: list[list]) -> int:
+    """Start of the next page: after the window just asked for and after the last candle returned."""
+    after_window = since + limit * MINUTE_MS
+    if not page:
+        return after_window
+    last_minute = max(row[0] for row in page) // MINUTE_MS * MINUTE_MS
+    return max(after_window, last_minute + MINUTE_MS)
+
+
+def _to_frame(rows: list[list]) -> pl.DataFrame:
+    if not rows:
+        return empty_candles()
+    frame = pl.DataFrame(rows, schema=_OHLCV_SCHEMA, orient="row", strict=False)
+    return conform(frame.with_columns(pl.from_epoch("timestamp", time_unit="ms").alias("minute")))
+
+
+def _to_ms(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
