@@ -27,13 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=int, default=3, help="most recent complete UTC days to materialize")
     demo.set_defaults(handler=_run_demo)
 
-    bench = commands.add_parser("bench", help="benchmarks that print JSON")
-    benches = bench.add_subparsers(dest="benchmark", required=True)
-    for name in BENCHMARKS:
-        sub = benches.add_parser(name, help=f"the {name} benchmark")
-        sub.add_argument("--json", dest="json_path", help="also write the JSON result to this file")
-        sub.set_defaults(handler=_run_bench, bench_name=name)
-        _bench_module(name).add_arguments(sub)
+    bench = commands.add_parser("bench", help=f"benchmarks that print JSON: {', '.join(BENCHMARKS)}")
+    bench.add_argument("benchmark", choices=BENCHMARKS)
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options (see --help)")
+    bench.set_defaults(handler=_run_bench)
     return parser
 
 
@@ -42,11 +39,19 @@ def _bench_module(name: str):
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    result = _bench_module(args.bench_name).run(args)
+    """Benchmarks import their module (and so torch) only when they run, keeping other commands quick."""
+    module = _bench_module(args.benchmark)
+    parser = argparse.ArgumentParser(
+        prog=f"trading-assets bench {args.benchmark}", description=module.__doc__
+    )
+    parser.add_argument("--json", dest="json_path", help="also write the JSON result to this file")
+    module.add_arguments(parser)
+    options = parser.parse_args(args.options)
+    result = module.run(options)
     text = json.dumps(result, indent=2, default=str)
     print(text)
-    if args.json_path:
-        path = Path(args.json_path)
+    if options.json_path:
+        path = Path(options.json_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text + "\n")
     return 0
