@@ -19,9 +19,16 @@ def good_day() -> pl.DataFrame:
 
 
 def with_row(frame: pl.DataFrame, index: int, **values: object) -> pl.DataFrame:
-    return frame.with_row_index().with_columns(
-        [pl.when(pl.col("index") == index).then(pl.lit(v)).otherwise(pl.col(k)).alias(k) for k, v in values.items()]
-    ).drop("index")
+    return (
+        frame.with_row_index()
+        .with_columns(
+            [
+                pl.when(pl.col("index") == index).then(pl.lit(v)).otherwise(pl.col(k)).alias(k)
+                for k, v in values.items()
+            ]
+        )
+        .drop("index")
+    )
 
 
 def test_a_clean_day_passes_untouched() -> None:
@@ -58,15 +65,23 @@ def test_duplicate_minutes_are_all_dropped() -> None:
 
 
 def test_too_many_invalid_rows_fail_with_symbol_day_and_reasons() -> None:
-    frame = good_day().with_columns(pl.when(pl.col("minute").dt.hour() < 2).then(-1.0).otherwise(pl.col("volume")).alias("volume"))
-    with pytest.raises(InvalidPartitionError, match=r"BTC-USD 2024-03-05: 120 of 1440 candles invalid .*120 negative volume"):
+    frame = good_day().with_columns(
+        pl.when(pl.col("minute").dt.hour() < 2).then(-1.0).otherwise(pl.col("volume")).alias("volume")
+    )
+    with pytest.raises(
+        InvalidPartitionError, match=r"BTC-USD 2024-03-05: 120 of 1440 candles invalid .*120 negative volume"
+    ):
         validate_candles(frame, "BTC-USD", DAY, max_invalid_share=0.05)
 
 
 def test_day_quality_reports_gaps() -> None:
     start, _ = day_bounds(DAY)
-    minutes = pl.datetime_range(start, start + timedelta(days=1), "1m", closed="left", eager=True, time_unit="us")
-    kept = minutes.filter(~((minutes >= start + timedelta(minutes=10)) & (minutes < start + timedelta(minutes=40))))
+    minutes = pl.datetime_range(
+        start, start + timedelta(days=1), "1m", closed="left", eager=True, time_unit="us"
+    )
+    kept = minutes.filter(
+        ~((minutes >= start + timedelta(minutes=10)) & (minutes < start + timedelta(minutes=40)))
+    )
     kept = kept.slice(0, kept.len() - 5)
     quality = day_quality(kept, DAY)
     assert quality.gap_count == 2

@@ -30,13 +30,17 @@ def test_formats_round_trip(tmp_path: Path, suffix: str) -> None:
     elif suffix == ".feather":
         original.write_ipc(path)
     else:
-        original.with_columns(pl.col("minute").dt.epoch("ms").alias("timestamp")).drop("minute").write_csv(path)
+        original.with_columns(pl.col("minute").dt.epoch("ms").alias("timestamp")).drop("minute").write_csv(
+            path
+        )
     assert read_candle_file(path).equals(original)
     assert FilesSource(tmp_path).file_for("ETH-USD") == path
 
 
 def test_missing_symbol_and_columns_are_named(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"no candle file for symbol SOL-USD in .*UNITTEST_BTC-1m.csv"):
+    with pytest.raises(
+        FileNotFoundError, match=r"no candle file for symbol SOL-USD in .*UNITTEST_BTC-1m.csv"
+    ):
         FilesSource(FIXTURES).file_for("SOL-USD")
     broken = tmp_path / "XRP-USD.csv"
     broken.write_text("date,open,high,low,close\n2024-01-01 00:00:00,1,1,1,1\n")

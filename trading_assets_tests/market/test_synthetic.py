@@ -35,7 +35,11 @@ def test_same_minute_same_candle_whatever_the_range() -> None:
 
 def test_seed_changes_the_market() -> None:
     bounds = day_bounds(date(2024, 1, 17))
-    assert not SyntheticSource(seed=1).fetch("BTC-USD", *bounds).equals(SyntheticSource(seed=2).fetch("BTC-USD", *bounds))
+    assert (
+        not SyntheticSource(seed=1)
+        .fetch("BTC-USD", *bounds)
+        .equals(SyntheticSource(seed=2).fetch("BTC-USD", *bounds))
+    )
 
 
 def test_symbols_differ_in_price_level_and_volatility(month: dict[str, pl.DataFrame]) -> None:
@@ -61,9 +65,11 @@ def test_stylised_facts(month: dict[str, pl.DataFrame]) -> None:
     absolute = np.abs(returns)
     assert np.corrcoef(absolute[1:], absolute[:-1])[0, 1] > 0.1, "volatility clustering"
     assert np.corrcoef(absolute, frame["volume"].to_numpy()[1:])[0, 1] > 0.3, "volume rises with |return|"
-    by_hour = frame.with_columns(r=pl.Series(np.concatenate([[0.0], absolute]))).group_by(
-        pl.col("minute").dt.hour().alias("hour")
-    ).agg(pl.col("r").mean())
+    by_hour = (
+        frame.with_columns(r=pl.Series(np.concatenate([[0.0], absolute])))
+        .group_by(pl.col("minute").dt.hour().alias("hour"))
+        .agg(pl.col("r").mean())
+    )
     busiest = by_hour.sort("r")["hour"][-1]
     assert 12 <= busiest <= 17, "busiest around the US open"
 
@@ -74,7 +80,11 @@ def test_predictability_gives_the_documented_best_accuracy(predictability: float
     returns = log_returns(frame)
     accuracy = np.mean(np.sign(returns[1:]) == np.sign(returns[:-1]))
     # documented: Gaussian formula, measured about 0.015 higher with Student-t innovations
-    assert best_direction_accuracy(predictability) - 0.01 < accuracy < best_direction_accuracy(predictability) + 0.03
+    assert (
+        best_direction_accuracy(predictability) - 0.01
+        < accuracy
+        < best_direction_accuracy(predictability) + 0.03
+    )
 
 
 def test_out_of_range_requests_fail_clearly() -> None:
