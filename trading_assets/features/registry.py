@@ -134,6 +134,19 @@ def _angle(position: pl.Expr, period: int) -> pl.Expr:
     return position.cast(pl.Float64) * (2.0 * math.pi / period)
 
 
+def _ratio_if(valid: pl.Expr, num: pl.Expr, den: pl.Expr, default: float) -> pl.Expr:
+    """num / den where `valid`, `default` where not, null in warm-up.
+
+    `valid` counts nonzero terms with an integer rolling sum (exact): a floating rolling sum over a window
+    of zeros can keep a rounding residue that depends on where the grid starts.
+    """
+    return pl.when(valid).then(num / den).when(valid.is_not_null()).then(pl.lit(default))
+
+
+def _nonzero_count(x: pl.Expr, window: int) -> pl.Expr:
+    return (x != 0).cast(pl.Int32).rolling_sum(window)
+
+
 def _c(name: str) -> pl.Expr:
     return pl.col(name)
 
@@ -165,6 +178,7 @@ INTERMEDIATE_STAGES: tuple[dict[str, pl.Expr], ...] = (
         "_close_std20": _window_deviation(_close, 20, power=2).sqrt(),
         "_volume_mean60": _volume.rolling_mean(60),
         "_volume_std60": _volume.rolling_std(60, ddof=0),
+        "_traded60": _nonzero_count(_volume, 60),
     },
     {
         "_r1_sq": _c("_log_close").diff() ** 2,
@@ -181,6 +195,7 @@ INTERMEDIATE_STAGES: tuple[dict[str, pl.Expr], ...] = (
     },
     {
         "_macd_signal_raw": truncated_ema(_c("_macd_raw"), _span(9)),
+        "_flow_moved": _c("_tp_change").sign() * _c("_flow"),
         "_flow_up14": _flow_share(1),
         "_flow_down14": _flow_share(-1),
         "_flow_mean60": _c("_flow").rolling_mean(60),
@@ -203,7 +218,14 @@ def _log_return(minutes: int) -> pl.Expr:
 
 
 def _root_mean(x: pl.Expr, window: int) -> pl.Expr:
-    return x.rolling_mean(window).clip(lower_bound=0.0).sqrt()
+    """sqrt of the window mean of x >= 0; exactly 0 when every term is 0 (a gap), not a rounding residue."""
+    terms = _nonzero_count(x, window)
+    return (
+        pl.when(terms > 0)
+        .then(x.rolling_mean(window).clip(lower_bound=0.0).sqrt())
+        .when(terms >= 0)
+        .then(0.0)
+    )
 
 
 def _garman_klass_term() -> pl.Expr:
@@ -227,17 +249,19 @@ def _cci() -> pl.Expr:
 
 def _volume_z() -> pl.Expr:
     mean = _c("_volume_mean60")
-    return _ratio(_volume - mean, _c("_volume_std60"), 0.0, RELATIVE_FLOOR * mean)
+    traded = (_c("_traded60") > 0) & (_c("_volume_std60") > RELATIVE_FLOOR * mean)
+    return _ratio_if(traded, _volume - mean, _c("_volume_std60"), 0.0)
 
 
 def _obv_slope(window: int) -> pl.Expr:
     signed = _c("_change").sign() * _volume
-    return _ratio(signed.rolling_sum(window), _volume.rolling_sum(window), 0.0).clip(-1.0, 1.0)
+    traded = _nonzero_count(_volume, window) > 0
+    return _ratio_if(traded, signed.rolling_sum(window), _volume.rolling_sum(window), 0.0).clip(-1.0, 1.0)
 
 
 def _vwap_dev() -> pl.Expr:
     """close / VWAP(60) - 1 written as close * mean volume / mean(price x volume) - 1: no volume gives 0."""
-    return _ratio(_close * _c("_volume_mean60"), _c("_flow_mean60"), 1.0) - 1.0
+    return _ratio_if(_c("_traded60") > 0, _close * _c("_volume_mean60"), _c("_flow_mean60"), 1.0) - 1.0
 
 
 def _candle_share(part: pl.Expr) -> pl.Expr:
@@ -294,11 +318,13 @@ FEATURES: tuple[Feature, ...] = (
     Feature("volume_z_60", "volume z-score against the last 60 minutes (ddof=0); 0 when the std is 0", 59,
             _volume_z()),
     Feature("volume_ratio_15_60", "mean volume over 15 minutes / over 60 minutes; 1 when no volume", 59,
-            _ratio(_volume.rolling_mean(15), _c("_volume_mean60"), 1.0).clip(0.0, 4.0), (0.0, 4.0)),
+            _ratio_if(_c("_traded60") > 0, _volume.rolling_mean(15), _c("_volume_mean60"), 1.0).clip(0.0, 4.0),
+            (0.0, 4.0)),
     Feature("obv_slope_30", "OBV change over 30 minutes / volume traded in them", 30, _obv_slope(30),
             _UNIT),
     Feature("mfi_14", "money flow index(14); 50 when no money flowed", 14,
-            _ratio(100.0 * _c("_flow_up14"), _c("_flow_up14") + _c("_flow_down14"), 50.0).clip(0.0, 100.0),
+            _ratio_if(_nonzero_count(_c("_flow_moved"), 14) > 0, 100.0 * _c("_flow_up14"),
+                      _c("_flow_up14") + _c("_flow_down14"), 50.0).clip(0.0, 100.0),
             _PCT),
     Feature("vwap_dev_60", "close / VWAP(60, typical price) - 1; 0 when no volume", 59, _vwap_dev()),
     Feature("body_share", "(close - open) / (high - low); 0 when high == low", 0,

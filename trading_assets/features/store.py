@@ -1,0 +1,177 @@
+"""The feature store: one DuckDB table keyed by (symbol, minute), one column per feature plus flags.
+
+Writes go through `duckdb_store.replace_slice`, so a (symbol, day) partition replaces its slice in one
+transaction with the candles table's guarantees (lock retries, rollback, idempotent reruns). Each row
+records the feature set it was computed with (`feature_set_version`, `schema_hash`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import polars as pl
+
+from trading_assets.features.pipeline import FLAG_COLUMNS
+from trading_assets.features.registry import (
+    FEATURE_NAMES,
+    FEATURES,
+    MODEL_FEATURES,
+    schema_hash,
+)
+from trading_assets.market.candles import MINUTES_PER_DAY, day_bounds
+from trading_assets.store.duckdb_store import read_range, replace_slice
+
+FEATURES_TABLE = "features"
+STORED_COLUMNS = ("minute", "close", *FEATURE_NAMES, *FLAG_COLUMNS, "feature_set_version", "schema_hash")
+_FEATURE_COLUMNS_SQL = ",\n".join(f'    "{name}" DOUBLE NOT NULL' for name in FEATURE_NAMES)
+FEATURES_DDL = f"""
+CREATE TABLE IF NOT EXISTS {FEATURES_TABLE} (
+    symbol VARCHAR NOT NULL,
+    minute TIMESTAMPTZ NOT NULL,
+    close DOUBLE NOT NULL,
+{_FEATURE_COLUMNS_SQL},
+    filled BOOLEAN NOT NULL,
+    warmup BOOLEAN NOT NULL,
+    usable BOOLEAN NOT NULL,
+    feature_set_version VARCHAR NOT NULL,
+    schema_hash VARCHAR NOT NULL,
+    computed_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (symbol, minute)
+)
+"""
+
+
+class FeatureMatrix(NamedTuple):
+    """Training input: float32 features (rows x features) and the row-aligned minute, close and flag."""
+
+    x: np.ndarray
+    minutes: np.ndarray
+    close: np.ndarray
+    usable: np.ndarray
+    names: tuple[str, ...]
+
+
+def write_feature_day(
+    db_path: Path, symbol: str, day: date, frame: pl.DataFrame, computed_at: datetime | None = None
+) -> int:
+    """Replace the (symbol, day) slice of the features table with `frame` (from `compute_day_features`).
+
+    Refuses a frame that fails `check_feature_ranges`. Returns the rows written.
+    """
+    problems = check_feature_ranges(frame, day)
+    if problems:
+        raise ValueError(f"refusing to store features of {symbol} {day.isoformat()}: " + "; ".join(problems))
+    start, end = day_bounds(day)
+    rows = frame.select(
+        pl.lit(symbol).alias("symbol"),
+        *STORED_COLUMNS,
+        pl.lit(computed_at or datetime.now(UTC)).cast(pl.Datetime("us", "UTC")).alias("computed_at"),
+    )
+    return replace_slice(db_path, FEATURES_TABLE, rows, symbol, start, end, ddl=[FEATURES_DDL])
+
+
+def _as_datetime(bound: date | datetime) -> datetime:
+    return bound if isinstance(bound, datetime) else day_bounds(bound)[0]
+
+
+def read_features(
+    db_path: Path,
+    symbol: str,
+    start: date | datetime,
+    end: date | datetime,
+    columns: tuple[str, ...] | list[str] | None = None,
+) -> pl.DataFrame:
+    """Stored rows of `symbol` with start <= minute < end (a date means its 00:00 UTC), sorted by minute."""
+    return read_range(db_path, FEATURES_TABLE, [symbol], _as_datetime(start), _as_datetime(end), columns)
+
+
+def feature_matrix(frame: pl.DataFrame, names: tuple[str, ...] = MODEL_FEATURES) -> FeatureMatrix:
+    """The frame's features as one float32 array, without per-row Python.
+
+    Raises ValueError when rows were computed with another feature set than the current registry.
+    """
+    hashes = frame["schema_hash"].unique().to_list() if "schema_hash" in frame.columns else []
+    if any(value != schema_hash() for value in hashes):
+        raise ValueError(
+            f"rows computed with feature set(s) {hashes}, current is {schema_hash()}: recompute them"
+        )
+    return FeatureMatrix(
+        x=frame.select(pl.col(names).cast(pl.Float32)).to_numpy(order="c"),
+        minutes=frame["minute"].to_numpy(),
+        close=frame["close"].to_numpy(),
+        usable=frame["usable"].to_numpy(),
+        names=tuple(names),
+    )
+
+
+def read_feature_matrix(
+    db_path: Path,
+    symbol: str,
+    start: date | datetime,
+    end: date | datetime,
+    names: tuple[str, ...] = MODEL_FEATURES,
+) -> FeatureMatrix:
+    """`feature_matrix` of the stored rows of `symbol` in [start, end)."""
+    columns = ("minute", "close", *names, "usable", "schema_hash")
+    return feature_matrix(read_features(db_path, symbol, start, end, columns), names)
+
+
+def feature_summary(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per feature: mean, std (ddof=0), min and max over the non-warm-up rows, and the share of
+    rows whose minute was filled."""
+    measured = frame.filter(~pl.col("warmup"))
+    value = pl.col("value")
+    return (
+        measured.select(FEATURE_NAMES)
+        .unpivot(variable_name="feature", value_name="value")
+        .group_by("feature", maintain_order=True)
+        .agg(value.mean().alias("mean"), value.std(ddof=0).alias("std"), value.min().alias("min"),
+             value.max().alias("max"))
+        .with_columns(
+            pl.lit(measured.height).alias("rows"),
+            pl.lit(frame["filled"].mean() if frame.height else 0.0, dtype=pl.Float64).alias("share_filled"),
+        )
+    )  # fmt: skip
+
+
+def check_feature_ranges(frame: pl.DataFrame, day: date | None = None) -> list[str]:
+    """Problems with a features frame: missing columns, null/NaN/infinite values, values outside a
+    feature's bounds, and (given `day`) minutes that are not exactly the day's 1,440."""
+    missing = [name for name in STORED_COLUMNS if name not in frame.columns]
+    if missing:
+        return [f"missing column(s) {missing}"]
+    problems = [*_non_finite(frame), *_out_of_bounds(frame)]
+    if day is not None:
+        problems += _coverage(frame, day)
+    return problems
+
+
+def _non_finite(frame: pl.DataFrame) -> list[str]:
+    counts = frame.select(pl.col(FEATURE_NAMES).is_finite().not_().fill_null(True).sum()).row(0, named=True)
+    return [f"{name}: {count} null, NaN or infinite value(s)" for name, count in counts.items() if count]
+
+
+def _out_of_bounds(frame: pl.DataFrame) -> list[str]:
+    bounds = {feature.name: feature.bounds for feature in FEATURES if feature.bounds is not None}
+    counts = frame.select(
+        (~pl.col(name).is_between(low, high)).sum().alias(name) for name, (low, high) in bounds.items()
+    ).row(0, named=True)
+    return [
+        f"{name}: {counts[name]} value(s) outside [{low}, {high}]"
+        for name, (low, high) in bounds.items()
+        if counts[name]
+    ]
+
+
+def _coverage(frame: pl.DataFrame, day: date) -> list[str]:
+    start, end = day_bounds(day)
+    minutes = frame["minute"]
+    problems = []
+    if frame.height != MINUTES_PER_DAY or minutes.n_unique() != frame.height:
+        problems.append(f"{frame.height} rows with {minutes.n_unique()} distinct minutes, expected 1440")
+    if frame.height and (minutes.min() != start or minutes.max() != end - timedelta(minutes=1)):
+        problems.append(f"minutes span [{minutes.min()}, {minutes.max()}], expected the UTC day {day}")
+    return problems
