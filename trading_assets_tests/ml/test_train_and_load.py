@@ -1,0 +1,133 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from trading_assets.ml import ModelArtifactError, TrainConfig, load_model, train_model
+from trading_assets.ml.artifacts import sha256_of
+from trading_assets.ml.models import LSTMDirectionModel
+
+from .conftest import FEATURES
+
+SCHEMA = "schema-5"
+
+
+def _train(model_type, market, config, tmp_path):
+    return train_model(
+        model_type, "BTC/USD", market.x, market.close, market.usable, market.minutes, FEATURES, "fs-1",
+        SCHEMA, config, tmp_path,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def lstm_artifact(market, tmp_path_factory):
+    config = TrainConfig(seq_len=10, max_epochs=3, samples_per_epoch=512, batch_size=64, hidden=8)
+    return _train("lstm", market, config, tmp_path_factory.mktemp("models"))
+
+
+@pytest.mark.parametrize("model_type", ["transformer", "logistic"])
+def test_each_model_type_trains_and_round_trips(model_type, market, tmp_path):
+    config = TrainConfig(seq_len=10, max_epochs=4, samples_per_epoch=1024, batch_size=64, d_model=16)
+    result = _train(model_type, market, config, tmp_path)
+    assert result.artifact_dir.parent == tmp_path / model_type / "BTC-USD"
+    loaded = load_model(result.artifact_dir, FEATURES, SCHEMA)
+    rows = market.x[-40:]
+    probs = loaded.predict_proba(rows)
+    assert probs.shape == (31,) and np.all((probs >= 0) & (probs <= 1))
+    np.testing.assert_allclose(loaded.predict_proba(rows[None, -10:]), probs[-1:], rtol=1e-6)
+    assert result.metrics["calibrated"]["accuracy"] > 0.6  # feature 0 drives the next move
+
+
+def test_lstm_artifact_manifest(lstm_artifact):
+    result = lstm_artifact
+    manifest = json.loads((result.artifact_dir / "manifest.json").read_text())
+    assert manifest["weights_sha256"] == sha256_of(result.artifact_dir / "weights.pt")
+    assert manifest["feature_names"] == FEATURES and manifest["schema_hash"] == SCHEMA
+    assert manifest["parameter_count"] == result.parameter_count
+    assert set(manifest["scaler"]) == set(FEATURES) and manifest["calibration"]["temperature"] > 0
+    train, val, test = (manifest["data_ranges"][k] for k in ("train", "val", "test"))
+    assert train["first_minute"] == "2024-01-01T00:01Z" and train["last_row"] < val["first_row"]
+    assert val["last_row"] < test["first_row"] and test["last_minute"] == "2024-01-02T02:39Z"
+    assert {
+        "accuracy",
+        "ece",
+        "brier",
+        "log_loss",
+        "roc_auc",
+        "base_rate",
+        "confusion_matrix",
+        "samples",
+    } <= set(manifest["metrics"]["calibrated"])
+    assert {"return", "hit_rate", "turnover", "sharpe", "buy_and_hold_return"} <= set(
+        manifest["metrics"]["backtest"]
+    )
+    assert len(result.learning_curve) == result.epochs_run == 3 and 1 <= result.best_epoch <= 3
+    assert sum(row["count"] for row in result.reliability_table) == result.metrics["calibrated"]["samples"]
+    assert not [p for p in result.artifact_dir.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_loaded_lstm_predicts_like_the_trained_network(lstm_artifact, market):
+    loaded = load_model(lstm_artifact.artifact_dir, FEATURES, SCHEMA)
+    windows = market.x[-25:-5][None]
+    scaled = torch.from_numpy((windows[:, -10:] - loaded.scaler.mean) / loaded.scaler.std)
+    with torch.no_grad():
+        expected = torch.sigmoid(loaded.model(scaled) / loaded.temperature).numpy()
+    np.testing.assert_allclose(loaded.predict_proba(windows[:, -10:]), expected, rtol=1e-5)
+
+
+def test_old_pipeline_model_is_refused_by_a_31_feature_store(lstm_artifact):
+    store_features = [f"feature_{i}" for i in range(31)]
+    with pytest.raises(ModelArtifactError) as error:
+        load_model(lstm_artifact.artifact_dir, store_features, "schema-31")
+    assert str(error.value) == (
+        "model expects 5 features [open, high, low, close, volume] (schema schema-5) but the feature store "
+        "provides 31 (schema schema-31)"
+    )
+
+
+def test_same_names_with_another_schema_hash_are_refused(lstm_artifact):
+    with pytest.raises(ModelArtifactError, match="schema schema-5.*schema other"):
+        load_model(lstm_artifact.artifact_dir, FEATURES, "other")
+
+
+def _copy(artifact, tmp_path):
+    import shutil
+
+    return shutil.copytree(artifact.artifact_dir, tmp_path / "copy")
+
+
+def test_truncated_weights_are_refused(lstm_artifact, tmp_path):
+    directory = _copy(lstm_artifact, tmp_path)
+    weights = directory / "weights.pt"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ModelArtifactError, match="sha256"):
+        load_model(directory, FEATURES, SCHEMA)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["weights_sha256"] = sha256_of(weights)
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelArtifactError, match="cannot read weights"):
+        load_model(directory, FEATURES, SCHEMA)
+
+
+def test_weights_that_are_not_what_the_manifest_says_are_refused(lstm_artifact, tmp_path):
+    directory = _copy(lstm_artifact, tmp_path)
+    weights = directory / "weights.pt"
+    torch.save(LSTMDirectionModel(len(FEATURES), hidden=8, bidirectional=False).state_dict(), weights)
+    with pytest.raises(ModelArtifactError, match="sha256"):
+        load_model(directory, FEATURES, SCHEMA)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["weights_sha256"] = sha256_of(weights)
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelArtifactError, match="do not fit the manifest's architecture"):
+        load_model(directory, FEATURES, SCHEMA)
+
+
+def test_a_failed_write_leaves_no_artifact(market, tiny_config, tmp_path, monkeypatch):
+    def broken_save(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        _train("lstm", market, tiny_config, tmp_path)
+    assert list((tmp_path / "lstm" / "BTC-USD").iterdir()) == []

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+import torch
+
+from trading_assets.ml.data import chronological_splits, fit_scaler, make_samples
+from trading_assets.ml.trainer import build_torch_model, fit_torch, predict_logits, thread_budget
+
+
+@pytest.mark.parametrize(("cores", "concurrent", "expected"), [(8, 4, 2), (8, 1, 8), (2, 3, 1), (16, 3, 5)])
+def test_thread_budget_shares_cores(monkeypatch, cores, concurrent, expected):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)))
+    assert thread_budget(concurrent) == expected
+
+
+def test_thread_budget_reads_concurrency_from_environment(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(12)))
+    monkeypatch.setenv("TA_CONCURRENT_TRAININGS", "3")
+    assert thread_budget() == 4
+
+
+def _fit(market, config, progress=None):
+    samples = make_samples(market.close, market.usable, config.seq_len, config.horizon, 0.0)
+    splits = chronological_splits(samples, 0.7, 0.15, config.seq_len + config.horizon)
+    x = torch.from_numpy(fit_scaler(market.x, splits.train, config.seq_len).transform(market.x))
+    torch.manual_seed(config.seed)
+    model = build_torch_model("lstm", x.shape[1], config)
+    return model, fit_torch(model, x, splits.train, splits.val, config, progress), x, splits
+
+
+def test_training_is_reproducible_and_reports_each_epoch(market, tiny_config):
+    updates = []
+    first, outcome, _, _ = _fit(market, tiny_config, updates.append)
+    second, _, _, _ = _fit(market, tiny_config)
+    for name, value in first.state_dict().items():
+        assert torch.equal(value, second.state_dict()[name]), name
+    assert [u.epoch for u in updates] == [1, 2, 3] == [e["epoch"] for e in outcome.learning_curve]
+    assert all(u.samples_per_s > 0 and u.eta_s >= 0 and 0 <= u.val_accuracy <= 1 for u in updates)
+    assert updates[-1].eta_s == 0
+
+
+def test_best_weights_are_restored_and_patience_stops_early(market, tiny_config):
+    config = type(tiny_config)(
+        **{**tiny_config.to_dict(), "max_epochs": 15, "patience": 1, "learning_rate": 0.05}
+    )
+    model, outcome, x, splits = _fit(market, config)
+    assert outcome.epochs_run < 15
+    best = min(outcome.learning_curve, key=lambda e: e["val_loss"])
+    assert outcome.best_epoch == best["epoch"]
+    logits = torch.from_numpy(predict_logits(model, x, splits.val.ends, config.seq_len, 256)).double()
+    val_loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, torch.from_numpy(splits.val.labels).double()
+    )
+    assert float(val_loss) == pytest.approx(best["val_loss"], rel=1e-6)
+    assert np.isfinite(outcome.samples_per_s)
