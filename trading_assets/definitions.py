@@ -6,6 +6,7 @@ import dagster as dg
 
 from trading_assets.defs.assets.candles import raw_candles, raw_candles_freshness
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
+from trading_assets.defs.sensors import check_failure_alerts, run_failure_alerts
 from trading_assets.settings import load_settings
 
 settings = load_settings()
@@ -13,6 +14,7 @@ settings = load_settings()
 defs = dg.Definitions(
     assets=[raw_candles],
     asset_checks=[raw_candles_freshness],
+    sensors=[check_failure_alerts, run_failure_alerts],
     resources={
         "market_data": MarketDataResource.from_settings(settings),
         "store": DuckDBStoreResource(path=str(settings.duckdb_path)),

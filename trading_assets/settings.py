@@ -36,6 +36,7 @@ ENVIRONMENT_VARIABLES = {
     "TA_FRESHNESS_HOURS": "latest partition must be younger than this (default 48)",
     "TA_MIN_ACCURACY": "accuracy gate threshold (default 0.68)",
     "TA_MAX_CALIBRATION_ERROR": "calibration gate threshold (default 0.05)",
+    "TA_ALERT_WEBHOOK_URL": "optional webhook (Slack-compatible JSON POST) for alerts",
 }
 
 
@@ -80,6 +81,11 @@ class Settings:
     freshness_hours: float = 48.0
     min_accuracy: float = 0.68
     max_calibration_error: float = 0.05
+    alert_webhook_url: str | None = None
+
+    @property
+    def alerts_dir(self) -> Path:
+        return self.data_dir / "alerts"
 
 
 def load_settings() -> Settings:
@@ -111,4 +117,5 @@ def load_settings() -> Settings:
         freshness_hours=_env_float("TA_FRESHNESS_HOURS", 48.0),
         min_accuracy=_env_float("TA_MIN_ACCURACY", 0.68),
         max_calibration_error=_env_float("TA_MAX_CALIBRATION_ERROR", 0.05),
+        alert_webhook_url=os.environ.get("TA_ALERT_WEBHOOK_URL", "").strip() or None,
     )

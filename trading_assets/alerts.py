@@ -1,0 +1,151 @@
+"""Alerts: an append-only JSONL log and an optional Slack-compatible webhook, with an outbox.
+
+Every alert has a stable `key` (for a failed check: the check and its execution record; for a failed
+run: the run id). `AlertLog.raise_alert` appends an alert to `alerts.jsonl` only if its key is not there
+yet, so an alert is raised once even when the sensor that raises it restarts or re-reads old events.
+Alerts meant for the webhook also go to `webhook_outbox.jsonl`; `deliver_outbox` posts them as JSON
+(`{"text": ..., "alert": {...}}`), retrying with backoff, and keeps whatever could not be delivered for
+the next call. A receiver that is down never loses an alert and never raises out of `deliver_outbox`.
+No Dagster here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+ALERTS_FILE = "alerts.jsonl"
+OUTBOX_FILE = "webhook_outbox.jsonl"
+LOCK_FILE = ".alerts.lock"
+
+
+@dataclass(frozen=True)
+class Alert:
+    key: str
+    kind: str
+    text: str
+    details: dict[str, object] = field(default_factory=dict)
+    raised_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    delivered: int
+    pending: int
+    last_error: str | None
+
+
+class AlertLog:
+    """Alerts under `directory`: the append-only log and the webhook outbox."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.log_path = self.directory / ALERTS_FILE
+        self.outbox_path = self.directory / OUTBOX_FILE
+
+    def alerts(self) -> list[Alert]:
+        """Every alert raised so far, oldest first."""
+        return _read_alerts(self.log_path)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise writers (two sensors may raise alerts at once) with an advisory file lock."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with (self.directory / LOCK_FILE).open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def raise_alert(self, alert: Alert, to_webhook: bool) -> bool:
+        """Record `alert` unless its key was raised before; True when it is new."""
+        with self._locked():
+            if alert.key in {known.key for known in self.alerts()}:
+                return False
+            line = json.dumps(asdict(alert), sort_keys=True) + "\n"
+            if to_webhook:
+                _append(self.outbox_path, line)
+            _append(self.log_path, line)
+            return True
+
+    def pending(self) -> list[Alert]:
+        return _read_alerts(self.outbox_path)
+
+    def deliver_outbox(
+        self, url: str, attempts: int = 3, timeout_s: float = 5.0, backoff_s: float = 0.2
+    ) -> DeliveryReport:
+        """POST every pending alert to `url`; keep the ones that fail for the next call."""
+        delivered: set[str] = set()
+        last_error = None
+        for alert in self.pending():
+            error = _post_with_retries(url, alert, attempts, timeout_s, backoff_s)
+            if error is None:
+                delivered.add(alert.key)
+            else:
+                last_error = error
+        with self._locked():
+            # Re-read: alerts raised while posting stay in the outbox.
+            still_pending = [alert for alert in self.pending() if alert.key not in delivered]
+            if delivered:
+                _rewrite(self.outbox_path, still_pending)
+        return DeliveryReport(len(delivered), len(still_pending), last_error)
+
+
+def _append(path: Path, line: str) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _read_alerts(path: Path) -> list[Alert]:
+    if not path.exists():
+        return []
+    alerts = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            alerts.append(Alert(**json.loads(line)))
+        except (json.JSONDecodeError, TypeError) as error:
+            raise ValueError(f"{path}, line {number}: not an alert record ({error})") from error
+    return alerts
+
+
+def _rewrite(path: Path, alerts: list[Alert]) -> None:
+    """Replace the outbox atomically (temporary file, then rename)."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".outbox-")
+    with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        stream.writelines(json.dumps(asdict(alert), sort_keys=True) + "\n" for alert in alerts)
+    os.replace(temporary, path)
+
+
+def _post_with_retries(
+    url: str, alert: Alert, attempts: int, timeout_s: float, backoff_s: float
+) -> str | None:
+    """None when delivered, otherwise the last error as text."""
+    body = json.dumps({"text": alert.text, "alert": asdict(alert)}).encode()
+    error = None
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(backoff_s * 2 ** (attempt - 1))
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                if 200 <= response.status < 300:
+                    return None
+                error = f"HTTP {response.status}"
+        except (urllib.error.URLError, OSError) as failure:
+            error = f"{type(failure).__name__}: {failure}"
+    return error

@@ -1,0 +1,44 @@
+import socket
+from pathlib import Path
+
+from trading_assets.alerts import Alert, AlertLog
+from trading_assets_tests.webhook_receiver import WebhookReceiver
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_alert_is_raised_once_even_after_a_restart(tmp_path: Path) -> None:
+    alert = Alert(key="check:x:1", kind="check_failed", text="check failed")
+    assert AlertLog(tmp_path).raise_alert(alert, to_webhook=False)
+    assert not AlertLog(tmp_path).raise_alert(alert, to_webhook=False)
+    assert [a.key for a in AlertLog(tmp_path).pending()] == []
+    assert (tmp_path / "alerts.jsonl").read_text().count("check:x:1") == 1
+
+
+def test_webhook_gets_slack_compatible_json_with_retries(tmp_path: Path) -> None:
+    log = AlertLog(tmp_path)
+    log.raise_alert(Alert(key="a", kind="check_failed", text="gate failed"), to_webhook=True)
+    with WebhookReceiver() as receiver:
+        receiver.fail_next = 2
+        report = log.deliver_outbox(receiver.url, attempts=3, backoff_s=0.01)
+    assert (report.delivered, report.pending) == (1, 0)
+    [payload] = receiver.received
+    assert payload["text"] == "gate failed" and payload["alert"]["key"] == "a"
+
+
+def test_a_receiver_that_is_down_keeps_the_alert_for_later(tmp_path: Path) -> None:
+    log = AlertLog(tmp_path)
+    log.raise_alert(Alert(key="b", kind="run_failed", text="run failed"), to_webhook=True)
+    port = free_port()
+    down = log.deliver_outbox(f"http://127.0.0.1:{port}/hook", attempts=2, timeout_s=1, backoff_s=0.01)
+    assert (down.delivered, down.pending) == (0, 1) and "Connection refused" in down.last_error
+    log.raise_alert(Alert(key="c", kind="run_failed", text="another"), to_webhook=True)
+    with WebhookReceiver(port=port) as receiver:
+        up = log.deliver_outbox(receiver.url, backoff_s=0.01)
+    assert (up.delivered, up.pending) == (2, 0)
+    assert [p["alert"]["key"] for p in receiver.received] == ["b", "c"]
+    assert log.pending() == []
