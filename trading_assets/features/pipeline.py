@@ -53,8 +53,10 @@ def candle_window(start: datetime, end: datetime, history_start: date) -> tuple[
 
 def complete_grid(candles: pl.DataFrame, start: datetime, end: datetime) -> pl.DataFrame:
     """One row per minute of [start, end): the candles, with omitted minutes filled and flagged."""
-    grid = pl.datetime_range(start, end, "1m", closed="left", time_unit="us", time_zone="UTC", eager=True)
     in_range = conform(candles).filter((pl.col("minute") >= start) & (pl.col("minute") < end))
+    if _is_complete(in_range["minute"], start, end):
+        return in_range.with_columns(filled=pl.lit(False))
+    grid = pl.datetime_range(start, end, "1m", closed="left", time_unit="us", time_zone="UTC", eager=True)
     joined = grid.alias("minute").to_frame().join(in_range, on="minute", how="left", validate="1:1")
     filled = pl.col("close").is_null()
     carried = pl.col("close").forward_fill().fill_null(pl.col("open").backward_fill())
@@ -66,6 +68,14 @@ def complete_grid(candles: pl.DataFrame, start: datetime, end: datetime) -> pl.D
         pl.col("volume").fill_null(0.0),
         filled.alias("filled"),
     )
+
+
+def _is_complete(minutes: pl.Series, start: datetime, end: datetime) -> bool:
+    """Whether `minutes` already is every minute of [start, end) in order (then no join is needed)."""
+    expected = int((end - start).total_seconds() // 60)
+    if minutes.len() != expected or expected == 0 or minutes[0] != start:
+        return False
+    return bool((minutes.diff().slice(1) == timedelta(minutes=1)).all())
 
 
 def _flags(history_start: date) -> list[pl.Expr]:
