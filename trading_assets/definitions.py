@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from trading_assets.defs.assets.candles import raw_candles, raw_candles_freshness
+from trading_assets.defs.jobs import daily_candles_schedule, daily_market_data_job
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
 from trading_assets.defs.sensors import check_failure_alerts, run_failure_alerts
 from trading_assets.settings import load_settings
@@ -15,6 +16,8 @@ defs = dg.Definitions(
     assets=[raw_candles],
     asset_checks=[raw_candles_freshness],
     sensors=[check_failure_alerts, run_failure_alerts],
+    jobs=[daily_market_data_job],
+    schedules=[daily_candles_schedule],
     resources={
         "market_data": MarketDataResource.from_settings(settings),
         "store": DuckDBStoreResource(path=str(settings.duckdb_path)),

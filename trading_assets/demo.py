@@ -7,9 +7,6 @@ from datetime import UTC, date, datetime, timedelta
 
 from trading_assets.settings import PROJECT_ROOT, load_settings
 
-PARTITION_RANGE_START = "dagster/asset_partition_range_start"
-PARTITION_RANGE_END = "dagster/asset_partition_range_end"
-
 
 def demo_days(days: int, today: date | None = None) -> tuple[date, date]:
     """The last `days` complete UTC days: (first, last)."""
@@ -17,20 +14,12 @@ def demo_days(days: int, today: date | None = None) -> tuple[date, date]:
     return last - timedelta(days=days - 1), last
 
 
-def partition_range_tags(first: date, last: date, symbols: tuple[str, ...]) -> dict[str, str]:
-    """Run tags selecting every (symbol, day) with first <= day <= last, as a backfill's single run does."""
-    ordered = sorted(symbols)
-    return {
-        PARTITION_RANGE_START: f"{first.isoformat()}|{ordered[0]}",
-        PARTITION_RANGE_END: f"{last.isoformat()}|{ordered[-1]}",
-    }
-
-
 def run_demo(days: int = 3) -> int:
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
     import dagster as dg
 
     from trading_assets.definitions import defs
+    from trading_assets.partitions import partition_range_tags
     from trading_assets.store.duckdb_store import query
 
     settings = load_settings()

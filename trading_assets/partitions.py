@@ -24,3 +24,12 @@ def split_key(key: str | dg.MultiPartitionKey) -> tuple[str, date]:
 def _parse(key: str) -> dict[str, str]:
     day, symbol = key.split("|", 1)
     return {"date": day, "symbol": symbol}
+
+
+def partition_range_tags(first: date, last: date, symbols: tuple[str, ...]) -> dict[str, str]:
+    """Run tags selecting every (symbol, day) with first <= day <= last, as a single-run backfill does."""
+    ordered = sorted(symbols)
+    return {
+        "dagster/asset_partition_range_start": f"{first.isoformat()}|{ordered[0]}",
+        "dagster/asset_partition_range_end": f"{last.isoformat()}|{ordered[-1]}",
+    }

@@ -7,9 +7,9 @@ import pytest
 
 from trading_assets.defs.assets.candles import raw_candles, raw_candles_freshness
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
-from trading_assets.demo import partition_range_tags
 from trading_assets.market.candles import day_bounds
 from trading_assets.market.synthetic import SyntheticSource
+from trading_assets.partitions import partition_range_tags
 from trading_assets.store.duckdb_store import read_candles
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
