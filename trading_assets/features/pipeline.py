@@ -39,7 +39,8 @@ READ_LOOKBACK_MINUTES = MINUTES_PER_DAY
 FLAG_COLUMNS = ("filled", "warmup", "usable")
 _MINUTE = pl.Datetime("us", "UTC")
 
-assert MAX_LOOKBACK < READ_LOOKBACK_MINUTES, "a feature's lookback must fit in the previous day"
+if MAX_LOOKBACK >= READ_LOOKBACK_MINUTES:
+    raise RuntimeError(f"a feature's lookback ({MAX_LOOKBACK} min) must fit in the previous day")
 
 
 def _history_start_dt(history_start: date) -> datetime:
