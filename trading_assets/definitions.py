@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from trading_assets.defs.assets.candles import raw_candles, raw_candles_freshness
+from trading_assets.defs.assets.features import features
 from trading_assets.defs.jobs import daily_candles_schedule, daily_market_data_job
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
 from trading_assets.defs.sensors import check_failure_alerts, run_failure_alerts
@@ -13,7 +14,7 @@ from trading_assets.settings import load_settings
 settings = load_settings()
 
 defs = dg.Definitions(
-    assets=[raw_candles],
+    assets=[raw_candles, features],
     asset_checks=[raw_candles_freshness],
     sensors=[check_failure_alerts, run_failure_alerts],
     jobs=[daily_market_data_job],

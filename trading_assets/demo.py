@@ -30,28 +30,37 @@ def run_demo(days: int = 3) -> int:
     )
     instance = dg.DagsterInstance.get()
     job = defs.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(
-        instance=instance,
-        asset_selection=[dg.AssetKey("raw_candles")],
-        tags=partition_range_tags(first, last, settings.symbols),
-        raise_on_error=False,
-    )
-    print(f"  raw_candles run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
-    for evaluation in result.get_asset_check_evaluations():
-        if not evaluation.passed:
-            print(f"  check {evaluation.check_name} failed on {evaluation.partition}")
+    steps = [
+        # candles of one extra day first, so the first day's features have their full lookback
+        ("raw_candles", first - timedelta(days=1)),
+        ("features", first),
+    ]
+    for asset, step_first in steps:
+        result = job.execute_in_process(
+            instance=instance,
+            asset_selection=[dg.AssetKey(asset)],
+            tags=partition_range_tags(step_first, last, settings.symbols),
+            raise_on_error=False,
+        )
+        failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+        print(
+            f"  {asset}: run {result.run_id[:8]} {'succeeded' if result.success else 'FAILED'}, "
+            f"{len(failed)} failed check(s) {[(e.check_name, e.partition) for e in failed][:5]}"
+        )
+        if not result.success:
+            return 1
+    start = datetime(first.year, first.month, first.day, tzinfo=UTC)
     summary = query(
         settings.duckdb_path,
-        "SELECT symbol, count(*) AS candles, min(minute) AS first, max(minute) AS last FROM candles "
-        "WHERE minute >= ? AND minute < ? GROUP BY symbol ORDER BY symbol",
-        [
-            datetime(first.year, first.month, first.day, tzinfo=UTC),
-            datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1),
-        ],
+        "SELECT symbol, count(*) AS feature_rows, count(*) FILTER (WHERE usable) AS usable_rows, "
+        "min(minute) AS first, max(minute) AS last FROM features WHERE minute >= ? AND minute < ? "
+        "GROUP BY symbol ORDER BY symbol",
+        [start, start + timedelta(days=days)],
     )
     print(summary)
     print(f"DuckDB store: {settings.duckdb_path}")
     print(
-        f"Open the UI: DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml  (http://127.0.0.1:3000)"
+        f"Open the UI: DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml"
+        "  (http://127.0.0.1:3000)"
     )
-    return 0 if result.success else 1
+    return 0

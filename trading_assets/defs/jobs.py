@@ -4,13 +4,12 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 
-from trading_assets.partitions import partition_range_tags, symbol_date_partitions
+from trading_assets.partitions import partition_range_tags
 from trading_assets.settings import load_settings
 
 daily_market_data_job = dg.define_asset_job(
     "daily_market_data",
-    selection=dg.AssetSelection.assets("raw_candles"),
-    partitions_def=symbol_date_partitions,
+    selection=dg.AssetSelection.assets("raw_candles", "features"),
     description="Candles (and what follows them per day) for one or more (symbol, day) partitions.",
 )
 

@@ -46,6 +46,10 @@ CREATE TABLE IF NOT EXISTS candles (
 DEFAULT_LOCK_TIMEOUT_S = 120.0
 
 
+class StoreMissingError(FileNotFoundError, LookupError):
+    """The DuckDB file (or a table in it) does not exist yet."""
+
+
 class StoreLockTimeout(TimeoutError):
     """Another process held the DuckDB file for longer than the retry budget."""
 
@@ -109,7 +113,7 @@ def run_read(path: Path, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
     `work` must copy what it needs (Arrow/polars) before returning: the connection closes after.
     """
     if not path.exists():
-        raise FileNotFoundError(f"DuckDB store {path} does not exist yet: materialize raw_candles first")
+        raise StoreMissingError(f"DuckDB store {path} does not exist yet: materialize raw_candles first")
 
     def operation() -> T:
         with _connect(path, read_only=True) as connection:
@@ -192,7 +196,7 @@ def read_range(
 
     def work(connection: duckdb.DuckDBPyConnection) -> pl.DataFrame:
         if not table_exists(connection, table):
-            raise LookupError(f"table {table!r} does not exist in {path}: materialize it first")
+            raise StoreMissingError(f"table {table!r} does not exist in {path}: materialize it first")
         return _to_polars(connection.sql(query, params=parameters))
 
     return run_read(path, work)

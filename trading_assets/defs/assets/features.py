@@ -1,0 +1,151 @@
+"""`features`: the 39 engineered features of one (symbol, day) in the DuckDB feature store."""
+
+import dagster as dg
+import polars as pl
+
+from trading_assets.defs.metadata import markdown_table
+from trading_assets.defs.resources import DuckDBStoreResource
+from trading_assets.features.build import FeatureDayReport, MissingCandlesError, build_feature_day
+from trading_assets.features.registry import FEATURE_NAMES, FEATURE_SET_VERSION, MODEL_FEATURES, schema_hash
+from trading_assets.features.store import check_feature_ranges, feature_summary, read_features
+from trading_assets.market.candles import day_bounds
+from trading_assets.partitions import split_key, symbol_date_partitions
+from trading_assets.settings import load_settings
+
+FEATURES = dg.AssetKey("features")
+
+#: A day's features read its own candles and the previous day's (the longest lookback).
+_CANDLES_OF_DAY_AND_PREVIOUS_DAY = dg.MultiPartitionMapping(
+    {
+        "date": dg.DimensionPartitionMapping(
+            "date", dg.TimeWindowPartitionMapping(start_offset=-1, allow_nonexistent_upstream_partitions=True)
+        ),
+        "symbol": dg.DimensionPartitionMapping("symbol", dg.IdentityPartitionMapping()),
+    }
+)
+
+
+class FeatureRunConfig(dg.Config):
+    min_usable_share: float = load_settings().min_coverage
+
+
+def _check(name: str, description: str, blocking: bool) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        name,
+        asset=FEATURES,
+        description=description,
+        blocking=blocking,
+        partitions_def=symbol_date_partitions,
+    )
+
+
+FEATURE_CHECKS = [
+    _check("finite_values", "Stored rows have no null, NaN or infinite feature value.", blocking=True),
+    _check(
+        "value_ranges",
+        "Bounded features stay in range (RSI in [0, 100], %R in [-100, 0], ...).",
+        blocking=True,
+    ),
+    _check(
+        "usable_coverage", "Share of the day's minutes usable for training (warns when low).", blocking=False
+    ),
+]
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            FEATURES,
+            description=f"{len(FEATURE_NAMES)} engineered features ({len(MODEL_FEATURES)} used by models) "
+            "of one (symbol, UTC day), computed from the day's candles plus a day of lookback.",
+            group_name="feature_store",
+            partitions_def=symbol_date_partitions,
+            deps=[dg.AssetDep("raw_candles", partition_mapping=_CANDLES_OF_DAY_AND_PREVIOUS_DAY)],
+            kinds={"duckdb", "polars"},
+        )
+    ],
+    check_specs=FEATURE_CHECKS,
+    can_subset=True,
+    partitions_def=symbol_date_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+def features(context: dg.AssetExecutionContext, config: FeatureRunConfig, store: DuckDBStoreResource):
+    history_start = load_settings().history_start
+    # Days in order, so a backfill that also materializes raw_candles reads complete lookbacks.
+    keys = sorted(context.partition_keys, key=lambda key: split_key(key)[1])
+    reports = []
+    for key in keys:
+        symbol, day = split_key(key)
+        try:
+            report = build_feature_day(store.db_path, symbol, day, history_start)
+        except (MissingCandlesError, ValueError) as error:
+            raise dg.Failure(
+                description=str(error), metadata={"symbol": symbol, "date": day.isoformat()}
+            ) from error
+        context.add_asset_metadata(_metadata(report), partition_key=key)
+        reports.append((key, report))
+    yield dg.MaterializeResult(asset_key=FEATURES)
+    for key, report in reports:
+        yield from _partition_checks(store, key, report, config.min_usable_share)
+
+
+def _metadata(report: FeatureDayReport) -> dict[str, object]:
+    frame = report.frame
+    summary = feature_summary(frame).select(
+        "feature", pl.col("mean", "std", "min", "max").round(6), pl.col("share_filled").round(4)
+    )
+    return {
+        "rows": report.rows,
+        "usable_rows": int(frame["usable"].sum()),
+        "filled_minutes": int(frame["filled"].sum()),
+        "warmup_rows": int(frame["warmup"].sum()),
+        "candles_read": report.candles_read,
+        "feature_set_version": FEATURE_SET_VERSION,
+        "schema_hash": schema_hash(),
+        "features": len(FEATURE_NAMES),
+        "model_features": len(MODEL_FEATURES),
+        "feature_summary": markdown_table(summary),
+    }
+
+
+def _partition_checks(
+    store: DuckDBStoreResource, key: str, report: FeatureDayReport, min_usable_share: float
+):
+    stored = read_features(store.db_path, report.symbol, *day_bounds(report.day))
+    problems = check_feature_ranges(stored, report.day)
+    finite = [p for p in problems if "null, NaN or infinite" in p]
+    ranges = [p for p in problems if p not in finite]
+    usable_share = float(stored["usable"].mean()) if stored.height else 0.0
+    common = {"symbol": report.symbol, "date": report.day.isoformat(), "stored_rows": stored.height}
+
+    def evaluation(name: str, passed: bool, severity: dg.AssetCheckSeverity, metadata: dict[str, object]):
+        return dg.AssetCheckEvaluation(
+            asset_key=FEATURES,
+            check_name=name,
+            passed=passed,
+            partition=str(key),
+            severity=severity,
+            blocking=severity == dg.AssetCheckSeverity.ERROR,
+            metadata={**common, **metadata},
+        )
+
+    return [
+        evaluation(
+            "finite_values",
+            not finite,
+            dg.AssetCheckSeverity.ERROR,
+            {"problems": dg.MetadataValue.json(finite)},
+        ),
+        evaluation(
+            "value_ranges",
+            not ranges,
+            dg.AssetCheckSeverity.ERROR,
+            {"problems": dg.MetadataValue.json(ranges)},
+        ),
+        evaluation(
+            "usable_coverage",
+            usable_share >= min_usable_share,
+            dg.AssetCheckSeverity.WARN,
+            {"usable_share": usable_share, "min_usable_share": min_usable_share},
+        ),
+    ]
