@@ -1,0 +1,1 @@
+"""Promotion gates, the promoted-model registry and the ensemble (no Dagster)."""

@@ -1,0 +1,82 @@
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from trading_assets.features.registry import MODEL_FEATURES, schema_hash
+from trading_assets.ml.artifacts import ModelArtifactError
+from trading_assets.promotion.ensemble import NoPromotedMembers, build_ensemble
+from trading_assets.promotion.gates import GateThresholds, evaluate_gates
+from trading_assets.promotion.registry import PromotionRefused, current, history, promote, rollback
+
+GATES = GateThresholds()
+
+
+def do_promote(artifact: Path, models_dir: Path):
+    return promote(artifact, models_dir, list(MODEL_FEATURES), schema_hash(), GATES, promoted_by="test")
+
+
+def test_gates_pass_on_a_learnable_market_and_fail_on_noise(trained_models) -> None:
+    good = {g.name: g for g in evaluate_gates(trained_models["good"].metrics["calibrated"], GATES)}
+    noise = {g.name: g for g in evaluate_gates(trained_models["noise"].metrics["calibrated"], GATES)}
+    assert good["accuracy_gate"].passed and good["calibration_gate"].passed
+    assert not noise["accuracy_gate"].passed and not noise["beats_base_rate"].passed
+    assert noise["accuracy_gate"].samples > 1000
+
+
+def test_promote_copies_verifies_and_records(trained_models, tmp_path: Path) -> None:
+    artifact = trained_models["good"].artifact_dir
+    promoted = do_promote(artifact, tmp_path)
+    assert promoted.version == artifact.name
+    assert promoted.directory == tmp_path / "promoted" / "logistic" / "BTC-USD" / "versions" / artifact.name
+    assert current(tmp_path, "logistic", "BTC-USD").version == artifact.name
+    [entry] = history(tmp_path)
+    assert (
+        entry["action"] == "promote"
+        and entry["promoted_by"] == "test"
+        and entry["metrics"]["accuracy"] > 0.68
+    )
+
+
+def test_a_model_that_fails_a_gate_is_never_promoted(trained_models, tmp_path: Path) -> None:
+    with pytest.raises(PromotionRefused, match=r"accuracy_gate FAILED: measured 0\.4"):
+        do_promote(trained_models["noise"].artifact_dir, tmp_path)
+    assert current(tmp_path, "logistic", "BTC-USD") is None
+    assert history(tmp_path) == []
+    assert not any((tmp_path / "promoted" / "logistic" / "BTC-USD" / "versions").iterdir())
+
+
+def test_a_replaced_weights_file_is_refused(trained_models, tmp_path: Path) -> None:
+    artifact = tmp_path / "tampered"
+    shutil.copytree(trained_models["good"].artifact_dir, artifact)
+    weights = next(p for p in artifact.iterdir() if p.name.startswith("weights"))
+    weights.write_bytes(weights.read_bytes()[:-10])
+    with pytest.raises(ModelArtifactError, match="sha256"):
+        do_promote(artifact, tmp_path / "models")
+
+
+def test_rollback_restores_the_previous_version(trained_models, tmp_path: Path) -> None:
+    first = trained_models["good"].artifact_dir
+    second = tmp_path / "v2" / "20990101T000000000000Z"
+    shutil.copytree(first, second)
+    do_promote(first, tmp_path)
+    do_promote(second, tmp_path)
+    assert current(tmp_path, "logistic", "BTC-USD").version == second.name
+    assert rollback(tmp_path, "logistic", "BTC-USD", promoted_by="test").version == first.name
+    assert [e["action"] for e in history(tmp_path)] == ["promote", "promote", "rollback"]
+    only_one = tmp_path / "only-one"
+    do_promote(first, only_one)
+    with pytest.raises(PromotionRefused, match="only promoted version"):
+        rollback(only_one, "logistic", "BTC-USD", promoted_by="test")
+
+
+def test_ensemble_renormalises_over_promoted_members(trained_models, tmp_path: Path) -> None:
+    with pytest.raises(NoPromotedMembers, match="no promoted model for BTC-USD"):
+        build_ensemble(tmp_path, "BTC-USD", {"lstm": 0.35, "logistic": 0.25})
+    do_promote(trained_models["good"].artifact_dir, tmp_path)
+    spec = build_ensemble(tmp_path, "BTC-USD", {"lstm": 0.35, "logistic": 0.25})
+    assert spec.weights == {"logistic": 1.0}
+    assert spec.schema_hash == schema_hash()
+    written = json.loads((tmp_path / "promoted" / "ensemble" / "BTC-USD.json").read_text())
+    assert written["members"][0]["version"] == trained_models["good"].artifact_dir.name
