@@ -14,14 +14,17 @@ class TrainConfig:
 
     `samples_per_epoch` caps the training windows drawn (without replacement, fresh each epoch); None uses
     every window. The learning rate follows a one-cycle schedule peaking at `learning_rate`.
+    `train_seq_len` (None: seq_len) trains on the last steps of each window only, cutting the cost per
+    sample; validation, test and inference always see seq_len steps, and the model function is unchanged.
     """
 
     seq_len: int = 60
+    train_seq_len: int | None = None
     horizon: int = 1
     dead_band: float = 0.0  # drop samples whose |close return over the horizon| is at most this
     train_fraction: float = 0.70
     val_fraction: float = 0.15
-    batch_size: int = 128
+    batch_size: int = 64
     max_epochs: int = 15
     patience: int = 5
     samples_per_epoch: int | None = 200_000

@@ -122,6 +122,7 @@ def fit_torch(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, config.learning_rate, total_steps=steps_per_epoch * config.max_epochs
     )
+    train_len = config.train_seq_len or config.seq_len
     curve: list[dict[str, float]] = []
     best = (float("inf"), 0, copy.deepcopy(model.state_dict()))
     train_seconds, seen = 0.0, 0
@@ -131,9 +132,7 @@ def fit_torch(
         order = _epoch_indices(generator, len(ends), config).to(x.device)
         losses = torch.zeros((), device=x.device)
         for batch in order.split(config.batch_size):
-            losses += train_step(
-                model, optimizer, gather_windows(x, ends[batch], config.seq_len), labels[batch]
-            )
+            losses += train_step(model, optimizer, gather_windows(x, ends[batch], train_len), labels[batch])
             schedule.step()
         train_seconds += time.perf_counter() - started
         seen += len(order)

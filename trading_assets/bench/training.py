@@ -1,0 +1,254 @@
+"""`trading-assets bench training`: the project's LSTM trainer against the old pipeline's recipe, same run.
+
+Throughput (default): steady-state training samples/s after a warm-up, peak RSS, mean loss over the first
+and last tenth of steps, with the same model function as the lstm_model asset and index-tensor windows.
+Time to quality (--target-val-loss): the baseline's protocol (first 85 % of rows train; BCE on 4,096
+validation windows evenly spaced over the last 15 %, in eval mode, after every 10,000 training samples;
+the clock counts training only). The baseline recipe runs as a subprocess on identical data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trading_assets.ml.config import TrainConfig
+from trading_assets.ml.data import gather_windows
+from trading_assets.ml.trainer import build_torch_model, thread_budget, train_step
+
+DEFAULT_BASELINE = Path(__file__).resolve().parents[2] / ".." / "shared" / "bench" / "baseline_recipe.py"
+EVAL_EVERY = 10_000
+VAL_WINDOWS = 4096
+
+
+def make_data(rows: int = 200_000, features: int = 31, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Identical to baseline_recipe.make_data (a test checks it): features and a label learnable from the past."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, features), dtype=np.float32)
+    c = np.cumsum(np.concatenate([[0.0], x[:, 0].astype(np.float64)]))
+    mean5 = np.zeros(rows)
+    mean5[4:] = (c[5:] - c[:-5]) / 5.0
+    lag10 = np.zeros(rows, dtype=np.float32)
+    lag10[10:] = x[:-10, 2]
+    logit = 2.0 * mean5 + 0.8 * x[:, 1] - 0.5 * lag10 + 0.5 * rng.standard_normal(rows)
+    return x, (logit > 0).astype(np.float32)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig()
+    parser.add_argument("--arch", default="bi", choices=["bi", "uni"])
+    parser.add_argument("--seq-len", type=int, default=defaults.seq_len)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--train-seq-len", type=int, help="train on the last N steps of each window")
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured training time (throughput)")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--rows", type=int, default=200_000, help="rows of synthetic data")
+    parser.add_argument("--features", type=int, default=31)
+    parser.add_argument("--data", type=Path, help="npz with arrays x (rows, features) and y (rows,)")
+    parser.add_argument("--write-data", type=Path, help="write the synthetic data to this npz and stop")
+    parser.add_argument("--target-val-loss", type=float, help="measure time to this validation BCE")
+    parser.add_argument("--max-seconds", type=float, default=900.0, help="training time limit (target mode)")
+    parser.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE, help="baseline_recipe.py")
+    parser.add_argument("--skip-baseline", action="store_true", help="measure the project's trainer only")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.write_data:
+        x, y = make_data(args.rows, args.features)
+        np.savez(args.write_data, x=x, y=y)
+        return {"written": str(args.write_data), "rows": args.rows, "features": args.features}
+    torch.set_num_threads(thread_budget(1))
+    if args.target_val_loss is None:
+        return _with_baseline(measure_throughput(args, *_load(args)), args, _baseline_throughput_args(args))
+    with tempfile.TemporaryDirectory() as scratch:
+        data = args.data or _write(Path(scratch) / "data.npz", args)
+        x, y = _load_npz(data)
+        ours = measure_time_to_target(args, x, y)
+        baseline_args = ["--data", str(data), "--target-val-loss", str(args.target_val_loss)]
+        return _with_baseline(ours, args, [*baseline_args, "--max-seconds", str(args.max_seconds)])
+
+
+def _load(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    return _load_npz(args.data) if args.data else make_data(args.rows, args.features)
+
+
+def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path, allow_pickle=False) as arrays:
+        return np.ascontiguousarray(arrays["x"], dtype=np.float32), arrays["y"].astype(np.float32)
+
+
+def _write(path: Path, args: argparse.Namespace) -> Path:
+    x, y = make_data(args.rows, args.features)
+    np.savez(path, x=x, y=y)
+    return path
+
+
+def _model_and_optimizer(
+    args: argparse.Namespace, features: int
+) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The lstm_model asset's model function (build_torch_model) and the trainer's optimiser."""
+    torch.manual_seed(0)
+    config = TrainConfig(seq_len=args.seq_len, bidirectional=args.arch == "bi")
+    model = build_torch_model("lstm", features, config).train()
+    return model, torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+
+
+def _batches(ends: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    """Window ends in random order, epoch after epoch, as index tensors (no per-sample Dataset)."""
+    generator = torch.Generator().manual_seed(0)
+    while True:
+        yield from ends[torch.randperm(len(ends), generator=generator)].split(batch_size)
+
+
+def measure_throughput(args: argparse.Namespace, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    model, optimizer = _model_and_optimizer(args, x.shape[1])
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    losses: list[torch.Tensor] = []
+    samples, started, measuring = 0, time.perf_counter(), False
+    for batch in _batches(torch.arange(args.seq_len - 1, len(x)), args.batch_size):
+        losses.append(train_step(model, optimizer, gather_windows(xt, batch, args.seq_len), yt[batch]))
+        now = time.perf_counter()
+        if not measuring:
+            if now - started >= args.warmup:
+                measuring, started = True, now
+            continue
+        samples += len(batch)
+        if now - started >= args.seconds:
+            break
+    return _throughput_result(args, x, model, samples, time.perf_counter() - started, losses)
+
+
+def _throughput_result(
+    args: argparse.Namespace,
+    x: np.ndarray,
+    model: torch.nn.Module,
+    samples: int,
+    elapsed: float,
+    losses: list,
+) -> dict[str, Any]:
+    values = torch.stack(losses).numpy()
+    tenth = max(1, len(values) // 10)
+    return {
+        "recipe": "trading-assets",
+        "arch": args.arch,
+        "params": sum(p.numel() for p in model.parameters()),
+        "seq_len": args.seq_len,
+        "batch_size": args.batch_size,
+        "rows": len(x),
+        "training_windows": len(x) - args.seq_len + 1,
+        "features": x.shape[1],
+        "threads": torch.get_num_threads(),
+        "samples_per_s": samples / elapsed,
+        "measured_s": elapsed,
+        "loss_first": float(values[:tenth].mean()),
+        "loss_last": float(values[-tenth:].mean()),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def validation_ends(rows: int, seq_len: int) -> np.ndarray:
+    """The baseline's 4,096 validation windows: ends evenly spaced over the last 15 % of rows."""
+    return np.linspace(int(rows * 0.85) + seq_len - 1, rows - 1, VAL_WINDOWS).astype(np.int64)
+
+
+def measure_time_to_target(args: argparse.Namespace, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    model, optimizer = _model_and_optimizer(args, x.shape[1])
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    ends = torch.arange(args.seq_len - 1, int(len(x) * 0.85))
+    train_len = args.train_seq_len or args.seq_len
+    val_ends = torch.from_numpy(validation_ends(len(x), args.seq_len))
+    val_x, val_y = gather_windows(xt, val_ends, args.seq_len), yt[val_ends]
+    trained_s, seen, next_eval, val_loss, evals = 0.0, 0, EVAL_EVERY, float("nan"), []
+    for batch in _batches(ends, args.batch_size):
+        started = time.perf_counter()
+        model.train()
+        train_step(model, optimizer, gather_windows(xt, batch, train_len), yt[batch])
+        trained_s += time.perf_counter() - started
+        seen += len(batch)
+        if seen >= next_eval:
+            next_eval += EVAL_EVERY
+            val_loss = _val_loss(model, val_x, val_y)
+            evals.append((seen, round(trained_s, 2), round(val_loss, 4)))
+            if val_loss <= args.target_val_loss:
+                break
+        if trained_s >= args.max_seconds:
+            break
+    reached = val_loss <= args.target_val_loss
+    return {
+        "recipe": "trading-assets",
+        "arch": args.arch,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "train_seq_len": train_len,
+        "target_val_loss": args.target_val_loss,
+        "reached": reached,
+        "seconds_to_target": trained_s,
+        "samples_to_target": seen,
+        "val_loss": val_loss,
+        "evals": evals,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+@torch.no_grad()
+def _val_loss(model: torch.nn.Module, val_x: torch.Tensor, val_y: torch.Tensor) -> float:
+    model.eval()
+    return float(torch.nn.functional.binary_cross_entropy_with_logits(model(val_x), val_y))
+
+
+def _baseline_throughput_args(args: argparse.Namespace) -> list[str]:
+    """The baseline's throughput mode always makes its own synthetic data: give it the same shape."""
+    rows, features = _load_npz(args.data)[0].shape if args.data else (args.rows, args.features)
+    return [
+        "--rows",
+        str(rows),
+        "--features",
+        str(features),
+        "--seconds",
+        str(args.seconds),
+        "--warmup",
+        str(args.warmup),
+    ]
+
+
+def _with_baseline(ours: dict[str, Any], args: argparse.Namespace, extra: list[str]) -> dict[str, Any]:
+    if args.skip_baseline:
+        return ours
+    baseline = run_baseline(args.baseline, ["--arch", args.arch, "--seq-len", str(args.seq_len), *extra])
+    ratios = (
+        {"samples_per_s": ours["samples_per_s"] / baseline["samples_per_s"]}
+        if "samples_per_s" in ours
+        else {}
+    )
+    if "seconds_to_target" in ours and baseline["reached"] and ours["reached"]:
+        ratios["seconds_to_target"] = ours["seconds_to_target"] / baseline["seconds_to_target"]
+    return {**ours, "baseline": baseline, "ratios": ratios}
+
+
+def run_baseline(script: Path, arguments: list[str]) -> dict[str, Any]:
+    """Run baseline_recipe.py in a subprocess and return its JSON line.
+
+    It starts through a shell that forks it: Linux carries a process's peak RSS across exec, so a child
+    exec'd straight from this (large) process would report this process's peak as its own.
+    """
+    if not Path(script).is_file():
+        raise FileNotFoundError(
+            f"baseline recipe {script} not found; pass --baseline PATH or --skip-baseline"
+        )
+    command = [sys.executable, str(script), *arguments, "--json"]
+    done = subprocess.run(
+        ["/bin/sh", "-c", '"$@"; exit $?', "sh", *command], capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -1,0 +1,42 @@
+import argparse
+import importlib.util
+
+import numpy as np
+import pytest
+
+from trading_assets.bench import training
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    training.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_make_data_is_the_baselines():
+    if not training.DEFAULT_BASELINE.is_file():
+        pytest.skip(f"{training.DEFAULT_BASELINE} is absent (../shared not checked out)")
+    spec = importlib.util.spec_from_file_location("baseline_recipe", training.DEFAULT_BASELINE)
+    baseline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(baseline)
+    for ours, theirs in zip(training.make_data(3000, 7, 3), baseline.make_data(3000, 7, 3), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_write_data_then_throughput_and_time_to_target(tmp_path):
+    path = tmp_path / "data.npz"
+    training.run(_args("--write-data", str(path), "--rows", "3000", "--features", "5"))
+    args = _args(
+        "--data", str(path), "--seq-len", "10", "--seconds", "0.3", "--warmup", "0.1", "--skip-baseline"
+    )
+    result = training.run(args)
+    assert result["rows"] == 3000 and result["training_windows"] == 2991 and result["samples_per_s"] > 0
+    assert {"peak_rss_mb", "loss_first", "loss_last"} <= set(result)
+    args = _args("--data", str(path), "--seq-len", "10", "--target-val-loss", "0.8", "--skip-baseline")
+    result = training.run(args)
+    assert result["reached"] and result["samples_to_target"] >= 10_000 and result["val_loss"] <= 0.8
+
+
+def test_validation_windows_are_the_baselines():
+    ends = training.validation_ends(100_000, 60)
+    assert len(ends) == 4096 and ends[0] == 85_059 and ends[-1] == 99_999
