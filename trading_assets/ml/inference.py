@@ -69,7 +69,12 @@ def load_model(artifact_dir: Path, feature_names: list[str], schema_hash: str) -
     manifest = read_manifest(directory)
     check_features(manifest, feature_names, schema_hash)
     weights = read_weights(directory, manifest)
-    config = TrainConfig(**manifest["training_config"])
+    try:
+        config = TrainConfig(**manifest["training_config"])
+    except TypeError as error:
+        raise ModelArtifactError(
+            f"{directory}: training config not understood by this version: {error}"
+        ) from error
     if manifest["model_type"] == "logistic":
         model: nn.Module | LogisticDirectionModel = _logistic(weights, manifest, len(feature_names))
     else:

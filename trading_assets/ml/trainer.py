@@ -97,9 +97,8 @@ def predict_logits(
     return torch.cat(out).float().cpu().numpy()
 
 
-def _epoch_indices(generator: torch.Generator, count: int, config: TrainConfig) -> torch.Tensor:
-    per_epoch = count if config.samples_per_epoch is None else min(count, config.samples_per_epoch)
-    return torch.randperm(count, generator=generator)[:per_epoch]
+def _per_epoch(count: int, config: TrainConfig) -> int:
+    return count if config.samples_per_epoch is None else min(count, config.samples_per_epoch)
 
 
 def fit_torch(
@@ -114,7 +113,7 @@ def fit_torch(
     generator = torch.Generator().manual_seed(config.seed)
     ends = torch.from_numpy(train.ends).to(x.device)
     labels = torch.from_numpy(train.labels).to(x.device)
-    per_epoch = len(_epoch_indices(generator, len(ends), config))
+    per_epoch = _per_epoch(len(ends), config)
     steps_per_epoch = -(-per_epoch // config.batch_size)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
@@ -129,7 +128,7 @@ def fit_torch(
     for epoch in range(1, config.max_epochs + 1):
         started = time.perf_counter()
         model.train()
-        order = _epoch_indices(generator, len(ends), config).to(x.device)
+        order = torch.randperm(len(ends), generator=generator)[:per_epoch].to(x.device)
         losses = torch.zeros((), device=x.device)
         for batch in order.split(config.batch_size):
             losses += train_step(model, optimizer, gather_windows(x, ends[batch], train_len), labels[batch])

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from trading_assets.ml.data import chronological_splits, fit_scaler, make_samples
+from trading_assets.ml.data import chronological_splits, fit_scaler, gather_windows, make_samples
 from trading_assets.ml.trainer import build_torch_model, fit_torch, predict_logits, thread_budget
 
 
@@ -52,3 +52,18 @@ def test_best_weights_are_restored_and_patience_stops_early(market, tiny_config)
     )
     assert float(val_loss) == pytest.approx(best["val_loss"], rel=1e-6)
     assert np.isfinite(outcome.samples_per_s)
+
+
+def test_train_seq_len_shortens_training_windows_only(market, tiny_config, monkeypatch):
+    from trading_assets.ml import trainer
+
+    lengths = []
+
+    def recording(x, ends, seq_len):
+        lengths.append(seq_len)
+        return gather_windows(x, ends, seq_len)
+
+    monkeypatch.setattr(trainer, "gather_windows", recording)
+    config = type(tiny_config)(**{**tiny_config.to_dict(), "train_seq_len": 4, "max_epochs": 1})
+    _fit(market, config)
+    assert set(lengths) == {4, 10} and lengths[-1] == 10 and lengths[0] == 4
