@@ -28,7 +28,7 @@ def lstm_artifact(market, tmp_path_factory):
 
 @pytest.mark.parametrize("model_type", ["transformer", "logistic"])
 def test_each_model_type_trains_and_round_trips(model_type, market, tmp_path):
-    config = TrainConfig(seq_len=10, max_epochs=4, samples_per_epoch=1024, batch_size=64, d_model=16)
+    config = TrainConfig(seq_len=10, max_epochs=6, samples_per_epoch=1024, batch_size=32, d_model=16)
     result = _train(model_type, market, config, tmp_path)
     assert result.artifact_dir.parent == tmp_path / model_type / "BTC-USD"
     loaded = load_model(result.artifact_dir, FEATURES, SCHEMA)
