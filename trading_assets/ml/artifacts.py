@@ -1,7 +1,7 @@
 """Artifact directories models/<model_type>/<symbol>/<version>/ = weights + manifest.json, written atomically.
 
 Weights are a torch state_dict (weights.pt, read with torch.load(weights_only=True)) or, for the
-logistic model, arrays in weights.npz (read with allow_pickle=False). Nothing is ever unpickled.
+scikit-learn (logistic regression) model, arrays in weights.npz (read with allow_pickle=False). Nothing is ever unpickled.
 """
 
 from __future__ import annotations

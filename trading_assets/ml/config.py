@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-MODEL_TYPES = ("lstm", "transformer", "logistic")
+MODEL_TYPES = ("lstm", "transformer", "sklearn")
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ def load_model(artifact_dir: Path, feature_names: list[str], schema_hash: str) -
         raise ModelArtifactError(
             f"{directory}: training config not understood by this version: {error}"
         ) from error
-    if manifest["model_type"] == "logistic":
+    if manifest["model_type"] == "sklearn":
         model: nn.Module | LogisticDirectionModel = _logistic(weights, manifest, len(feature_names))
     else:
         model = _torch_model(manifest, weights, config, len(feature_names))

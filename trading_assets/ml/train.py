@@ -134,7 +134,7 @@ def _check_inputs(
 def _fit(
     model_type: str, x: np.ndarray, splits: Splits, config: TrainConfig, progress: ProgressCallback | None
 ) -> _Fitted:
-    if model_type == "logistic":
+    if model_type == "sklearn":
         return _fit_logistic(x, splits, config)
     torch.set_num_threads(thread_budget(config.concurrent_trainings))
     torch.manual_seed(config.seed)

@@ -26,7 +26,7 @@ def lstm_artifact(market, tmp_path_factory):
     return _train("lstm", market, config, tmp_path_factory.mktemp("models"))
 
 
-@pytest.mark.parametrize("model_type", ["transformer", "logistic"])
+@pytest.mark.parametrize("model_type", ["transformer", "sklearn"])
 def test_each_model_type_trains_and_round_trips(model_type, market, tmp_path):
     config = TrainConfig(seq_len=10, max_epochs=6, samples_per_epoch=1024, batch_size=32, d_model=16)
     result = _train(model_type, market, config, tmp_path)

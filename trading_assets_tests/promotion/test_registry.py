@@ -29,8 +29,8 @@ def test_promote_copies_verifies_and_records(trained_models, tmp_path: Path) -> 
     artifact = trained_models["good"].artifact_dir
     promoted = do_promote(artifact, tmp_path)
     assert promoted.version == artifact.name
-    assert promoted.directory == tmp_path / "promoted" / "logistic" / "BTC-USD" / "versions" / artifact.name
-    assert current(tmp_path, "logistic", "BTC-USD").version == artifact.name
+    assert promoted.directory == tmp_path / "promoted" / "sklearn" / "BTC-USD" / "versions" / artifact.name
+    assert current(tmp_path, "sklearn", "BTC-USD").version == artifact.name
     [entry] = history(tmp_path)
     assert (
         entry["action"] == "promote"
@@ -42,9 +42,9 @@ def test_promote_copies_verifies_and_records(trained_models, tmp_path: Path) -> 
 def test_a_model_that_fails_a_gate_is_never_promoted(trained_models, tmp_path: Path) -> None:
     with pytest.raises(PromotionRefused, match=r"accuracy_gate FAILED: measured 0\.4"):
         do_promote(trained_models["noise"].artifact_dir, tmp_path)
-    assert current(tmp_path, "logistic", "BTC-USD") is None
+    assert current(tmp_path, "sklearn", "BTC-USD") is None
     assert history(tmp_path) == []
-    assert not any((tmp_path / "promoted" / "logistic" / "BTC-USD" / "versions").iterdir())
+    assert not any((tmp_path / "promoted" / "sklearn" / "BTC-USD" / "versions").iterdir())
 
 
 def test_a_replaced_weights_file_is_refused(trained_models, tmp_path: Path) -> None:
@@ -62,21 +62,21 @@ def test_rollback_restores_the_previous_version(trained_models, tmp_path: Path) 
     shutil.copytree(first, second)
     do_promote(first, tmp_path)
     do_promote(second, tmp_path)
-    assert current(tmp_path, "logistic", "BTC-USD").version == second.name
-    assert rollback(tmp_path, "logistic", "BTC-USD", promoted_by="test").version == first.name
+    assert current(tmp_path, "sklearn", "BTC-USD").version == second.name
+    assert rollback(tmp_path, "sklearn", "BTC-USD", promoted_by="test").version == first.name
     assert [e["action"] for e in history(tmp_path)] == ["promote", "promote", "rollback"]
     only_one = tmp_path / "only-one"
     do_promote(first, only_one)
     with pytest.raises(PromotionRefused, match="only promoted version"):
-        rollback(only_one, "logistic", "BTC-USD", promoted_by="test")
+        rollback(only_one, "sklearn", "BTC-USD", promoted_by="test")
 
 
 def test_ensemble_renormalises_over_promoted_members(trained_models, tmp_path: Path) -> None:
     with pytest.raises(NoPromotedMembers, match="no promoted model for BTC-USD"):
-        build_ensemble(tmp_path, "BTC-USD", {"lstm": 0.35, "logistic": 0.25})
+        build_ensemble(tmp_path, "BTC-USD", {"lstm": 0.35, "sklearn": 0.25})
     do_promote(trained_models["good"].artifact_dir, tmp_path)
-    spec = build_ensemble(tmp_path, "BTC-USD", {"lstm": 0.35, "logistic": 0.25})
-    assert spec.weights == {"logistic": 1.0}
+    spec = build_ensemble(tmp_path, "BTC-USD", {"lstm": 0.35, "sklearn": 0.25})
+    assert spec.weights == {"sklearn": 1.0}
     assert spec.schema_hash == schema_hash()
     written = json.loads((tmp_path / "promoted" / "ensemble" / "BTC-USD.json").read_text())
     assert written["members"][0]["version"] == trained_models["good"].artifact_dir.name
