@@ -8,7 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("ingest", "features", "training")
+BENCHMARKS = ("ingest", "features", "training", "runtime")
+MODEL_TYPES = ("lstm", "transformer", "sklearn")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +27,44 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--days", type=int, default=3, help="most recent complete UTC days to materialize")
     demo.set_defaults(handler=_run_demo)
+
+    train = commands.add_parser("train", help="train one model from the feature store (outside Dagster)")
+    train.add_argument("--symbol", required=True)
+    train.add_argument("--model-type", required=True, choices=MODEL_TYPES)
+    train.add_argument("--epochs", type=int, default=15)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--seq-len", type=int, default=60)
+    train.add_argument("--horizon", type=int, default=1)
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(handler=_run_train)
+
+    evaluate = commands.add_parser("evaluate", help="verify a model artifact and check its gates")
+    evaluate.add_argument(
+        "--model", required=True, help="artifact directory models/<type>/<symbol>/<version>"
+    )
+    evaluate.add_argument("--symbol", required=True)
+    evaluate.add_argument("--model-type", required=True, choices=MODEL_TYPES)
+    evaluate.add_argument("--min-accuracy", type=float)
+    evaluate.add_argument("--max-calibration-error", type=float)
+    evaluate.add_argument("--promote", action="store_true", help="promote it when every blocking gate passes")
+    evaluate.set_defaults(handler=_run_evaluate)
+
+    promote = commands.add_parser("promote", help="roll the promoted model of a (symbol, type) back")
+    promote.add_argument("--rollback", action="store_true", required=True)
+    promote.add_argument("--symbol", required=True)
+    promote.add_argument("--model-type", required=True, choices=MODEL_TYPES)
+    promote.set_defaults(handler=_run_rollback)
+
+    runtime = commands.add_parser(
+        "runtime", help="score fresh candles with the promoted ensemble (no orders)"
+    )
+    runtime.add_argument("--mode", default="dryrun", help="only dryrun exists; live is refused")
+    runtime.add_argument("--iterations", type=int, default=5)
+    runtime.add_argument("--sleep-seconds", type=float, default=10.0)
+    runtime.add_argument("--symbols", nargs="*", help="default: all configured symbols")
+    runtime.add_argument("--long-above", type=float, default=0.55)
+    runtime.add_argument("--short-below", type=float, default=0.45)
+    runtime.set_defaults(handler=_run_runtime)
 
     bench = commands.add_parser("bench", help=f"benchmarks that print JSON: {', '.join(BENCHMARKS)}")
     bench.add_argument("benchmark", choices=BENCHMARKS)
@@ -55,6 +94,41 @@ def _run_bench(args: argparse.Namespace) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text + "\n")
     return 0
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from trading_assets.commands import train
+
+    return train(
+        args.symbol, args.model_type, args.epochs, args.batch_size, args.seq_len, args.horizon, args.seed
+    )
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from trading_assets.commands import evaluate
+
+    return evaluate(
+        Path(args.model),
+        args.symbol,
+        args.model_type,
+        args.min_accuracy,
+        args.max_calibration_error,
+        args.promote,
+    )
+
+
+def _run_rollback(args: argparse.Namespace) -> int:
+    from trading_assets.commands import rollback_promotion
+
+    return rollback_promotion(args.symbol, args.model_type)
+
+
+def _run_runtime(args: argparse.Namespace) -> int:
+    from trading_assets.commands import runtime
+
+    return runtime(
+        args.mode, args.iterations, args.sleep_seconds, args.symbols, args.long_above, args.short_below
+    )
 
 
 def _run_demo(args: argparse.Namespace) -> int:

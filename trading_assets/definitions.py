@@ -1,20 +1,25 @@
 """The code location: the one `Definitions` object Dagster loads (`dagster dev -w workspace.yaml`)."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from trading_assets.defs.assets.candles import raw_candles, raw_candles_freshness
 from trading_assets.defs.assets.features import features
+from trading_assets.defs.assets.models import (
+    TRAINING_SLOTS,
+    TRAINING_TAG,
+    ensemble,
+    model_assets,
+    promoted_assets,
+)
 from trading_assets.defs.jobs import daily_candles_schedule, daily_market_data_job
-from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
+from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource, ModelStoreResource
 from trading_assets.defs.sensors import check_failure_alerts, run_failure_alerts
 from trading_assets.settings import load_settings
 
 settings = load_settings()
 
 defs = dg.Definitions(
-    assets=[raw_candles, features],
+    assets=[raw_candles, features, *model_assets, *promoted_assets, ensemble],
     asset_checks=[raw_candles_freshness],
     sensors=[check_failure_alerts, run_failure_alerts],
     jobs=[daily_market_data_job],
@@ -22,5 +27,13 @@ defs = dg.Definitions(
     resources={
         "market_data": MarketDataResource.from_settings(settings),
         "store": DuckDBStoreResource(path=str(settings.duckdb_path)),
+        "model_store": ModelStoreResource(path=str(settings.models_dir)),
     },
+    executor=dg.multiprocess_executor.configured(
+        {
+            "max_concurrent": 4,
+            "tag_concurrency_limits": [{"key": TRAINING_TAG, "limit": TRAINING_SLOTS}],
+            "retries": {"enabled": {}},
+        }
+    ),
 )

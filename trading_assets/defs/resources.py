@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import dagster as dg
@@ -25,16 +26,7 @@ class MarketDataResource(dg.ConfigurableResource):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MarketDataResource:
-        return cls(
-            source=settings.source,
-            synthetic_seed=settings.synthetic_seed,
-            synthetic_predictability=settings.synthetic_predictability,
-            ccxt_exchange=settings.ccxt_exchange,
-            ccxt_api_url=settings.ccxt_api_url,
-            ccxt_timeout_ms=settings.ccxt_timeout_ms,
-            ccxt_max_retries=settings.ccxt_max_retries,
-            files_dir=str(settings.files_dir) if settings.files_dir else None,
-        )
+        return cls(**asdict(SourceOptions.from_settings(settings)))
 
     def build(self) -> CandleSource:
         return build_source(SourceOptions(**self.model_dump()))
@@ -47,4 +39,14 @@ class DuckDBStoreResource(dg.ConfigurableResource):
 
     @property
     def db_path(self) -> Path:
+        return Path(self.path)
+
+
+class ModelStoreResource(dg.ConfigurableResource):
+    """Directory of model artifacts and of the promoted registry (models/promoted)."""
+
+    path: str
+
+    @property
+    def models_dir(self) -> Path:
         return Path(self.path)

@@ -8,6 +8,7 @@ from pathlib import Path
 from trading_assets.market.candles import CandleSource
 from trading_assets.market.files_source import FilesSource
 from trading_assets.market.synthetic import SyntheticSource
+from trading_assets.settings import Settings
 
 SOURCE_NAMES = ("synthetic", "ccxt", "files")
 
@@ -24,6 +25,19 @@ class SourceOptions:
     ccxt_timeout_ms: int = 10_000
     ccxt_max_retries: int = 5
     files_dir: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SourceOptions:
+        return cls(
+            source=settings.source,
+            synthetic_seed=settings.synthetic_seed,
+            synthetic_predictability=settings.synthetic_predictability,
+            ccxt_exchange=settings.ccxt_exchange,
+            ccxt_api_url=settings.ccxt_api_url,
+            ccxt_timeout_ms=settings.ccxt_timeout_ms,
+            ccxt_max_retries=settings.ccxt_max_retries,
+            files_dir=str(settings.files_dir) if settings.files_dir else None,
+        )
 
 
 def build_source(options: SourceOptions) -> CandleSource:

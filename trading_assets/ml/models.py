@@ -9,8 +9,8 @@ whose result is thrown away: only the last step of the top layer is used, and th
 direction reaches that step first, from a zero state, so it is one LSTM cell step instead of a full pass.
 
 `TransformerDirectionModel`: Linear(F, 64) + sinusoidal positions -> 2 encoder layers (4 heads,
-feed-forward 128, pre-norm) -> mean over time -> Linear(64, 64) -> ReLU -> Dropout -> Linear(64, 1);
-73,217 parameters for 31 features.
+feed-forward 128, pre-norm) -> [last step, mean over time] -> Linear(128, 64) -> ReLU -> Dropout -> Linear(64, 1);
+77,313 parameters for 31 features (head reads the last step and the mean of the encoded window).
 """
 
 from __future__ import annotations
@@ -89,12 +89,14 @@ class TransformerDirectionModel(nn.Module):
             d_model, heads, dim_feedforward=2 * d_model, dropout=dropout, batch_first=True, norm_first=True
         )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.head = nn.Sequential(nn.Linear(d_model, 64), nn.ReLU(), nn.Dropout(dropout), nn.Linear(64, 1))
+        self.head = nn.Sequential(
+            nn.Linear(2 * d_model, 64), nn.ReLU(), nn.Dropout(dropout), nn.Linear(64, 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, seq_len, features) -> logits (batch,)."""
+        """(batch, seq_len, features) -> logits (batch,). Pooled: the last step's encoding and the mean."""
         encoded = self.encoder(self.positions(self.embed(x)))
-        return self.head(encoded.mean(dim=1)).squeeze(-1)
+        return self.head(torch.cat([encoded[:, -1], encoded.mean(dim=1)], dim=1)).squeeze(-1)
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.forward(x))

@@ -1,0 +1,85 @@
+"""`trading-assets bench runtime`: per-tick latency of the dry-run runtime, features included.
+
+Setup (not timed): 3 symbols of synthetic candles, their features, and 3 members per symbol (LSTM,
+Transformer, scikit-learn) trained briefly and promoted with the gates switched off (latency does not
+depend on model quality). Timed: each tick fetches the latest candles of every symbol, computes features
+with the feature store's code, scores 3 members and the ensemble per symbol, and records the signals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from trading_assets.features.pipeline import compute_features
+from trading_assets.features.registry import FEATURE_SET_VERSION, MODEL_FEATURES, schema_hash
+from trading_assets.features.store import feature_matrix
+from trading_assets.market.synthetic import SyntheticSource
+from trading_assets.ml.config import TrainConfig
+from trading_assets.ml.train import train_model
+from trading_assets.promotion.ensemble import build_ensemble
+from trading_assets.promotion.gates import GateThresholds
+from trading_assets.promotion.registry import promote
+from trading_assets.runtime.dryrun import DryRunRuntime
+from trading_assets.settings import DEMO_PREDICTABILITY
+
+SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
+MEMBERS = ("lstm", "transformer", "sklearn")
+HISTORY_START = date(2023, 11, 10)
+NO_GATES = GateThresholds(min_accuracy=0.0, max_calibration_error=1.0)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ticks", type=int, default=60, help="timed ticks (each scores every symbol)")
+    parser.add_argument("--warmup-ticks", type=int, default=3)
+
+
+def _promote_members(source: SyntheticSource, models_dir: Path, start: datetime) -> None:
+    for symbol in SYMBOLS:
+        candles = source.fetch(symbol, start - timedelta(days=1), start + timedelta(days=2))
+        matrix = feature_matrix(compute_features(candles, start, start + timedelta(days=2), HISTORY_START))
+        for model_type in MEMBERS:
+            result = train_model(
+                model_type, symbol, matrix.x, matrix.close, matrix.usable, matrix.minutes, list(MODEL_FEATURES),
+                FEATURE_SET_VERSION, schema_hash(), TrainConfig(max_epochs=1, samples_per_epoch=512), models_dir,
+            )  # fmt: skip
+            promote(result.artifact_dir, models_dir, list(MODEL_FEATURES), schema_hash(), NO_GATES, "bench")
+        build_ensemble(models_dir, symbol)
+
+
+def run(args: argparse.Namespace) -> dict:
+    source = SyntheticSource(predictability=DEMO_PREDICTABILITY)
+    start = datetime(2024, 5, 1, tzinfo=UTC)
+    with tempfile.TemporaryDirectory(prefix="bench-runtime-") as directory:
+        models_dir, db_path = Path(directory) / "models", Path(directory) / "bench.duckdb"
+        _promote_members(source, models_dir, start)
+        runtime = DryRunRuntime(source, db_path, models_dir, SYMBOLS, HISTORY_START)
+        tick_ms, symbol_ms = [], []
+        now = start + timedelta(days=3)
+        for tick in range(args.warmup_ticks + args.ticks):
+            began = time.perf_counter()
+            signals = [runtime.score(symbol, now) for symbol in SYMBOLS]
+            runtime.record(signals, now)
+            elapsed = (time.perf_counter() - began) * 1000
+            if tick >= args.warmup_ticks:
+                tick_ms.append(elapsed)
+                symbol_ms.extend(signal.latency_ms for signal in signals)
+            now += timedelta(minutes=1)
+    return {
+        "benchmark": "runtime",
+        "symbols": len(SYMBOLS),
+        "members_per_symbol": len(MEMBERS),
+        "ticks": len(tick_ms),
+        "tick_definition": "all 3 symbols: fetch, features, 3 members + ensemble each, record signals",
+        "p50_ms": round(float(np.percentile(tick_ms, 50)), 2),
+        "p95_ms": round(float(np.percentile(tick_ms, 95)), 2),
+        "max_ms": round(float(np.max(tick_ms)), 2),
+        "per_symbol_p50_ms": round(float(np.percentile(symbol_ms, 50)), 2),
+        "per_symbol_p95_ms": round(float(np.percentile(symbol_ms, 95)), 2),
+        "goal_p95_ms": 100.0,
+    }

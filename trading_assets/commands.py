@@ -1,0 +1,119 @@
+"""The command line's actions outside Dagster: train, evaluate/promote, roll back, run the dry-run loop."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from trading_assets.features.registry import FEATURE_SET_VERSION, MODEL_FEATURES, schema_hash
+from trading_assets.settings import load_settings
+
+
+def train(
+    symbol: str, model_type: str, epochs: int, batch_size: int, seq_len: int, horizon: int, seed: int
+) -> int:
+    """The old pipeline's trainer command, on the same code as the Dagster model assets."""
+    from trading_assets.features.store import read_feature_matrix
+    from trading_assets.market.candles import day_bounds
+    from trading_assets.ml.config import TrainConfig
+    from trading_assets.ml.train import train_model
+
+    settings = load_settings()
+    start = day_bounds(settings.history_start)[0]
+    matrix = read_feature_matrix(settings.duckdb_path, symbol, start, datetime.now(UTC) + timedelta(days=1))
+    config = TrainConfig(
+        max_epochs=epochs, batch_size=batch_size, seq_len=seq_len, horizon=horizon, seed=seed
+    )
+    result = train_model(
+        model_type, symbol, matrix.x, matrix.close, matrix.usable, matrix.minutes, list(MODEL_FEATURES),
+        FEATURE_SET_VERSION, schema_hash(), config, settings.models_dir, progress=lambda p: print(p, flush=True),
+    )  # fmt: skip
+    print(
+        json.dumps({"artifact": str(result.artifact_dir), "metrics": result.metrics["calibrated"]}, indent=2)
+    )
+    return 0
+
+
+def evaluate(
+    model: Path,
+    symbol: str,
+    model_type: str,
+    min_accuracy: float | None,
+    max_calibration_error: float | None,
+    promote_if_passed: bool,
+) -> int:
+    """Verify the artifact, print its test metrics and gates; exit 1 when a blocking gate fails."""
+    from trading_assets.ml.inference import load_model
+    from trading_assets.promotion.gates import GateThresholds, blocking_failures, evaluate_gates
+    from trading_assets.promotion.registry import promote
+
+    settings = load_settings()
+    thresholds = GateThresholds(
+        min_accuracy if min_accuracy is not None else settings.min_accuracy,
+        max_calibration_error if max_calibration_error is not None else settings.max_calibration_error,
+    )
+    manifest = load_model(model, list(MODEL_FEATURES), schema_hash()).manifest
+    if (manifest["symbol"], manifest["model_type"]) != (symbol, model_type):
+        print(
+            f"{model} is a {manifest['model_type']} model of {manifest['symbol']}, not {model_type} {symbol}"
+        )
+        return 2
+    metrics = manifest["metrics"]["calibrated"]
+    gates = evaluate_gates(metrics, thresholds)
+    print(json.dumps(metrics, indent=2))
+    for gate in gates:
+        print(("   " if gate.passed else "!! ") + gate.describe() + ("" if gate.blocking else " (warning)"))
+    if blocking_failures(gates):
+        print(f"{model_type} {symbol}: gates failed, not promoted")
+        return 1
+    if promote_if_passed:
+        promoted = promote(model, settings.models_dir, list(MODEL_FEATURES), schema_hash(), thresholds, "cli")
+        print(f"promoted {model_type} {symbol} version {promoted.version} -> {promoted.directory}")
+    return 0
+
+
+def rollback_promotion(symbol: str, model_type: str) -> int:
+    from trading_assets.promotion.registry import PromotionRefused, rollback
+
+    try:
+        restored = rollback(load_settings().models_dir, model_type, symbol, promoted_by="cli")
+    except PromotionRefused as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"{model_type} {symbol}: version {restored.version} is in service again")
+    return 0
+
+
+def runtime(
+    mode: str,
+    iterations: int,
+    sleep_seconds: float,
+    symbols: list[str] | None,
+    long_above: float,
+    short_below: float,
+) -> int:
+    """The old pipeline's runtime command; only the dry-run mode exists."""
+    from trading_assets.market.sources import SourceOptions, build_source
+    from trading_assets.runtime.dryrun import (
+        DryRunRuntime,
+        LiveTradingRefused,
+        SignalThresholds,
+        check_mode,
+        run_iterations,
+    )
+
+    try:
+        check_mode(mode)
+    except LiveTradingRefused as error:
+        print(error, file=sys.stderr)
+        return 2
+    settings = load_settings()
+    source = build_source(SourceOptions.from_settings(settings))
+    dryrun = DryRunRuntime(
+        source, settings.duckdb_path, settings.models_dir, symbols or list(settings.symbols),
+        settings.history_start, SignalThresholds(long_above, short_below),
+    )  # fmt: skip
+    run_iterations(dryrun, iterations, sleep_seconds)
+    return 0

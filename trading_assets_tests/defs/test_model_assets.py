@@ -1,0 +1,112 @@
+"""Models, gates, promotion and ensemble through Dagster on a few days of synthetic features."""
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from trading_assets.defs.assets.candles import raw_candles
+from trading_assets.defs.assets.features import features
+from trading_assets.defs.assets.models import ensemble, model_assets, promoted_assets
+from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource, ModelStoreResource
+from trading_assets.partitions import partition_range_tags
+from trading_assets.promotion.registry import current, history
+
+FIRST, LAST = date(2024, 2, 1), date(2024, 2, 18)
+ALL_ASSETS = [raw_candles, features, *model_assets, *promoted_assets, ensemble]
+FAST = {"epochs": 2, "samples_per_epoch": 3000, "train_start": "2024-02-01", "train_end": "2024-02-18"}
+
+
+def build(predictability: float, tmp_path: Path, instance: dg.DagsterInstance) -> dict:
+    resources = {
+        "market_data": MarketDataResource(source="synthetic", synthetic_predictability=predictability),
+        "store": DuckDBStoreResource(path=str(tmp_path / "store.duckdb")),
+        "model_store": ModelStoreResource(path=str(tmp_path / "models")),
+    }
+    job = dg.Definitions(assets=ALL_ASSETS, resources=resources).resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=instance,
+        asset_selection=[dg.AssetKey("raw_candles"), dg.AssetKey("features")],
+        tags=partition_range_tags(FIRST - timedelta(days=1), LAST, ("BTC-USD",)),
+    )
+    assert result.success
+    return resources
+
+
+def run_models(
+    resources: dict, instance: dg.DagsterInstance, model_types: list[str]
+) -> dg.ExecuteInProcessResult:
+    selection = [dg.AssetKey(f"{t}_model") for t in model_types] + [
+        dg.AssetKey(f"promoted_{t}_model") for t in model_types
+    ]
+    return dg.materialize(
+        ALL_ASSETS, selection=selection, partition_key="BTC-USD", resources=resources, instance=instance,
+        run_config=dg.RunConfig({name.to_python_identifier(): {"config": FAST} for name in selection}),
+        raise_on_error=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def module_instance(tmp_path_factory):
+    with dg.instance_for_test(temp_dir=str(tmp_path_factory.mktemp("home"))) as instance:
+        yield instance
+
+
+def test_learnable_market_models_pass_gates_and_get_promoted(tmp_path: Path, module_instance) -> None:
+    resources = build(0.7, tmp_path, module_instance)
+    result = run_models(resources, module_instance, ["lstm", "transformer", "sklearn"])
+    gates = {(e.asset_key.path[0], e.check_name): e for e in result.get_asset_check_evaluations()}
+    for model_type in ("lstm", "transformer", "sklearn"):
+        assert gates[(f"{model_type}_model", "accuracy_gate")].passed, gates[
+            (f"{model_type}_model", "accuracy_gate")
+        ].metadata
+        assert gates[(f"{model_type}_model", "calibration_gate")].passed
+        assert gates[(f"{model_type}_model", "accuracy_gate")].partition == "BTC-USD"
+    assert result.success
+    models_dir = Path(resources["model_store"].path)
+    assert {current(models_dir, t, "BTC-USD").model_type for t in ("lstm", "transformer", "sklearn")} == {
+        "lstm",
+        "transformer",
+        "sklearn",
+    }
+    [lstm_materialization] = result.asset_materializations_for_node("lstm_model")
+    metadata = lstm_materialization.metadata
+    assert metadata["parameter_count"].value == 157_313
+    assert (
+        "| epoch |" in metadata["learning_curve"].value
+        and "mean_predicted" in metadata["reliability_diagram"].value
+    )
+    spec_result = dg.materialize(
+        ALL_ASSETS,
+        selection=[dg.AssetKey("ensemble")],
+        partition_key="BTC-USD",
+        resources=resources,
+        instance=module_instance,
+    )
+    [materialization] = spec_result.asset_materializations_for_node("ensemble")
+    assert materialization.metadata["weights"].value == {"lstm": 0.35, "transformer": 0.4, "sklearn": 0.25}
+
+
+def test_pure_noise_fails_every_accuracy_gate_and_promotes_nothing(tmp_path: Path, module_instance) -> None:
+    resources = build(0.0, tmp_path, module_instance)
+    result = run_models(resources, module_instance, ["lstm", "transformer", "sklearn"])
+    assert not result.success
+    accuracy = [e for e in result.get_asset_check_evaluations() if e.check_name == "accuracy_gate"]
+    assert len(accuracy) == 3 and not any(e.passed for e in accuracy)
+    assert all(e.metadata["measured"].value < 0.6 for e in accuracy)
+    models_dir = Path(resources["model_store"].path)
+    assert history(models_dir) == []
+    for model_type in ("lstm", "transformer", "sklearn"):
+        assert result.asset_materializations_for_node(f"promoted_{model_type}_model") == []
+    failed_ensemble = dg.materialize(
+        ALL_ASSETS,
+        selection=[dg.AssetKey("ensemble")],
+        partition_key="BTC-USD",
+        resources=resources,
+        instance=module_instance,
+        raise_on_error=False,
+    )
+    assert not failed_ensemble.success
+    [failure] = [e for e in failed_ensemble.all_events if e.is_step_failure]
+    assert "no promoted model for BTC-USD" in str(failure.step_failure_data)
