@@ -54,7 +54,9 @@ class LoadedModel:
         self.model.eval()
         with torch.no_grad():
             chunks = [
-                self.model(torch.from_numpy(np.ascontiguousarray(windows[i : i + self.batch_size]))).numpy()
+                self.model(
+                    torch.tensor(windows[i : i + self.batch_size])
+                ).numpy()  # copies the read-only view
                 for i in range(0, len(windows), self.batch_size)
             ]
         return np.concatenate(chunks) if chunks else np.zeros(0)
