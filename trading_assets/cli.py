@@ -25,7 +25,10 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="run the offline demo pipeline into the project's Dagster instance"
     )
-    demo.add_argument("--days", type=int, default=3, help="most recent complete UTC days to materialize")
+    demo.add_argument("--days", type=int, default=14, help="most recent complete UTC days to materialize")
+    demo.add_argument("--epochs", type=int, default=2, help="training epochs per model")
+    demo.add_argument("--iterations", type=int, default=3, help="dry-run iterations at the end")
+    demo.add_argument("--sleep-seconds", type=float, default=2.0, help="pause between dry-run iterations")
     demo.set_defaults(handler=_run_demo)
 
     train = commands.add_parser("train", help="train one model from the feature store (outside Dagster)")
@@ -134,7 +137,7 @@ def _run_runtime(args: argparse.Namespace) -> int:
 def _run_demo(args: argparse.Namespace) -> int:
     from trading_assets.demo import run_demo
 
-    return run_demo(days=args.days)
+    return run_demo(args.days, args.epochs, args.iterations, args.sleep_seconds)
 
 
 if __name__ == "__main__":
