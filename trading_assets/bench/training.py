@@ -7,6 +7,8 @@ validation windows evenly spaced over the last 15 %, in eval mode, after every 1
 the clock counts training only). The project's recipe there: batch 64, Adam 1e-3, index-tensor windows,
 and training on the last --train-seq-len (20) steps of each window, the model function unchanged.
 The baseline recipe runs as a subprocess on identical data; ratios are ours / baseline.
+On a GPU (--device auto picks CUDA when present) the same run also measures the project's trainer on the
+CPU and reports the GPU's speedup over it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.data import gather_windows
-from trading_assets.ml.trainer import build_torch_model, thread_budget, train_step
+from trading_assets.ml.trainer import build_torch_model, pick_device, thread_budget, train_step
 
 DEFAULT_BASELINE = Path(__file__).resolve().parents[2] / ".." / "shared" / "bench" / "baseline_recipe.py"
 EVAL_EVERY = 10_000
@@ -69,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-seconds", type=float, default=900.0, help="training time limit (target mode)")
     parser.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE, help="baseline_recipe.py")
     parser.add_argument("--skip-baseline", action="store_true", help="measure the project's trainer only")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -77,14 +80,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         np.savez(args.write_data, x=x, y=y)
         return {"written": str(args.write_data), "rows": args.rows, "features": args.features}
     torch.set_num_threads(thread_budget(1))
+    device = pick_device(args.device)
     if args.target_val_loss is None:
-        return _with_baseline(measure_throughput(args, *_load(args)), args, _baseline_throughput_args(args))
+        x, y = _load(args)
+        ours = _with_cpu(measure_throughput, args, x, y, device)
+        return _with_baseline(ours, args, _baseline_throughput_args(args))
     with tempfile.TemporaryDirectory() as scratch:
         data = args.data or _write(Path(scratch) / "data.npz", args)
         x, y = _load_npz(data)
-        ours = measure_time_to_target(args, x, y)
+        ours = _with_cpu(measure_time_to_target, args, x, y, device)
         baseline_args = ["--data", str(data), "--target-val-loss", str(args.target_val_loss)]
         return _with_baseline(ours, args, [*baseline_args, "--max-seconds", str(args.max_seconds)])
+
+
+def _with_cpu(
+    measure: Any, args: argparse.Namespace, x: np.ndarray, y: np.ndarray, device: torch.device
+) -> dict:
+    """Measure on `device`; on a GPU also measure the same trainer on the CPU and add the speedup."""
+    ours = measure(args, x, y, device)
+    if device.type == "cpu":
+        return ours
+    on_cpu = measure(args, x, y, torch.device("cpu"))
+    key = "samples_per_s" if "samples_per_s" in ours else "seconds_to_target"
+    speedup = ours[key] / on_cpu[key] if key == "samples_per_s" else on_cpu[key] / max(ours[key], 1e-9)
+    return {**ours, "cpu": on_cpu, "gpu_speedup_over_cpu": speedup}
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for queued GPU work so wall-clock readings include it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _load(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
@@ -103,38 +128,43 @@ def _write(path: Path, args: argparse.Namespace) -> Path:
 
 
 def _model_and_optimizer(
-    args: argparse.Namespace, features: int
+    args: argparse.Namespace, features: int, device: torch.device
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     """The lstm_model asset's model function (build_torch_model) and the trainer's optimiser."""
     torch.manual_seed(0)
     config = TrainConfig(seq_len=args.seq_len, bidirectional=args.arch == "bi")
-    model = build_torch_model("lstm", features, config).train()
+    model = build_torch_model("lstm", features, config).to(device).train()
     return model, torch.optim.Adam(model.parameters(), lr=args.learning_rate)
 
 
-def _batches(ends: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+def _batches(ends: torch.Tensor, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
     """Window ends in random order, epoch after epoch, as index tensors (no per-sample Dataset)."""
     generator = torch.Generator().manual_seed(0)
     while True:
-        yield from ends[torch.randperm(len(ends), generator=generator)].split(batch_size)
+        for batch in ends[torch.randperm(len(ends), generator=generator)].split(batch_size):
+            yield batch.to(device, non_blocking=True)
 
 
-def measure_throughput(args: argparse.Namespace, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    model, optimizer = _model_and_optimizer(args, x.shape[1])
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+def measure_throughput(
+    args: argparse.Namespace, x: np.ndarray, y: np.ndarray, device: torch.device
+) -> dict[str, Any]:
+    model, optimizer = _model_and_optimizer(args, x.shape[1], device)
+    xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
     losses: list[torch.Tensor] = []
     samples, started, measuring = 0, time.perf_counter(), False
-    for batch in _batches(torch.arange(args.seq_len - 1, len(x)), args.batch_size):
+    for batch in _batches(torch.arange(args.seq_len - 1, len(x)), args.batch_size, device):
         losses.append(train_step(model, optimizer, gather_windows(xt, batch, args.seq_len), yt[batch]))
-        now = time.perf_counter()
         if not measuring:
-            if now - started >= args.warmup:
-                measuring, started = True, now
+            if time.perf_counter() - started >= args.warmup:
+                _sync(device)
+                measuring, started = True, time.perf_counter()
             continue
         samples += len(batch)
-        if now - started >= args.seconds:
+        if time.perf_counter() - started >= args.seconds:
             break
-    return _throughput_result(args, x, model, samples, time.perf_counter() - started, losses)
+    _sync(device)
+    result = _throughput_result(args, x, model, samples, time.perf_counter() - started, losses)
+    return {**result, "device": str(device)}
 
 
 def _throughput_result(
@@ -145,7 +175,7 @@ def _throughput_result(
     elapsed: float,
     losses: list,
 ) -> dict[str, Any]:
-    values = torch.stack(losses).numpy()
+    values = torch.stack(losses).cpu().numpy()
     tenth = max(1, len(values) // 10)
     return {
         "recipe": "trading-assets",
@@ -170,31 +200,37 @@ def validation_ends(rows: int, seq_len: int) -> np.ndarray:
     return np.linspace(int(rows * 0.85) + seq_len - 1, rows - 1, VAL_WINDOWS).astype(np.int64)
 
 
-def measure_time_to_target(args: argparse.Namespace, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    model, optimizer = _model_and_optimizer(args, x.shape[1])
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+def measure_time_to_target(
+    args: argparse.Namespace, x: np.ndarray, y: np.ndarray, device: torch.device
+) -> dict[str, Any]:
+    """Train until the validation BCE reaches the target; the clock stops for every evaluation."""
+    model, optimizer = _model_and_optimizer(args, x.shape[1], device)
+    xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
     ends = torch.arange(args.seq_len - 1, int(len(x) * 0.85))
     train_len = min(args.train_seq_len, args.seq_len)
-    val_ends = torch.from_numpy(validation_ends(len(x), args.seq_len))
+    val_ends = torch.from_numpy(validation_ends(len(x), args.seq_len)).to(device)
     val_x, val_y = gather_windows(xt, val_ends, args.seq_len), yt[val_ends]
     trained_s, seen, next_eval, val_loss, evals = 0.0, 0, EVAL_EVERY, float("nan"), []
-    for batch in _batches(ends, args.batch_size):
-        started = time.perf_counter()
-        model.train()
+    _sync(device)
+    segment_started = time.perf_counter()
+    for batch in _batches(ends, args.batch_size, device):
         train_step(model, optimizer, gather_windows(xt, batch, train_len), yt[batch])
-        trained_s += time.perf_counter() - started
         seen += len(batch)
-        if seen >= next_eval:
-            next_eval += EVAL_EVERY
-            val_loss = _val_loss(model, val_x, val_y)
-            evals.append((seen, round(trained_s, 2), round(val_loss, 4)))
-            if val_loss <= args.target_val_loss:
-                break
-        if trained_s >= args.max_seconds:
+        if seen < next_eval:
+            continue
+        _sync(device)
+        trained_s += time.perf_counter() - segment_started
+        next_eval += EVAL_EVERY
+        val_loss = _val_loss(model, val_x, val_y)
+        evals.append((seen, round(trained_s, 2), round(val_loss, 4)))
+        if val_loss <= args.target_val_loss or trained_s >= args.max_seconds:
             break
+        model.train()
+        segment_started = time.perf_counter()
     reached = val_loss <= args.target_val_loss
     return {
         "recipe": "trading-assets",
+        "device": str(device),
         "arch": args.arch,
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,

@@ -133,6 +133,8 @@ def fit_torch(
         for batch in order.split(config.batch_size):
             losses += train_step(model, optimizer, gather_windows(x, ends[batch], train_len), labels[batch])
             schedule.step()
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)  # queued GPU work belongs to this epoch's time
         train_seconds += time.perf_counter() - started
         seen += len(order)
         entry = _evaluate(model, x, val, config, epoch, float(losses) / steps_per_epoch)
