@@ -26,6 +26,7 @@ ENVIRONMENT_VARIABLES = {
     "TA_SOURCE": "market data source: synthetic | ccxt | files (default synthetic)",
     "TA_SYNTHETIC_SEED": "seed of the synthetic market (default 7)",
     "TA_SYNTHETIC_PREDICTABILITY": f"learnable share of the synthetic market, 0..0.95 (default {DEMO_PREDICTABILITY})",
+    "TA_SYNTHETIC_PREDICTABILITY_BY_SYMBOL": "per-symbol overrides, e.g. SOL-USD=0,ETH-USD=0.5 (default none)",
     "TA_CCXT_EXCHANGE": "ccxt exchange id (default coinbase)",
     "TA_CCXT_API_URL": "override of the exchange's REST base URL (proxy or loopback test server)",
     "TA_CCXT_TIMEOUT_MS": "per-request timeout of the ccxt source (default 10000)",
@@ -37,7 +38,11 @@ ENVIRONMENT_VARIABLES = {
     "TA_MIN_ACCURACY": "accuracy gate threshold (default 0.68)",
     "TA_MAX_CALIBRATION_ERROR": "calibration gate threshold (default 0.05)",
     "TA_ALERT_WEBHOOK_URL": "optional webhook (Slack-compatible JSON POST) for alerts",
+    "TA_EXECUTOR": "step executor of the code location: in_process | multiprocess | dask (default multiprocess)",
+    "TA_DASK_SCHEDULER": "address of the Dask scheduler for TA_EXECUTOR=dask, e.g. tcp://127.0.0.1:8786",
+    "TA_RETRAIN_CRON": "cadence of automatic model retraining, a cron string in UTC (default weekly: 0 3 * * 1)",
 }
+EXECUTORS = ("in_process", "multiprocess", "dask")
 
 
 def _env(name: str, default: str) -> str:
@@ -71,6 +76,7 @@ class Settings:
     source: str = "synthetic"
     synthetic_seed: int = 7
     synthetic_predictability: float = DEMO_PREDICTABILITY
+    synthetic_predictability_by_symbol: str | None = None
     ccxt_exchange: str = "coinbase"
     ccxt_api_url: str | None = None
     ccxt_timeout_ms: int = 10_000
@@ -82,6 +88,9 @@ class Settings:
     min_accuracy: float = 0.68
     max_calibration_error: float = 0.05
     alert_webhook_url: str | None = None
+    executor: str = "multiprocess"
+    dask_scheduler: str | None = None
+    retrain_cron: str = "0 3 * * 1"
 
     @property
     def alerts_dir(self) -> Path:
@@ -98,6 +107,9 @@ def load_settings() -> Settings:
     if not symbols:
         raise ValueError("TA_SYMBOLS is empty: name at least one symbol, e.g. BTC-USD")
     files_dir = os.environ.get("TA_FILES_DIR", "").strip()
+    executor = _env("TA_EXECUTOR", "multiprocess")
+    if executor not in EXECUTORS:
+        raise ValueError(f"TA_EXECUTOR={executor!r}: expected one of {', '.join(EXECUTORS)}")
     return Settings(
         symbols=symbols,
         history_start=date.fromisoformat(_env("TA_HISTORY_START", "2023-11-10")),
@@ -107,6 +119,8 @@ def load_settings() -> Settings:
         source=source,
         synthetic_seed=_env_int("TA_SYNTHETIC_SEED", 7),
         synthetic_predictability=_env_float("TA_SYNTHETIC_PREDICTABILITY", DEMO_PREDICTABILITY),
+        synthetic_predictability_by_symbol=os.environ.get("TA_SYNTHETIC_PREDICTABILITY_BY_SYMBOL", "").strip()
+        or None,
         ccxt_exchange=_env("TA_CCXT_EXCHANGE", "coinbase"),
         ccxt_api_url=os.environ.get("TA_CCXT_API_URL", "").strip() or None,
         ccxt_timeout_ms=_env_int("TA_CCXT_TIMEOUT_MS", 10_000),
@@ -118,4 +132,7 @@ def load_settings() -> Settings:
         min_accuracy=_env_float("TA_MIN_ACCURACY", 0.68),
         max_calibration_error=_env_float("TA_MAX_CALIBRATION_ERROR", 0.05),
         alert_webhook_url=os.environ.get("TA_ALERT_WEBHOOK_URL", "").strip() or None,
+        executor=executor,
+        dask_scheduler=os.environ.get("TA_DASK_SCHEDULER", "").strip() or None,
+        retrain_cron=_env("TA_RETRAIN_CRON", "0 3 * * 1"),
     )

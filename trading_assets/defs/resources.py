@@ -18,6 +18,7 @@ class MarketDataResource(dg.ConfigurableResource):
     source: str = "synthetic"
     synthetic_seed: int = 7
     synthetic_predictability: float = 0.0
+    synthetic_predictability_by_symbol: str | None = None
     ccxt_exchange: str = "coinbase"
     ccxt_api_url: str | None = None
     ccxt_timeout_ms: int = 10_000

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+
+import polars as pl
 
 from trading_assets.market.candles import CandleSource
 from trading_assets.market.files_source import FilesSource
@@ -20,6 +23,8 @@ class SourceOptions:
     source: str = "synthetic"
     synthetic_seed: int = 7
     synthetic_predictability: float = 0.0
+    #: "SYMBOL=p,SYMBOL=p": symbols whose synthetic market has another predictability (e.g. one made to fail)
+    synthetic_predictability_by_symbol: str | None = None
     ccxt_exchange: str = "coinbase"
     ccxt_api_url: str | None = None
     ccxt_timeout_ms: int = 10_000
@@ -32,6 +37,7 @@ class SourceOptions:
             source=settings.source,
             synthetic_seed=settings.synthetic_seed,
             synthetic_predictability=settings.synthetic_predictability,
+            synthetic_predictability_by_symbol=settings.synthetic_predictability_by_symbol,
             ccxt_exchange=settings.ccxt_exchange,
             ccxt_api_url=settings.ccxt_api_url,
             ccxt_timeout_ms=settings.ccxt_timeout_ms,
@@ -40,9 +46,45 @@ class SourceOptions:
         )
 
 
+def parse_predictability_overrides(text: str | None) -> dict[str, float]:
+    """ "SOL-USD=0,ETH-USD=0.5" -> {"SOL-USD": 0.0, "ETH-USD": 0.5}, with an error naming a bad entry."""
+    overrides: dict[str, float] = {}
+    for entry in filter(None, (part.strip() for part in (text or "").split(","))):
+        symbol, _, value = entry.partition("=")
+        try:
+            overrides[symbol.strip()] = float(value)
+        except ValueError as error:
+            raise ValueError(
+                f"synthetic predictability override {entry!r}: expected SYMBOL=number, e.g. SOL-USD=0"
+            ) from error
+    return overrides
+
+
+class PerSymbolSyntheticSource:
+    """The synthetic market with a different predictability for some symbols."""
+
+    name = "synthetic"
+
+    def __init__(self, default: SyntheticSource, overrides: dict[str, SyntheticSource]) -> None:
+        self.default = default
+        self.overrides = overrides
+
+    def fetch(self, symbol: str, start: datetime, end: datetime) -> pl.DataFrame:
+        return self.overrides.get(symbol, self.default).fetch(symbol, start, end)
+
+
 def build_source(options: SourceOptions) -> CandleSource:
     if options.source == "synthetic":
-        return SyntheticSource(seed=options.synthetic_seed, predictability=options.synthetic_predictability)
+        default = SyntheticSource(
+            seed=options.synthetic_seed, predictability=options.synthetic_predictability
+        )
+        overrides = parse_predictability_overrides(options.synthetic_predictability_by_symbol)
+        if not overrides:
+            return default
+        return PerSymbolSyntheticSource(
+            default,
+            {symbol: SyntheticSource(options.synthetic_seed, p) for symbol, p in overrides.items()},
+        )
     if options.source == "files":
         if not options.files_dir:
             raise ValueError("the files source needs a directory: set TA_FILES_DIR")
