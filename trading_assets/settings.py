@@ -40,6 +40,8 @@ ENVIRONMENT_VARIABLES = {
     "TA_ALERT_WEBHOOK_URL": "optional webhook (Slack-compatible JSON POST) for alerts",
     "TA_EXECUTOR": "step executor of the code location: in_process | multiprocess | dask (default multiprocess)",
     "TA_DASK_SCHEDULER": "address of the Dask scheduler for TA_EXECUTOR=dask, e.g. tcp://127.0.0.1:8786",
+    "TA_TRAIN_EPOCHS": "default maximum epochs of a model run (default 15; run config overrides)",
+    "TA_TRAIN_SAMPLES_PER_EPOCH": "default training windows sampled per epoch (default 200000)",
     "TA_RETRAIN_CRON": "cadence of automatic model retraining, a cron string in UTC (default weekly: 0 3 * * 1)",
 }
 EXECUTORS = ("in_process", "multiprocess", "dask")
@@ -91,6 +93,8 @@ class Settings:
     executor: str = "multiprocess"
     dask_scheduler: str | None = None
     retrain_cron: str = "0 3 * * 1"
+    train_epochs: int = 15
+    train_samples_per_epoch: int = 200_000
 
     @property
     def alerts_dir(self) -> Path:
@@ -135,4 +139,6 @@ def load_settings() -> Settings:
         executor=executor,
         dask_scheduler=os.environ.get("TA_DASK_SCHEDULER", "").strip() or None,
         retrain_cron=_env("TA_RETRAIN_CRON", "0 3 * * 1"),
+        train_epochs=_env_int("TA_TRAIN_EPOCHS", 15),
+        train_samples_per_epoch=_env_int("TA_TRAIN_SAMPLES_PER_EPOCH", 200_000),
     )

@@ -38,9 +38,9 @@ TRAINING_SLOTS = 2
 class ModelRunConfig(dg.Config):
     """Training and gate settings of one model run (defaults: all stored history, settings' gates)."""
 
-    epochs: int = 15
+    epochs: int = _settings.train_epochs
     batch_size: int = 64
-    samples_per_epoch: int = 200_000
+    samples_per_epoch: int = _settings.train_samples_per_epoch
     seq_len: int = 60
     horizon: int = 1
     train_start: str | None = None
