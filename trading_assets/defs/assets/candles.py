@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from trading_assets.defs.checks import PartitionChecks
 from trading_assets.defs.metadata import iso, markdown_table
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
 from trading_assets.market.candles import InvalidPartitionError, day_bounds
@@ -85,8 +86,9 @@ def raw_candles(
         )
         reports.append(report)
     yield dg.MaterializeResult(asset_key=RAW_CANDLES)
+    checks = PartitionChecks(context, RAW_CANDLES)
     for key, report in zip(context.partition_keys, reports, strict=True):
-        yield from _partition_checks(store, key, report, config.min_coverage)
+        yield from _partition_checks(checks, store, key, report, config.min_coverage)
 
 
 def _materialization_metadata(report: IngestReport) -> dict[str, object]:
@@ -108,22 +110,15 @@ def _materialization_metadata(report: IngestReport) -> dict[str, object]:
 
 
 def _partition_checks(
-    store: DuckDBStoreResource, key: str, report: IngestReport, min_coverage: float
+    checks: PartitionChecks, store: DuckDBStoreResource, key: str, report: IngestReport, min_coverage: float
 ) -> list[dg.AssetCheckEvaluation]:
     start, end = day_bounds(report.day)
     stored = candle_integrity(store.db_path, report.symbol, start, end)
     gaps = [{"start": iso(gap_start), "minutes": length} for gap_start, length in report.quality.gaps[:50]]
 
     def evaluation(name: str, passed: bool, severity: dg.AssetCheckSeverity, metadata: dict[str, object]):
-        return dg.AssetCheckEvaluation(
-            asset_key=RAW_CANDLES,
-            check_name=name,
-            passed=passed,
-            partition=str(key),
-            severity=severity,
-            blocking=severity == dg.AssetCheckSeverity.ERROR,
-            metadata={"symbol": report.symbol, "date": report.day.isoformat(), **metadata},
-        )
+        common = {"symbol": report.symbol, "date": report.day.isoformat()}
+        return checks.evaluation(key, name, passed, severity, {**common, **metadata})
 
     return [
         evaluation(

@@ -3,6 +3,8 @@
 import dagster as dg
 import polars as pl
 
+from trading_assets.defs.automation import FEATURES_FOLLOW_CANDLES
+from trading_assets.defs.checks import PartitionChecks
 from trading_assets.defs.metadata import markdown_table
 from trading_assets.defs.resources import DuckDBStoreResource
 from trading_assets.features.build import FeatureDayReport, MissingCandlesError, build_feature_day
@@ -62,6 +64,7 @@ FEATURE_CHECKS = [
             partitions_def=symbol_date_partitions,
             deps=[dg.AssetDep("raw_candles", partition_mapping=_CANDLES_OF_DAY_AND_PREVIOUS_DAY)],
             kinds={"duckdb", "polars"},
+            automation_condition=FEATURES_FOLLOW_CANDLES,
         )
     ],
     check_specs=FEATURE_CHECKS,
@@ -85,8 +88,9 @@ def features(context: dg.AssetExecutionContext, config: FeatureRunConfig, store:
         context.add_asset_metadata(_metadata(report), partition_key=key)
         reports.append((key, report))
     yield dg.MaterializeResult(asset_key=FEATURES)
+    checks = PartitionChecks(context, FEATURES)
     for key, report in reports:
-        yield from _partition_checks(store, key, report, config.min_usable_share)
+        yield from _partition_checks(checks, store, key, report, config.min_usable_share)
 
 
 def _metadata(report: FeatureDayReport) -> dict[str, object]:
@@ -109,8 +113,12 @@ def _metadata(report: FeatureDayReport) -> dict[str, object]:
 
 
 def _partition_checks(
-    store: DuckDBStoreResource, key: str, report: FeatureDayReport, min_usable_share: float
-):
+    checks: PartitionChecks,
+    store: DuckDBStoreResource,
+    key: str,
+    report: FeatureDayReport,
+    min_usable_share: float,
+) -> list[dg.AssetCheckEvaluation]:
     stored = read_features(store.db_path, report.symbol, *day_bounds(report.day))
     problems = check_feature_ranges(stored, report.day)
     finite = [p for p in problems if "null, NaN or infinite" in p]
@@ -119,15 +127,7 @@ def _partition_checks(
     common = {"symbol": report.symbol, "date": report.day.isoformat(), "stored_rows": stored.height}
 
     def evaluation(name: str, passed: bool, severity: dg.AssetCheckSeverity, metadata: dict[str, object]):
-        return dg.AssetCheckEvaluation(
-            asset_key=FEATURES,
-            check_name=name,
-            passed=passed,
-            partition=str(key),
-            severity=severity,
-            blocking=severity == dg.AssetCheckSeverity.ERROR,
-            metadata={**common, **metadata},
-        )
+        return checks.evaluation(key, name, passed, severity, {**common, **metadata})
 
     return [
         evaluation(

@@ -12,6 +12,11 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from trading_assets.defs.automation import (
+    ENSEMBLE_FOLLOWS_PROMOTIONS,
+    PROMOTE_AFTER_PASSING_GATES,
+    retrain_on_cadence,
+)
 from trading_assets.defs.metadata import markdown_table
 from trading_assets.defs.resources import DuckDBStoreResource, ModelStoreResource
 from trading_assets.features.registry import FEATURE_SET_VERSION, MODEL_FEATURES, schema_hash
@@ -150,6 +155,7 @@ def build_model_asset(model_type: str) -> dg.AssetsDefinition:
         check_specs=_gate_specs(key),
         op_tags={TRAINING_TAG: model_type},
         pool=TRAINING_POOL,
+        automation_condition=retrain_on_cadence(_settings.retrain_cron),
         kinds={"pytorch" if model_type != "sklearn" else "scikitlearn"},
     )
     def model_asset(
@@ -194,6 +200,7 @@ def build_promoted_asset(model_type: str) -> dg.AssetsDefinition:
         group_name="promotion",
         partitions_def=symbol_partitions,
         deps=[model_key],
+        automation_condition=PROMOTE_AFTER_PASSING_GATES,
     )
     def promoted_asset(
         context: dg.AssetExecutionContext, config: ModelRunConfig, model_store: ModelStoreResource
@@ -230,6 +237,7 @@ class EnsembleConfig(dg.Config):
     group_name="promotion",
     partitions_def=symbol_partitions,
     deps=[dg.AssetKey(f"promoted_{t}_model") for t in MODEL_TYPES],
+    automation_condition=ENSEMBLE_FOLLOWS_PROMOTIONS,
 )
 def ensemble(
     context: dg.AssetExecutionContext, config: EnsembleConfig, model_store: ModelStoreResource

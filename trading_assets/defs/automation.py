@@ -1,0 +1,51 @@
+"""Declarative automation: what materializes on its own, and when.
+
+- `features` follow new `raw_candles` (the daily schedule writes yesterday's candles; the features of that
+  day follow) once the candles' blocking checks passed.
+- The models retrain on a cadence (`TA_RETRAIN_CRON`, default weekly, Monday 03:00 UTC) after new features
+  arrived since the last tick, and only while no blocking check of their features has failed.
+- Promotion follows a model materialization whose blocking gates passed; the ensemble follows promotions,
+  whatever members are promoted.
+
+The automation sensor below runs by default, so `dagster dev` (webserver + daemon) applies all of this.
+"""
+
+import dagster as dg
+
+AC = dg.AutomationCondition
+
+#: Features of a (symbol, day) follow that day's new candles, once the candles' blocking checks passed.
+FEATURES_FOLLOW_CANDLES = (AC.eager() & AC.all_deps_blocking_checks_passed()).with_label(
+    "features_follow_checked_candles"
+)
+
+#: Promotion follows a model whose blocking gates passed (and never one whose gates failed).
+PROMOTE_AFTER_PASSING_GATES = (AC.eager() & AC.all_deps_blocking_checks_passed()).with_label(
+    "promote_after_passing_gates"
+)
+
+#: The ensemble follows any promotion, whatever members exist (unlike `eager()`, it does not wait for every
+#: member, and a missing ensemble alone never triggers it: with nothing promoted it has nothing to combine).
+ENSEMBLE_FOLLOWS_PROMOTIONS = (
+    AC.any_deps_updated().since_last_handled() & ~AC.any_deps_in_progress() & ~AC.in_progress()
+).with_label("ensemble_follows_promotions")
+
+
+def retrain_on_cadence(cron_schedule: str) -> dg.AutomationCondition:
+    """Retrain after each tick of `cron_schedule` (UTC) once features updated since that tick, only when
+    the features' blocking checks passed and none of them failed."""
+    no_blocking_check_failed = ~AC.any_deps_match(AC.any_checks_match(AC.check_failed(), blocking_only=True))
+    return (
+        AC.on_cron(cron_schedule, "UTC")
+        & AC.all_deps_blocking_checks_passed()
+        & no_blocking_check_failed.with_label("no_upstream_blocking_check_failed")
+    ).with_label(f"retrain_on_cadence({cron_schedule})")
+
+
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "automation",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Applies the assets' automation conditions (features follow candles, weekly retraining, "
+    "promotion after passing gates, ensemble after promotion).",
+)

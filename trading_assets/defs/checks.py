@@ -1,0 +1,63 @@
+"""Per-partition check results for runs that materialize many partitions at once (single-run backfills).
+
+Dagster ties a check result to the materialization it checked ("target materialization"); only a result
+that targets a partition's latest materialization counts as current for automation
+(`AutomationCondition.all_deps_blocking_checks_passed()`) and in the UI. Dagster fills that in for
+`AssetCheckResult` in single-partition steps only, so these evaluations carry it themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import dagster as dg
+
+# Not exported at the top level of dagster 1.13; the public AssetCheckEvaluation takes it as an argument.
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData as TargetMaterialization,
+)
+
+
+class PartitionChecks:
+    """Builds the check evaluations of one asset's partitions in this run, each pointing at the partition's
+    materialization made by this run. Create it after the step has yielded its MaterializeResult."""
+
+    def __init__(self, context: dg.AssetExecutionContext, asset_key: dg.AssetKey) -> None:
+        self.asset_key = asset_key
+        self.targets = _materializations_of_run(context, asset_key, context.partition_keys)
+
+    def evaluation(
+        self,
+        partition: str,
+        name: str,
+        passed: bool,
+        severity: dg.AssetCheckSeverity,
+        metadata: Mapping[str, object],
+    ) -> dg.AssetCheckEvaluation:
+        return dg.AssetCheckEvaluation(
+            asset_key=self.asset_key,
+            check_name=name,
+            passed=passed,
+            partition=partition,
+            severity=severity,
+            blocking=severity == dg.AssetCheckSeverity.ERROR,
+            metadata=dict(metadata),
+            target_materialization_data=self.targets.get(partition),
+        )
+
+
+def _materializations_of_run(
+    context: dg.AssetExecutionContext, asset_key: dg.AssetKey, partitions: Sequence[str]
+) -> dict[str, TargetMaterialization]:
+    """The materialization of each partition written by this run (newest first, one query)."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=list(partitions)),
+        limit=2 * len(partitions),
+    ).records
+    targets: dict[str, TargetMaterialization] = {}
+    for record in records:
+        if record.run_id == context.run.run_id and record.partition_key not in targets:
+            targets[record.partition_key] = TargetMaterialization(
+                storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+            )
+    return targets
