@@ -4,13 +4,10 @@ import dagster as dg
 
 from trading_assets.defs.assets.candles import raw_candles, raw_candles_freshness
 from trading_assets.defs.assets.features import features
-from trading_assets.defs.assets.models import (
-    TRAINING_SLOTS,
-    TRAINING_TAG,
-    ensemble,
-    model_assets,
-    promoted_assets,
-)
+from trading_assets.defs.assets.models import ensemble, model_assets, promoted_assets
+from trading_assets.defs.assets.performance import live_performance_asset
+from trading_assets.defs.automation import automation_sensor
+from trading_assets.defs.executors import executor_from_settings
 from trading_assets.defs.jobs import daily_candles_schedule, daily_market_data_job
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource, ModelStoreResource
 from trading_assets.defs.sensors import check_failure_alerts, run_failure_alerts
@@ -19,9 +16,9 @@ from trading_assets.settings import load_settings
 settings = load_settings()
 
 defs = dg.Definitions(
-    assets=[raw_candles, features, *model_assets, *promoted_assets, ensemble],
+    assets=[raw_candles, features, *model_assets, *promoted_assets, ensemble, live_performance_asset],
     asset_checks=[raw_candles_freshness],
-    sensors=[check_failure_alerts, run_failure_alerts],
+    sensors=[check_failure_alerts, run_failure_alerts, automation_sensor],
     jobs=[daily_market_data_job],
     schedules=[daily_candles_schedule],
     resources={
@@ -29,11 +26,5 @@ defs = dg.Definitions(
         "store": DuckDBStoreResource(path=str(settings.duckdb_path)),
         "model_store": ModelStoreResource(path=str(settings.models_dir)),
     },
-    executor=dg.multiprocess_executor.configured(
-        {
-            "max_concurrent": 4,
-            "tag_concurrency_limits": [{"key": TRAINING_TAG, "limit": TRAINING_SLOTS}],
-            "retries": {"enabled": {}},
-        }
-    ),
+    executor=executor_from_settings(settings),
 )

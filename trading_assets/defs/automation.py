@@ -5,7 +5,7 @@
 - The models retrain on a cadence (`TA_RETRAIN_CRON`, default weekly, Monday 03:00 UTC) after new features
   arrived since the last tick, and only while no blocking check of their features has failed.
 - Promotion follows a model materialization whose blocking gates passed; the ensemble follows promotions,
-  whatever members are promoted.
+  whatever members are promoted; live performance is measured again when new candles arrive.
 
 The automation sensor below runs by default, so `dagster dev` (webserver + daemon) applies all of this.
 """
@@ -24,11 +24,20 @@ PROMOTE_AFTER_PASSING_GATES = (AC.eager() & AC.all_deps_blocking_checks_passed()
     "promote_after_passing_gates"
 )
 
-#: The ensemble follows any promotion, whatever members exist (unlike `eager()`, it does not wait for every
-#: member, and a missing ensemble alone never triggers it: with nothing promoted it has nothing to combine).
-ENSEMBLE_FOLLOWS_PROMOTIONS = (
-    AC.any_deps_updated().since_last_handled() & ~AC.any_deps_in_progress() & ~AC.in_progress()
-).with_label("ensemble_follows_promotions")
+
+def _follows_any_update(label: str) -> dg.AutomationCondition:
+    """After any dependency updated (unlike `eager()`, without waiting for every dependency to exist, and a
+    missing target alone never triggers it)."""
+    return (
+        AC.any_deps_updated().since_last_handled() & ~AC.any_deps_in_progress() & ~AC.in_progress()
+    ).with_label(label)
+
+
+#: The ensemble follows any promotion, whatever members are promoted (with none it has nothing to combine).
+ENSEMBLE_FOLLOWS_PROMOTIONS = _follows_any_update("ensemble_follows_promotions")
+
+#: Live performance is re-measured when new candles (the outcomes of recorded signals) or a new ensemble arrive.
+LIVE_PERFORMANCE_FOLLOWS_CANDLES = _follows_any_update("live_performance_follows_candles")
 
 
 def retrain_on_cadence(cron_schedule: str) -> dg.AutomationCondition:

@@ -119,30 +119,35 @@ class DryRunRuntime:
 
     def record(self, signals: Sequence[Signal], recorded_at: datetime) -> None:
         """Append signals to the DuckDB `signals` table in one transaction."""
-        if not signals:
-            return
-        frame = pl.DataFrame(
-            {
-                "symbol": [s.symbol for s in signals],
-                "minute": [s.minute for s in signals],
-                "recorded_at": [recorded_at] * len(signals),
-                "mode": ["dryrun"] * len(signals),
-                **{f"p_{t}": [s.probabilities.get(t) for s in signals] for t in MEMBER_TYPES},
-                "p_ensemble": [s.probabilities["ensemble"] for s in signals],
-                "signal": [s.signal for s in signals],
-                "latency_ms": [s.latency_ms for s in signals],
-                "members": [s.members for s in signals],
-                "schema_hash": [schema_hash()] * len(signals),
-            },
-            schema_overrides={f"p_{t}": pl.Float64 for t in MEMBER_TYPES},
-        ).to_arrow()
+        record_signals(self.db_path, signals, recorded_at)
 
-        def append(connection) -> None:
-            connection.register("new_signals", frame)
-            connection.execute("INSERT INTO signals BY NAME SELECT * FROM new_signals")
-            connection.unregister("new_signals")
 
-        run_write(self.db_path, append, ddl=[SIGNALS_DDL])
+def record_signals(db_path: Path, signals: Sequence[Signal], recorded_at: datetime) -> None:
+    """Append signals to the DuckDB `signals` table in one transaction."""
+    if not signals:
+        return
+    frame = pl.DataFrame(
+        {
+            "symbol": [s.symbol for s in signals],
+            "minute": [s.minute for s in signals],
+            "recorded_at": [recorded_at] * len(signals),
+            "mode": ["dryrun"] * len(signals),
+            **{f"p_{t}": [s.probabilities.get(t) for s in signals] for t in MEMBER_TYPES},
+            "p_ensemble": [s.probabilities["ensemble"] for s in signals],
+            "signal": [s.signal for s in signals],
+            "latency_ms": [s.latency_ms for s in signals],
+            "members": [s.members for s in signals],
+            "schema_hash": [schema_hash()] * len(signals),
+        },
+        schema_overrides={f"p_{t}": pl.Float64 for t in MEMBER_TYPES},
+    ).to_arrow()
+
+    def append(connection) -> None:
+        connection.register("new_signals", frame)
+        connection.execute("INSERT INTO signals BY NAME SELECT * FROM new_signals")
+        connection.unregister("new_signals")
+
+    run_write(db_path, append, ddl=[SIGNALS_DDL])
 
 
 def run_iterations(

@@ -197,12 +197,12 @@ def read_range(
     def work(connection: duckdb.DuckDBPyConnection) -> pl.DataFrame:
         if not table_exists(connection, table):
             raise StoreMissingError(f"table {table!r} does not exist in {path}: materialize it first")
-        return _to_polars(connection.sql(query, params=parameters))
+        return relation_to_polars(connection.sql(query, params=parameters))
 
     return run_read(path, work)
 
 
-def _to_polars(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
+def relation_to_polars(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
     """A relation as polars (zero-copy via Arrow), with every timestamp in UTC microseconds."""
     frame = pl.from_arrow(relation.to_arrow_table())
     assert isinstance(frame, pl.DataFrame)
@@ -216,7 +216,7 @@ def _to_polars(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
 
 def query(path: Path, sql: str, parameters: Sequence[object] = ()) -> pl.DataFrame:
     """A read-only query with parameters, returned as polars."""
-    return run_read(path, lambda connection: _to_polars(connection.sql(sql, params=list(parameters))))
+    return run_read(path, lambda connection: relation_to_polars(connection.sql(sql, params=list(parameters))))
 
 
 def write_candles(

@@ -1,0 +1,122 @@
+"""`live_performance`: how the dry-run's recorded signals fared against the candles that arrived later."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+import polars as pl
+
+from trading_assets.defs.automation import LIVE_PERFORMANCE_FOLLOWS_CANDLES
+from trading_assets.defs.metadata import markdown_table
+from trading_assets.defs.resources import DuckDBStoreResource
+from trading_assets.partitions import symbol_partitions
+from trading_assets.runtime.performance import ScoredPerformance, live_performance
+from trading_assets.settings import load_settings
+from trading_assets.store.duckdb_store import StoreMissingError
+
+LIVE_PERFORMANCE = dg.AssetKey("live_performance")
+_settings = load_settings()
+
+
+class LivePerformanceConfig(dg.Config):
+    """Rolling window and the accuracy below which the `live_accuracy` check warns."""
+
+    window_hours: float = 24.0
+    horizon: int = 1
+    min_outcomes: int = 30
+    min_accuracy: float = _settings.min_accuracy
+    as_of: str | None = None  # ISO timestamp closing the window; default now
+
+    def window_end(self) -> datetime:
+        return datetime.fromisoformat(self.as_of).astimezone(UTC) if self.as_of else datetime.now(UTC)
+
+
+@dg.asset(
+    key=LIVE_PERFORMANCE,
+    description="Realised accuracy, calibration error and count of the dry-run's signals, per member and "
+    "for the ensemble, over a rolling window (signals joined with the candles that arrived later).",
+    group_name="observation",
+    partitions_def=symbol_partitions,
+    deps=[
+        dg.AssetDep("ensemble"),
+        dg.AssetDep(
+            "raw_candles",
+            partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="symbol"),
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "live_accuracy",
+            asset=LIVE_PERFORMANCE,
+            description="Warns when a member's or the ensemble's realised accuracy is below the gate.",
+            blocking=False,
+            partitions_def=symbol_partitions,
+        )
+    ],
+    automation_condition=LIVE_PERFORMANCE_FOLLOWS_CANDLES,
+    kinds={"duckdb"},
+)
+def live_performance_asset(
+    context: dg.AssetExecutionContext, config: LivePerformanceConfig, store: DuckDBStoreResource
+):
+    symbol = context.partition_key
+    end = config.window_end()
+    try:
+        outcomes, summary = live_performance(store.db_path, symbol, end, config.window_hours, config.horizon)
+    except StoreMissingError as error:
+        raise dg.Failure(description=f"{symbol}: {error}") from error
+    yield dg.MaterializeResult(
+        asset_key=LIVE_PERFORMANCE,
+        metadata={
+            "window_end": end.isoformat(),
+            "window_hours": config.window_hours,
+            "outcomes": outcomes.height,
+            "ensemble_accuracy": _value(summary, "ensemble", "accuracy"),
+            "ensemble_calibration_error": _value(summary, "ensemble", "calibration_error"),
+            "by_member": markdown_table(_summary_table(summary)),
+        },
+    )
+    yield _live_accuracy_check(summary, config)
+
+
+def _value(summary: list[ScoredPerformance], scored: str, field: str) -> dg.MetadataValue:
+    value = next(getattr(s, field) for s in summary if s.scored == scored)
+    return dg.MetadataValue.float(value) if value is not None else dg.MetadataValue.null()
+
+
+def _summary_table(summary: list[ScoredPerformance]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            {
+                "scored": s.scored,
+                "outcomes": s.outcomes,
+                "accuracy": s.accuracy,
+                "calibration_error": s.calibration_error,
+            }
+            for s in summary
+        ]
+    )
+
+
+def _live_accuracy_check(
+    summary: list[ScoredPerformance], config: LivePerformanceConfig
+) -> dg.AssetCheckResult:
+    judged = [s for s in summary if s.outcomes >= config.min_outcomes]
+    below = [s.scored for s in judged if s.accuracy is not None and s.accuracy < config.min_accuracy]
+    return dg.AssetCheckResult(
+        asset_key=LIVE_PERFORMANCE,
+        check_name="live_accuracy",
+        passed=not below,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"realised accuracy below {config.min_accuracy}: {', '.join(below)}"
+            if below
+            else f"{len(judged)} of {len(summary)} scored with >= {config.min_outcomes} outcomes; none below"
+        ),
+        metadata={
+            "min_accuracy": config.min_accuracy,
+            "min_outcomes": config.min_outcomes,
+            "below_gate": dg.MetadataValue.json(below),
+            **{f"{s.scored}_accuracy": s.accuracy for s in judged},
+            **{f"{s.scored}_outcomes": s.outcomes for s in summary},
+        },
+    )
