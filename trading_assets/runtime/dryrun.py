@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -159,20 +160,50 @@ def run_iterations(
 ) -> list[Signal]:
     """The loop: each iteration scores every symbol; a source error is reported and the loop goes on."""
     recorded: list[Signal] = []
-    for iteration in range(1, iterations + 1):
-        now = clock()
-        signals = []
-        for symbol in runtime.scorers:
-            try:
-                signals.append(runtime.score(symbol, now))
-            except Exception as error:  # noqa: BLE001 (one symbol's failure must not stop the loop)
-                report(f"iteration {iteration}: {symbol} skipped: {type(error).__name__}: {error}")
-        runtime.record(signals, now)
-        report(format_table(iteration, signals))
-        recorded.extend(signals)
-        if iteration < iterations:
-            time.sleep(sleep_seconds)
+    with SignalRecorder(runtime.db_path) as recorder:
+        for iteration in range(1, iterations + 1):
+            now = clock()
+            signals = []
+            for symbol in runtime.scorers:
+                try:
+                    signals.append(runtime.score(symbol, now))
+                except Exception as error:  # noqa: BLE001 (one symbol's failure must not stop the loop)
+                    report(f"iteration {iteration}: {symbol} skipped: {type(error).__name__}: {error}")
+            recorder.submit(signals, now)
+            report(format_table(iteration, signals))
+            recorded.extend(signals)
+            if iteration < iterations:
+                time.sleep(sleep_seconds)
     return recorded
+
+
+class SignalRecorder:
+    """Appends signals to DuckDB on a background thread, off the scoring path (opening the DuckDB file
+    alone takes tens of milliseconds). One write in flight: `submit` first waits for the previous one and
+    re-raises its error; leaving the context waits for the last."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signal-recorder")
+        self._pending: Future[None] | None = None
+
+    def submit(self, signals: Sequence[Signal], recorded_at: datetime) -> None:
+        self.wait()
+        self._pending = self._writer.submit(record_signals, self.db_path, list(signals), recorded_at)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def __enter__(self) -> SignalRecorder:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self.wait()
+        finally:
+            self._writer.shutdown()
 
 
 def format_table(iteration: int, signals: Sequence[Signal]) -> str:
