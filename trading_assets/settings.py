@@ -42,6 +42,7 @@ ENVIRONMENT_VARIABLES = {
     "TA_DASK_SCHEDULER": "address of the Dask scheduler for TA_EXECUTOR=dask, e.g. tcp://127.0.0.1:8786",
     "TA_TRAIN_EPOCHS": "default maximum epochs of a model run (default 15; run config overrides)",
     "TA_TRAIN_SAMPLES_PER_EPOCH": "default training windows sampled per epoch (default 200000)",
+    "TA_CONCURRENT_TRAININGS": "trainings sharing this machine's cores outside Dagster (thread budget; default 1)",
     "TA_RETRAIN_CRON": "cadence of automatic model retraining, a cron string in UTC (default weekly: 0 3 * * 1)",
 }
 EXECUTORS = ("in_process", "multiprocess", "dask")
@@ -95,6 +96,7 @@ class Settings:
     retrain_cron: str = "0 3 * * 1"
     train_epochs: int = 15
     train_samples_per_epoch: int = 200_000
+    concurrent_trainings: int = 1
 
     @property
     def alerts_dir(self) -> Path:
@@ -141,4 +143,5 @@ def load_settings() -> Settings:
         retrain_cron=_env("TA_RETRAIN_CRON", "0 3 * * 1"),
         train_epochs=_env_int("TA_TRAIN_EPOCHS", 15),
         train_samples_per_epoch=_env_int("TA_TRAIN_SAMPLES_PER_EPOCH", 200_000),
+        concurrent_trainings=_env_int("TA_CONCURRENT_TRAININGS", 1),
     )
