@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("ingest", "features", "training", "runtime")
+BENCHMARKS = ("ingest", "features", "training", "runtime", "backfill")
 MODEL_TYPES = ("lstm", "transformer", "sklearn")
 
 
