@@ -21,7 +21,6 @@ from trading_assets.settings import load_settings
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class EpochProgress:
     epoch: int
