@@ -31,7 +31,7 @@ SHIPPED = ROOT / "dagster_home" / "dagster.yaml"
 SYMBOLS = ("BTC-USD", "ETH-USD")
 FIRST, LAST = date(2024, 1, 2), date(2024, 1, 3)
 PARTITIONS = {f"{day}|{symbol}" for day in (FIRST, LAST) for symbol in SYMBOLS}
-CANDLE_CHECKS = {"coverage", "ohlc_consistency", "no_duplicate_minutes"}
+CANDLE_CHECKS = {"coverage", "ohlc_consistency", "no_duplicate_minutes", "stored_rows"}
 TICK_ORIGIN, TICK_SELECTOR = "ta-postgres-test-origin", "ta-postgres-test-selector"
 POSTGRES_CLASSES = ("PostgresRunStorage", "PostgresEventLogStorage", "PostgresScheduleStorage")
 

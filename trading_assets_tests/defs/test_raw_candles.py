@@ -5,12 +5,13 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from trading_assets.defs.assets.candles import raw_candles, raw_candles_freshness
+from trading_assets.defs.assets.candles import _partition_checks, raw_candles, raw_candles_freshness
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
 from trading_assets.market.candles import day_bounds
+from trading_assets.market.ingest import ingest_day
 from trading_assets.market.synthetic import SyntheticSource
 from trading_assets.partitions import partition_range_tags
-from trading_assets.store.duckdb_store import read_candles
+from trading_assets.store.duckdb_store import read_candles, run_write
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
 
@@ -35,7 +36,7 @@ def test_one_partition_stores_a_day_with_rich_metadata(dagster_instance, resourc
     expected = SyntheticSource(predictability=0.7).fetch("ETH-USD", *day_bounds(date(2024, 1, 2)))
     assert stored.select(expected.columns).equals(expected)
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert set(checks) == {"coverage", "ohlc_consistency", "no_duplicate_minutes"}
+    assert set(checks) == {"coverage", "ohlc_consistency", "no_duplicate_minutes", "stored_rows"}
     assert all(e.passed and e.partition == "2024-01-02|ETH-USD" for e in checks.values())
     assert checks["coverage"].metadata["min_coverage"].value == pytest.approx(0.95)
 
@@ -60,7 +61,7 @@ def test_a_multi_day_multi_symbol_range_runs_once_and_stores_exactly_its_rows(
     assert len(dagster_instance.get_run_records()) == 1
     materialized = {m.partition for m in result.asset_materializations_for_node("raw_candles")}
     assert materialized == {f"{first + timedelta(days=d)}|{s}" for d in range(4) for s in SYMBOLS}
-    assert len(result.get_asset_check_evaluations()) == 3 * len(materialized)
+    assert len(result.get_asset_check_evaluations()) == 4 * len(materialized)
     stored = read_candles(db_path, SYMBOLS)
     assert stored.height == 4 * 3 * 1440
     assert stored.group_by("symbol").len().sort("symbol")["len"].to_list() == [4 * 1440] * 3
@@ -125,3 +126,24 @@ def test_freshness_passes_for_yesterday_and_warns_for_old_candles(
     assert not stale.passed and stale.severity == dg.AssetCheckSeverity.WARN
     assert stale.metadata["stale_symbols"].value == list(SYMBOLS)
     assert stale.metadata["freshness_hours"].value == 48.0
+
+
+class _EvaluationsByName:
+    """Stands in for PartitionChecks: keeps (name, passed, metadata) instead of Dagster events."""
+
+    def evaluation(self, partition, name, passed, severity, metadata):
+        return name, passed, metadata
+
+
+def test_stored_rows_fails_when_the_written_slice_is_gone(tmp_path: Path) -> None:
+    db_path = tmp_path / "store.duckdb"
+    report = ingest_day(SyntheticSource(), db_path, "BTC-USD", date(2024, 1, 2), max_invalid_share=0.0)
+    store = DuckDBStoreResource(path=str(db_path))
+    results = {name: (passed, meta) for name, passed, meta in
+               _partition_checks(_EvaluationsByName(), store, "2024-01-02|BTC-USD", report, 0.95)}  # fmt: skip
+    assert results["stored_rows"][0] and results["stored_rows"][1]["rows_written"] == 1440
+    run_write(db_path, lambda connection: connection.execute("DELETE FROM candles"))  # a lost write
+    results = {name: (passed, meta) for name, passed, meta in
+               _partition_checks(_EvaluationsByName(), store, "2024-01-02|BTC-USD", report, 0.95)}  # fmt: skip
+    assert not results["stored_rows"][0] and results["stored_rows"][1]["stored_rows"] == 0
+    assert results["ohlc_consistency"][0]  # the other checks cannot see a missing slice

@@ -213,6 +213,7 @@ def test_candle_and_feature_backfill_stores_every_partition(scenario: Scenario) 
     [
         ("raw_candles", "ohlc_consistency"),
         ("raw_candles", "no_duplicate_minutes"),
+        ("raw_candles", "stored_rows"),
         ("raw_candles", "coverage"),
         ("features", "finite_values"),
         ("features", "value_ranges"),

@@ -44,6 +44,11 @@ CANDLE_CHECKS = [
         blocking=True,
     ),
     _check("no_duplicate_minutes", "At most one stored candle per (symbol, minute).", blocking=True),
+    _check(
+        "stored_rows",
+        "The stored (symbol, day) slice holds exactly the rows this run wrote (a lost write fails).",
+        blocking=True,
+    ),
 ]
 
 
@@ -144,6 +149,12 @@ def _partition_checks(
             stored["duplicate_minutes"] == 0,
             dg.AssetCheckSeverity.ERROR,
             {"stored_rows": stored["rows"], "duplicate_minutes": stored["duplicate_minutes"], "allowed": 0},
+        ),
+        evaluation(
+            "stored_rows",
+            stored["rows"] == report.rows_written,
+            dg.AssetCheckSeverity.ERROR,
+            {"stored_rows": stored["rows"], "rows_written": report.rows_written},
         ),
     ]
 
