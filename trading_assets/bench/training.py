@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +93,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return _with_baseline(ours, args, [*baseline_args, "--max-seconds", str(args.max_seconds)])
 
 
+Measure = Callable[[argparse.Namespace, np.ndarray, np.ndarray, torch.device], dict[str, Any]]
+
+
 def _with_cpu(
-    measure: Any, args: argparse.Namespace, x: np.ndarray, y: np.ndarray, device: torch.device
+    measure: Measure, args: argparse.Namespace, x: np.ndarray, y: np.ndarray, device: torch.device
 ) -> dict:
     """Measure on `device`; on a GPU also measure the same trainer on the CPU and add the speedup."""
     ours = measure(args, x, y, device)

@@ -118,10 +118,6 @@ class DryRunRuntime:
             members=",".join(f"{m.model_type}:{m.version}" for m in scorer.spec.members),
         )
 
-    def record(self, signals: Sequence[Signal], recorded_at: datetime) -> None:
-        """Append signals to the DuckDB `signals` table in one transaction."""
-        record_signals(self.db_path, signals, recorded_at)
-
 
 def record_signals(db_path: Path, signals: Sequence[Signal], recorded_at: datetime) -> None:
     """Append signals to the DuckDB `signals` table in one transaction."""

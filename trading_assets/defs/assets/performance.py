@@ -1,5 +1,6 @@
 """`live_performance`: how the dry-run's recorded signals fared against the candles that arrived later."""
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -84,17 +85,7 @@ def _value(summary: list[ScoredPerformance], scored: str, field: str) -> dg.Meta
 
 
 def _summary_table(summary: list[ScoredPerformance]) -> pl.DataFrame:
-    return pl.DataFrame(
-        [
-            {
-                "scored": s.scored,
-                "outcomes": s.outcomes,
-                "accuracy": s.accuracy,
-                "calibration_error": s.calibration_error,
-            }
-            for s in summary
-        ]
-    )
+    return pl.DataFrame([asdict(s) for s in summary])
 
 
 def _live_accuracy_check(
