@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 
 import dagster as dg
@@ -9,6 +10,11 @@ import dagster as dg
 from trading_assets.settings import load_settings
 
 _settings = load_settings()
+
+#: Consecutive days of one symbol that a multi-partition step reads, writes in one DuckDB transaction and
+#: checks with one query: one connection per batch instead of several per day, and the file lock held
+#: well under a second at a time, so parallel runs interleave.
+DAYS_PER_TRANSACTION = 31
 
 symbol_partitions = dg.StaticPartitionsDefinition(list(_settings.symbols))
 date_partitions = dg.DailyPartitionsDefinition(start_date=_settings.history_start.isoformat(), timezone="UTC")
@@ -33,3 +39,12 @@ def partition_range_tags(first: date, last: date, symbols: tuple[str, ...]) -> d
         "dagster/asset_partition_range_start": f"{first.isoformat()}|{ordered[0]}",
         "dagster/asset_partition_range_end": f"{last.isoformat()}|{ordered[-1]}",
     }
+
+
+def keys_by_symbol_day(keys: Iterable[str | dg.MultiPartitionKey]) -> dict[str, dict[date, str]]:
+    """The partition keys of each symbol by day (days ascending), keeping each key as given."""
+    by_symbol: dict[str, dict[date, str]] = {}
+    for key in keys:
+        symbol, day = split_key(key)
+        by_symbol.setdefault(symbol, {})[day] = str(key)
+    return {symbol: dict(sorted(by_day.items())) for symbol, by_day in sorted(by_symbol.items())}

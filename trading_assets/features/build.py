@@ -1,7 +1,8 @@
-"""One features partition: read the day's candles plus lookback, compute, store. No Dagster."""
+"""Features partitions: read the days' candles plus lookback, compute each day, store. No Dagster."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from trading_assets.features.pipeline import candle_window, compute_day_features
-from trading_assets.features.store import write_feature_day
+from trading_assets.features.store import write_feature_days
 from trading_assets.market.candles import day_bounds, empty_candles
 from trading_assets.store.duckdb_store import StoreMissingError, read_candles
 
@@ -24,21 +25,60 @@ class FeatureDayReport:
 
 
 class MissingCandlesError(LookupError):
-    """The day to compute has no stored candles."""
+    """A day to compute has no stored candles."""
 
 
 def build_feature_day(db_path: Path, symbol: str, day: date, history_start: date) -> FeatureDayReport:
     """Compute and store the features of `symbol` on `day` from the stored candles (day + lookback)."""
-    start, end = day_bounds(day)
-    read_start, read_end = candle_window(start, end, history_start)
+    [report] = build_feature_days(db_path, symbol, [day], history_start)
+    return report
+
+
+def build_feature_days(
+    db_path: Path, symbol: str, days: Sequence[date], history_start: date
+) -> list[FeatureDayReport]:
+    """Compute and store the features of `symbol` on each of `days` in one transaction.
+
+    One read covers the candles of all the days plus the first day's lookback (so
+    consecutive days read least); each day is computed from
+    exactly the candles it would read alone, so a day's features do not depend on the batch it is in.
+    Raises `MissingCandlesError`, before anything is written, when a day has no stored candles.
+    """
+    days = sorted(days)
+    if not days:
+        return []
+    candles = _read_candles(db_path, symbol, days, history_start)
+    _raise_if_days_missing(candles, symbol, days)
+    minutes = candles["minute"]
+    frames: dict[date, pl.DataFrame] = {}
+    candles_read: dict[date, int] = {}
+    for day in days:
+        window_start, window_end = candle_window(*day_bounds(day), history_start)
+        first = minutes.search_sorted(window_start, side="left")
+        window = candles.slice(first, minutes.search_sorted(window_end, side="left") - first)
+        frames[day] = compute_day_features(window, day, history_start)
+        candles_read[day] = window.height
+    write_feature_days(db_path, symbol, frames)
+    return [
+        FeatureDayReport(symbol, day, frame.height, candles_read[day], frame) for day, frame in frames.items()
+    ]
+
+
+def _read_candles(db_path: Path, symbol: str, days: list[date], history_start: date) -> pl.DataFrame:
+    read_start, _ = candle_window(*day_bounds(days[0]), history_start)
     try:
-        candles = read_candles(db_path, [symbol], read_start, read_end)
+        return read_candles(db_path, [symbol], read_start, day_bounds(days[-1])[1])
     except StoreMissingError:
-        candles = empty_candles()
-    if candles.filter(pl.col("minute") >= start).height == 0:
+        return empty_candles()
+
+
+def _raise_if_days_missing(candles: pl.DataFrame, symbol: str, days: list[date]) -> None:
+    stored_days = set(candles["minute"].dt.date().unique().to_list())
+    missing = [day for day in days if day not in stored_days]
+    if missing:
+        shown = ", ".join(day.isoformat() for day in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise MissingCandlesError(
-            f"no stored candles for {symbol} on {day.isoformat()}: materialize raw_candles {day}|{symbol} first"
+            f"no stored candles for {symbol} on {shown}{more}: "
+            f"materialize raw_candles {missing[0].isoformat()}|{symbol} first"
         )
-    frame = compute_day_features(candles, day, history_start)
-    rows = write_feature_day(db_path, symbol, day, frame)
-    return FeatureDayReport(symbol, day, rows, candles.height, frame)

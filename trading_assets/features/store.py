@@ -1,12 +1,13 @@
 """The feature store: one DuckDB table keyed by (symbol, minute), one column per feature plus flags.
 
-Writes go through `duckdb_store.replace_slice`, so a (symbol, day) partition replaces its slice in one
+Writes go through `duckdb_store.replace_slices`, so (symbol, day) partitions replace their slices in one
 transaction with the candles table's guarantees (lock retries, rollback, idempotent reruns). Each row
 records the feature set it was computed with (`feature_set_version`, `schema_hash`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
@@ -22,7 +23,7 @@ from trading_assets.features.registry import (
     schema_hash,
 )
 from trading_assets.market.candles import MINUTES_PER_DAY, day_bounds
-from trading_assets.store.duckdb_store import read_range, replace_slice
+from trading_assets.store.duckdb_store import read_range, replace_slices
 
 FEATURES_TABLE = "features"
 STORED_COLUMNS = ("minute", "close", *FEATURE_NAMES, *FLAG_COLUMNS, "feature_set_version", "schema_hash")
@@ -61,16 +62,29 @@ def write_feature_day(
 
     Refuses a frame that fails `check_feature_ranges`. Returns the rows written.
     """
-    problems = check_feature_ranges(frame, day)
-    if problems:
-        raise ValueError(f"refusing to store features of {symbol} {day.isoformat()}: " + "; ".join(problems))
-    start, end = day_bounds(day)
-    rows = frame.select(
-        pl.lit(symbol).alias("symbol"),
-        *STORED_COLUMNS,
-        pl.lit(computed_at or datetime.now(UTC)).cast(pl.Datetime("us", "UTC")).alias("computed_at"),
+    return write_feature_days(db_path, symbol, {day: frame}, computed_at)
+
+
+def write_feature_days(
+    db_path: Path, symbol: str, frames: Mapping[date, pl.DataFrame], computed_at: datetime | None = None
+) -> int:
+    """Replace the (symbol, day) slices of the features table with each day's frame, in one transaction.
+
+    Refuses, before writing anything, when a day's frame fails `check_feature_ranges`. Returns the rows
+    written.
+    """
+    for day, frame in frames.items():
+        problems = check_feature_ranges(frame, day)
+        if problems:
+            raise ValueError(
+                f"refusing to store features of {symbol} {day.isoformat()}: " + "; ".join(problems)
+            )
+    stamp = pl.lit(computed_at or datetime.now(UTC)).cast(pl.Datetime("us", "UTC")).alias("computed_at")
+    rows = pl.concat(
+        [frame.select(pl.lit(symbol).alias("symbol"), *STORED_COLUMNS, stamp) for frame in frames.values()]
     )
-    return replace_slice(db_path, FEATURES_TABLE, rows, symbol, start, end, ddl=[FEATURES_DDL])
+    slices = [day_bounds(day) for day in frames]
+    return replace_slices(db_path, FEATURES_TABLE, rows, symbol, slices, ddl=[FEATURES_DDL])
 
 
 def _as_datetime(bound: date | datetime) -> datetime:
@@ -86,6 +100,21 @@ def read_features(
 ) -> pl.DataFrame:
     """Stored rows of `symbol` with start <= minute < end (a date means its 00:00 UTC), sorted by minute."""
     return read_range(db_path, FEATURES_TABLE, [symbol], _as_datetime(start), _as_datetime(end), columns)
+
+
+def read_feature_days(db_path: Path, symbol: str, days: Sequence[date]) -> dict[date, pl.DataFrame]:
+    """The stored rows of `symbol` on each of `days` (one read from the first to the last day; a day
+    with nothing stored maps to an empty frame)."""
+    if not days:
+        return {}
+    stored = read_features(db_path, symbol, min(days), max(days) + timedelta(days=1))
+    by_day = {
+        day: frame.drop("day")
+        for (day,), frame in stored.with_columns(pl.col("minute").dt.date().alias("day"))
+        .partition_by("day", as_dict=True, maintain_order=True)
+        .items()
+    }
+    return {day: by_day.get(day, stored.clear()) for day in days}
 
 
 def feature_matrix(frame: pl.DataFrame, names: tuple[str, ...] = MODEL_FEATURES) -> FeatureMatrix:

@@ -7,6 +7,7 @@ A candle frame is a polars DataFrame with exactly `CANDLE_SCHEMA`: `minute` is t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
@@ -37,6 +38,17 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     """[start, end) of one UTC day."""
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     return start, start + timedelta(days=1)
+
+
+def consecutive_day_batches(days: Iterable[date], max_days: int) -> list[list[date]]:
+    """`days` sorted, without repeats, cut into runs of consecutive days of at most `max_days` each."""
+    batches: list[list[date]] = []
+    for day in sorted(set(days)):
+        if batches and len(batches[-1]) < max_days and day - batches[-1][-1] == timedelta(days=1):
+            batches[-1].append(day)
+        else:
+            batches.append([day])
+    return batches
 
 
 def empty_candles() -> pl.DataFrame:

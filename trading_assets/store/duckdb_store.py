@@ -16,7 +16,7 @@ import contextlib
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -142,13 +142,29 @@ def replace_slice(
 
     Every row must belong to that slice (checked before anything is written). Returns the rows written.
     """
+    return replace_slices(path, table, rows, symbol, [(start, end)], ddl)
+
+
+def replace_slices(
+    path: Path,
+    table: str,
+    rows: pl.DataFrame | pa.Table,
+    symbol: str,
+    slices: Sequence[tuple[datetime, datetime]],
+    ddl: Sequence[str] = (),
+) -> int:
+    """Replace the rows of `symbol` in each [start, end) of `slices` by `rows`, all in one transaction.
+
+    Every row must fall in one of the slices (checked before anything is written). Many partitions in one
+    connection and transaction cost one connect instead of one each. Returns the rows written.
+    """
     arrow_rows = rows.to_arrow() if isinstance(rows, pl.DataFrame) else rows
-    _check_rows_in_slice(pl.from_arrow(arrow_rows), table, symbol, start, end)
+    _check_rows_in_slices(pl.from_arrow(arrow_rows), table, symbol, slices)
 
     def work(connection: duckdb.DuckDBPyConnection) -> int:
-        connection.execute(
+        connection.executemany(
             f'DELETE FROM "{table}" WHERE symbol = ? AND minute >= ? AND minute < ?',
-            [symbol, start, end],
+            [[symbol, start, end] for start, end in slices],
         )
         if arrow_rows.num_rows:
             connection.register("incoming_rows", arrow_rows)
@@ -160,16 +176,24 @@ def replace_slice(
     return run_write(path, work, ddl)
 
 
-def _check_rows_in_slice(
-    frame: pl.DataFrame, table: str, symbol: str, start: datetime, end: datetime
+def _check_rows_in_slices(
+    frame: pl.DataFrame, table: str, symbol: str, slices: Sequence[tuple[datetime, datetime]]
 ) -> None:
     if frame.height == 0:
         return
     wrong_symbol = frame.filter(pl.col("symbol") != symbol).height
-    outside = frame.filter((pl.col("minute") < start) | (pl.col("minute") >= end)).height
+    in_a_slice = pl.any_horizontal(
+        [pl.col("minute").is_between(start, end, closed="left") for start, end in slices] or [pl.lit(False)]
+    )
+    outside = frame.filter(~in_a_slice).height
     if wrong_symbol or outside:
+        where = (
+            f"[{slices[0][0].isoformat()}, {slices[0][1].isoformat()})"
+            if len(slices) == 1
+            else f"{len(slices)} slices from {slices[0][0].isoformat()}"
+        )
         raise ValueError(
-            f"refusing to write {table} slice {symbol} [{start.isoformat()}, {end.isoformat()}): "
+            f"refusing to write {table} slice {symbol} {where}: "
             f"{wrong_symbol} row(s) of another symbol and {outside} row(s) outside the slice"
         )
 
@@ -229,6 +253,19 @@ def write_candles(
     ingested_at: datetime,
 ) -> int:
     """Replace the (symbol, [start, end)) slice of the candles table with validated candles."""
+    return write_candle_slices(path, candles, symbol, [(start, end)], source, ingested_at)
+
+
+def write_candle_slices(
+    path: Path,
+    candles: pl.DataFrame,
+    symbol: str,
+    slices: Sequence[tuple[datetime, datetime]],
+    source: str,
+    ingested_at: datetime,
+) -> int:
+    """Replace the (symbol, [start, end)) slices of the candles table with validated candles, in one
+    transaction."""
     rows = candles.select(
         pl.lit(symbol).alias("symbol"),
         "minute",
@@ -240,7 +277,7 @@ def write_candles(
         pl.lit(source).alias("source"),
         pl.lit(ingested_at).cast(pl.Datetime("us", "UTC")).alias("ingested_at"),
     )
-    return replace_slice(path, CANDLES_TABLE, rows, symbol, start, end, ddl=[CANDLES_DDL])
+    return replace_slices(path, CANDLES_TABLE, rows, symbol, slices, ddl=[CANDLES_DDL])
 
 
 def read_candles(
@@ -250,20 +287,45 @@ def read_candles(
     return read_range(path, CANDLES_TABLE, symbols, start, end)
 
 
+_INTEGRITY_COLUMNS = """
+    count(*) AS rows,
+    count(*) - count(DISTINCT minute) AS duplicate_minutes,
+    count(*) FILTER (WHERE high < low OR open > high OR open < low OR close > high OR close < low
+                     OR least(open, high, low, close) <= 0 OR volume < 0) AS ohlc_violations
+"""
+_NO_CANDLES = {"rows": 0, "duplicate_minutes": 0, "ohlc_violations": 0}
+
+
 def candle_integrity(path: Path, symbol: str, start: datetime, end: datetime) -> dict[str, int]:
     """Counts over the stored (symbol, [start, end)) candles: rows, duplicate minutes, OHLC violations."""
     result = query(
         path,
-        """
-        SELECT count(*) AS rows,
-               count(*) - count(DISTINCT minute) AS duplicate_minutes,
-               count(*) FILTER (WHERE high < low OR open > high OR open < low OR close > high OR close < low
-                                OR least(open, high, low, close) <= 0 OR volume < 0) AS ohlc_violations
-        FROM candles WHERE symbol = ? AND minute >= ? AND minute < ?
-        """,
+        f"SELECT {_INTEGRITY_COLUMNS} FROM candles WHERE symbol = ? AND minute >= ? AND minute < ?",
         [symbol, start, end],
     )
     return {name: int(result[name][0]) for name in result.columns}
+
+
+def candle_integrity_by_day(path: Path, symbol: str, days: Sequence[date]) -> dict[date, dict[str, int]]:
+    """`candle_integrity` of each UTC day of `symbol` in `days`, in one query (a day with no stored
+    candles counts zero rows)."""
+    if not days:
+        return {}
+    first, last = min(days), max(days)
+    start = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
+    result = query(
+        path,
+        f"""
+        SELECT CAST(timezone('UTC', minute) AS DATE) AS day, {_INTEGRITY_COLUMNS}
+        FROM candles WHERE symbol = ? AND minute >= ? AND minute < ? GROUP BY day
+        """,
+        [symbol, start, end],
+    )
+    stored = {
+        row["day"]: {name: int(row[name]) for name in _NO_CANDLES} for row in result.iter_rows(named=True)
+    }
+    return {day: stored.get(day, dict(_NO_CANDLES)) for day in days}
 
 
 def latest_minutes(path: Path, symbols: Sequence[str]) -> dict[str, datetime]:

@@ -18,7 +18,7 @@ from trading_assets.partitions import partition_range_tags
 from trading_assets.settings import load_settings
 
 CANDLE_CHECKS = ("ohlc_consistency", "no_duplicate_minutes", "stored_rows")  # blocking
-FEATURE_CHECKS = ("finite_values", "value_ranges")  # blocking
+FEATURE_CHECKS = ("finite_values", "value_ranges", "stored_rows")  # blocking
 SYMBOLS = load_settings().symbols
 BTC, ETH, SOL = SYMBOLS[:3]
 

@@ -3,12 +3,17 @@ from datetime import date, timedelta
 import dagster as dg
 
 from trading_assets.definitions import defs
+from trading_assets.defs.assets import candles as candles_module
+from trading_assets.defs.assets import features as features_module
 from trading_assets.defs.assets.candles import raw_candles
-from trading_assets.defs.assets.features import features
+from trading_assets.defs.assets.features import _partition_checks, features
 from trading_assets.features.build import build_feature_day
 from trading_assets.features.registry import FEATURE_NAMES, schema_hash
-from trading_assets.features.store import read_features
+from trading_assets.features.store import read_feature_days, read_features
+from trading_assets.market.ingest import ingest_days
+from trading_assets.market.synthetic import SyntheticSource
 from trading_assets.partitions import partition_range_tags
+from trading_assets.store.duckdb_store import run_write
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
 HISTORY_START = date(2023, 11, 10)
@@ -37,19 +42,48 @@ def test_candles_and_features_backfill_in_one_run(dagster_instance, resources, d
     assert metadata["schema_hash"].value == schema_hash()
     assert "| rsi_14 |" in metadata["feature_summary"].value
     evaluations = [e for e in result.get_asset_check_evaluations() if e.asset_key == dg.AssetKey("features")]
-    assert len(evaluations) == 27 and all(e.passed or e.check_name == "usable_coverage" for e in evaluations)
+    assert len(evaluations) == 36 and all(e.passed or e.check_name == "usable_coverage" for e in evaluations)
     stored = read_features(db_path, "BTC-USD", first, last + timedelta(days=1))
     assert (
         stored.height == 3 * 1440 and stored.select(FEATURE_NAMES).null_count().sum_horizontal().item() == 0
     )
 
 
-def test_a_day_in_the_asset_equals_the_day_computed_alone(dagster_instance, resources, db_path) -> None:
+def test_a_day_in_the_asset_equals_the_day_computed_alone(
+    dagster_instance, resources, db_path, monkeypatch
+) -> None:
+    # Batches of 2 days: the 3 days of each symbol are written as [Feb 1, Feb 2] and [Feb 3].
+    for module in (candles_module, features_module):
+        monkeypatch.setattr(module, "DAYS_PER_TRANSACTION", 2)
     run_range(dagster_instance, resources, ["raw_candles"], date(2024, 2, 1), date(2024, 2, 3))
     run_range(dagster_instance, resources, ["features"], date(2024, 2, 1), date(2024, 2, 3))
-    in_range = read_features(db_path, "SOL-USD", date(2024, 2, 2), date(2024, 2, 3))
-    alone = build_feature_day(db_path, "SOL-USD", date(2024, 2, 2), HISTORY_START).frame
-    assert in_range.select(alone.columns).equals(alone)
+    for day in (date(2024, 2, 2), date(2024, 2, 3)):
+        in_range = read_features(db_path, "SOL-USD", day, day + timedelta(days=1))
+        alone = build_feature_day(db_path, "SOL-USD", day, HISTORY_START).frame
+        assert in_range.select(alone.columns).equals(alone)
+
+
+def test_stored_rows_fails_when_the_written_features_are_gone(tmp_path) -> None:
+    db_path, day = tmp_path / "store.duckdb", date(2024, 2, 2)
+    ingest_days(SyntheticSource(), db_path, "ETH-USD", [day - timedelta(days=1), day], 0.0)
+    report = build_feature_day(db_path, "ETH-USD", day, HISTORY_START)
+
+    def check_results() -> dict[str, bool]:
+        stored = read_feature_days(db_path, "ETH-USD", [day])[day]
+        evaluations = _partition_checks(_EvaluationsByName(), f"{day}|ETH-USD", report, stored, 0.95)
+        return {name: passed for name, passed in evaluations}
+
+    assert all(check_results().values())
+    run_write(db_path, lambda connection: connection.execute("DELETE FROM features"))  # a lost write
+    results = check_results()
+    assert not results["stored_rows"] and results["finite_values"]
+
+
+class _EvaluationsByName:
+    """Stands in for PartitionChecks: keeps (name, passed) instead of Dagster events."""
+
+    def evaluation(self, partition, name, passed, severity, metadata):
+        return name, passed
 
 
 def test_features_without_candles_fail_naming_the_partition(dagster_instance, resources) -> None:

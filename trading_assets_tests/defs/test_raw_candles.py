@@ -11,7 +11,7 @@ from trading_assets.market.candles import day_bounds
 from trading_assets.market.ingest import ingest_day
 from trading_assets.market.synthetic import SyntheticSource
 from trading_assets.partitions import partition_range_tags
-from trading_assets.store.duckdb_store import read_candles, run_write
+from trading_assets.store.duckdb_store import candle_integrity_by_day, read_candles, run_write
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
 
@@ -136,14 +136,17 @@ class _EvaluationsByName:
 
 
 def test_stored_rows_fails_when_the_written_slice_is_gone(tmp_path: Path) -> None:
-    db_path = tmp_path / "store.duckdb"
-    report = ingest_day(SyntheticSource(), db_path, "BTC-USD", date(2024, 1, 2), max_invalid_share=0.0)
-    store = DuckDBStoreResource(path=str(db_path))
-    results = {name: (passed, meta) for name, passed, meta in
-               _partition_checks(_EvaluationsByName(), store, "2024-01-02|BTC-USD", report, 0.95)}  # fmt: skip
+    db_path, day = tmp_path / "store.duckdb", date(2024, 1, 2)
+    report = ingest_day(SyntheticSource(), db_path, "BTC-USD", day, max_invalid_share=0.0)
+
+    def check_results() -> dict[str, tuple[bool, dict]]:
+        stored = candle_integrity_by_day(db_path, "BTC-USD", [day])[day]
+        evaluations = _partition_checks(_EvaluationsByName(), "2024-01-02|BTC-USD", report, stored, 0.95)
+        return {name: (passed, metadata) for name, passed, metadata in evaluations}
+
+    results = check_results()
     assert results["stored_rows"][0] and results["stored_rows"][1]["rows_written"] == 1440
     run_write(db_path, lambda connection: connection.execute("DELETE FROM candles"))  # a lost write
-    results = {name: (passed, meta) for name, passed, meta in
-               _partition_checks(_EvaluationsByName(), store, "2024-01-02|BTC-USD", report, 0.95)}  # fmt: skip
+    results = check_results()
     assert not results["stored_rows"][0] and results["stored_rows"][1]["stored_rows"] == 0
     assert results["ohlc_consistency"][0]  # the other checks cannot see a missing slice

@@ -217,6 +217,7 @@ def test_candle_and_feature_backfill_stores_every_partition(scenario: Scenario) 
         ("raw_candles", "coverage"),
         ("features", "finite_values"),
         ("features", "value_ranges"),
+        ("features", "stored_rows"),
     ],
 )
 def test_data_checks_pass_for_every_partition(scenario: Scenario, asset: str, check: str) -> None:

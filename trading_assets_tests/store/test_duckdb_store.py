@@ -15,9 +15,11 @@ from trading_assets.market.synthetic import SyntheticSource
 from trading_assets.store.duckdb_store import (
     StoreLockTimeout,
     candle_integrity,
+    candle_integrity_by_day,
     read_candles,
     replace_slice,
     with_lock_retry,
+    write_candle_slices,
     write_candles,
 )
 from trading_assets_tests.store.writer_process import BIG_SLICE_DAYS, BIG_SLICE_START
@@ -66,6 +68,44 @@ def test_rows_outside_the_slice_are_refused_before_writing(db_path: Path) -> Non
     rows = next_day.with_columns(pl.lit("ETH-USD").alias("symbol"))
     with pytest.raises(ValueError, match="1440 row"):
         replace_slice(db_path, "candles", rows, "BTC-USD", *day_bounds(DAY + timedelta(days=1)))
+
+
+def test_many_slices_are_replaced_in_one_transaction_or_not_at_all(db_path: Path) -> None:
+    days = [DAY + timedelta(days=offset) for offset in range(3)]
+    slices = [day_bounds(day) for day in days]
+    candles = pl.concat([day_candles(day=day) for day in days])
+    assert write_candle_slices(db_path, candles, "BTC-USD", slices, "synthetic", NOW) == 3 * 1440
+    before = read_candles(db_path, ["BTC-USD"])
+    # The last day breaks NOT NULL: the first two days, already deleted and reinserted, roll back too.
+    broken = candles.with_columns(
+        pl.when(pl.col("minute") == slices[2][0]).then(None).otherwise(pl.col("close")).alias("close")
+    )
+    with pytest.raises(duckdb.ConstraintException):
+        write_candle_slices(db_path, broken, "BTC-USD", slices, "v2", NOW)
+    assert read_candles(db_path, ["BTC-USD"]).equals(before)
+    write_candle_slices(db_path, candles, "BTC-USD", slices, "synthetic", NOW)  # a rerun: no duplicates
+    assert read_candles(db_path, ["BTC-USD"]).equals(before)
+
+
+def test_rows_outside_every_slice_are_refused(db_path: Path) -> None:
+    days = [DAY, DAY + timedelta(days=1), DAY + timedelta(days=2)]
+    candles = pl.concat([day_candles(day=day) for day in days])
+    with pytest.raises(ValueError, match=r"BTC-USD 2 slices from 2024-02-01.*1440 row\(s\) outside"):
+        write_candle_slices(db_path, candles, "BTC-USD", [day_bounds(days[0]), day_bounds(days[2])], "s", NOW)
+    assert not db_path.exists() or read_candles(db_path, ["BTC-USD"]).height == 0
+
+
+def test_integrity_by_day_matches_each_day_and_counts_missing_days_as_empty(db_path: Path) -> None:
+    days = [DAY, DAY + timedelta(days=1)]
+    for day in days:
+        write_candles(db_path, day_candles(day=day), "BTC-USD", *day_bounds(day), "synthetic", NOW)
+    write_candles(db_path, day_candles("ETH-USD", DAY), "ETH-USD", *day_bounds(DAY), "synthetic", NOW)
+    asked = [DAY - timedelta(days=1), *days, DAY + timedelta(days=5)]
+    by_day = candle_integrity_by_day(db_path, "BTC-USD", asked)
+    assert list(by_day) == asked
+    for day in asked:
+        assert by_day[day] == candle_integrity(db_path, "BTC-USD", *day_bounds(day))
+    assert [counts["rows"] for counts in by_day.values()] == [0, 1440, 1440, 0]
 
 
 def test_lock_conflicts_are_retried_then_reported(db_path: Path) -> None:

@@ -1,17 +1,17 @@
 """`raw_candles`: one UTC day of 1-minute candles per symbol, with per-partition quality checks."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
 from trading_assets.defs.checks import PartitionChecks
 from trading_assets.defs.metadata import iso, markdown_table
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
-from trading_assets.market.candles import InvalidPartitionError, day_bounds
-from trading_assets.market.ingest import IngestReport, ingest_day
-from trading_assets.partitions import split_key, symbol_date_partitions
+from trading_assets.market.candles import InvalidPartitionError, consecutive_day_batches
+from trading_assets.market.ingest import IngestReport, ingest_days
+from trading_assets.partitions import DAYS_PER_TRANSACTION, keys_by_symbol_day, symbol_date_partitions
 from trading_assets.settings import load_settings
-from trading_assets.store.duckdb_store import candle_integrity, latest_minutes
+from trading_assets.store.duckdb_store import candle_integrity_by_day, latest_minutes
 
 _settings = load_settings()
 RAW_CANDLES = dg.AssetKey("raw_candles")
@@ -75,25 +75,40 @@ def raw_candles(
     store: DuckDBStoreResource,
 ):
     source = market_data.build()
-    reports: list[IngestReport] = []
-    for key in context.partition_keys:
-        symbol, day = split_key(key)
-        try:
-            report = ingest_day(source, store.db_path, symbol, day, config.max_invalid_share)
-        except InvalidPartitionError as error:
-            raise dg.Failure(
-                description=str(error), metadata={"symbol": symbol, "date": day.isoformat()}
-            ) from error
-        context.add_asset_metadata(_materialization_metadata(report), partition_key=key)
-        context.log.info(
-            f"{symbol} {day}: {report.rows_written} candles, coverage {report.quality.coverage:.1%}, "
-            f"{report.validation.rows_invalid} invalid"
-        )
-        reports.append(report)
+    reports: dict[str, IngestReport] = {}
+    for symbol, key_of_day in keys_by_symbol_day(context.partition_keys).items():
+        for days in consecutive_day_batches(key_of_day, DAYS_PER_TRANSACTION):
+            try:
+                batch = ingest_days(source, store.db_path, symbol, days, config.max_invalid_share)
+            except InvalidPartitionError as error:
+                raise dg.Failure(description=str(error), metadata=_batch_metadata(symbol, days)) from error
+            for report in batch:
+                key = key_of_day[report.day]
+                context.add_asset_metadata(_materialization_metadata(report), partition_key=key)
+                reports[key] = report
+            context.log.info(_batch_summary(batch))
     yield dg.MaterializeResult(asset_key=RAW_CANDLES)
     checks = PartitionChecks(context, RAW_CANDLES)
-    for key, report in zip(context.partition_keys, reports, strict=True):
-        yield from _partition_checks(checks, store, key, report, config.min_coverage)
+    for symbol, key_of_day in keys_by_symbol_day(reports).items():
+        for days in consecutive_day_batches(key_of_day, DAYS_PER_TRANSACTION):
+            stored = candle_integrity_by_day(store.db_path, symbol, days)
+            for day in days:
+                key = key_of_day[day]
+                yield from _partition_checks(checks, key, reports[key], stored[day], config.min_coverage)
+
+
+def _batch_metadata(symbol: str, days: list[date]) -> dict[str, str]:
+    return {"symbol": symbol, "first_date": days[0].isoformat(), "last_date": days[-1].isoformat()}
+
+
+def _batch_summary(batch: list[IngestReport]) -> str:
+    first, last = batch[0], batch[-1]
+    return (
+        f"{first.symbol} {first.day}..{last.day}: {len(batch)} day(s) in one transaction, "
+        f"{sum(r.rows_written for r in batch):,} candles, "
+        f"lowest coverage {min(r.quality.coverage for r in batch):.1%}, "
+        f"{sum(r.validation.rows_invalid for r in batch)} invalid"
+    )
 
 
 def _materialization_metadata(report: IngestReport) -> dict[str, object]:
@@ -115,10 +130,9 @@ def _materialization_metadata(report: IngestReport) -> dict[str, object]:
 
 
 def _partition_checks(
-    checks: PartitionChecks, store: DuckDBStoreResource, key: str, report: IngestReport, min_coverage: float
+    checks: PartitionChecks, key: str, report: IngestReport, stored: dict[str, int], min_coverage: float
 ) -> list[dg.AssetCheckEvaluation]:
-    start, end = day_bounds(report.day)
-    stored = candle_integrity(store.db_path, report.symbol, start, end)
+    """The checks of one partition: coverage from the ingest report, the rest from the stored rows."""
     gaps = [{"start": iso(gap_start), "minutes": length} for gap_start, length in report.quality.gaps[:50]]
 
     def evaluation(name: str, passed: bool, severity: dg.AssetCheckSeverity, metadata: dict[str, object]):

@@ -1,5 +1,7 @@
 """`features`: the 39 engineered features of one (symbol, day) in the DuckDB feature store."""
 
+from datetime import date
+
 import dagster as dg
 import polars as pl
 
@@ -7,11 +9,11 @@ from trading_assets.defs.automation import FEATURES_FOLLOW_CANDLES
 from trading_assets.defs.checks import PartitionChecks
 from trading_assets.defs.metadata import markdown_table
 from trading_assets.defs.resources import DuckDBStoreResource
-from trading_assets.features.build import FeatureDayReport, MissingCandlesError, build_feature_day
+from trading_assets.features.build import FeatureDayReport, MissingCandlesError, build_feature_days
 from trading_assets.features.registry import FEATURE_NAMES, FEATURE_SET_VERSION, MODEL_FEATURES, schema_hash
-from trading_assets.features.store import check_feature_ranges, feature_summary, read_features
-from trading_assets.market.candles import day_bounds
-from trading_assets.partitions import split_key, symbol_date_partitions
+from trading_assets.features.store import check_feature_ranges, feature_summary, read_feature_days
+from trading_assets.market.candles import consecutive_day_batches
+from trading_assets.partitions import DAYS_PER_TRANSACTION, keys_by_symbol_day, symbol_date_partitions
 from trading_assets.settings import load_settings
 
 FEATURES = dg.AssetKey("features")
@@ -49,6 +51,11 @@ FEATURE_CHECKS = [
         blocking=True,
     ),
     _check(
+        "stored_rows",
+        "The stored (symbol, day) slice holds exactly the rows this run wrote (a lost write fails).",
+        blocking=True,
+    ),
+    _check(
         "usable_coverage", "Share of the day's minutes usable for training (warns when low).", blocking=False
     ),
 ]
@@ -74,23 +81,34 @@ FEATURE_CHECKS = [
 )
 def features(context: dg.AssetExecutionContext, config: FeatureRunConfig, store: DuckDBStoreResource):
     history_start = load_settings().history_start
-    # Days in order, so a backfill that also materializes raw_candles reads complete lookbacks.
-    keys = sorted(context.partition_keys, key=lambda key: split_key(key)[1])
-    reports = []
-    for key in keys:
-        symbol, day = split_key(key)
-        try:
-            report = build_feature_day(store.db_path, symbol, day, history_start)
-        except (MissingCandlesError, ValueError) as error:
-            raise dg.Failure(
-                description=str(error), metadata={"symbol": symbol, "date": day.isoformat()}
-            ) from error
-        context.add_asset_metadata(_metadata(report), partition_key=key)
-        reports.append((key, report))
+    reports: dict[str, FeatureDayReport] = {}
+    for symbol, key_of_day in keys_by_symbol_day(context.partition_keys).items():
+        # Days in order, so a backfill that also materializes raw_candles reads complete lookbacks.
+        for days in consecutive_day_batches(key_of_day, DAYS_PER_TRANSACTION):
+            try:
+                batch = build_feature_days(store.db_path, symbol, days, history_start)
+            except (MissingCandlesError, ValueError) as error:
+                raise dg.Failure(description=str(error), metadata=_batch_metadata(symbol, days)) from error
+            for report in batch:
+                key = key_of_day[report.day]
+                context.add_asset_metadata(_metadata(report), partition_key=key)
+                reports[key] = report
+            context.log.info(
+                f"{symbol} {days[0]}..{days[-1]}: features of {len(batch)} day(s) in one transaction, "
+                f"{sum(report.rows for report in batch):,} rows"
+            )
     yield dg.MaterializeResult(asset_key=FEATURES)
     checks = PartitionChecks(context, FEATURES)
-    for key, report in reports:
-        yield from _partition_checks(checks, store, key, report, config.min_usable_share)
+    for symbol, key_of_day in keys_by_symbol_day(reports).items():
+        for days in consecutive_day_batches(key_of_day, DAYS_PER_TRANSACTION):
+            stored = read_feature_days(store.db_path, symbol, days)
+            for day in days:
+                key = key_of_day[day]
+                yield from _partition_checks(checks, key, reports[key], stored[day], config.min_usable_share)
+
+
+def _batch_metadata(symbol: str, days: list[date]) -> dict[str, str]:
+    return {"symbol": symbol, "first_date": days[0].isoformat(), "last_date": days[-1].isoformat()}
 
 
 def _metadata(report: FeatureDayReport) -> dict[str, object]:
@@ -114,12 +132,12 @@ def _metadata(report: FeatureDayReport) -> dict[str, object]:
 
 def _partition_checks(
     checks: PartitionChecks,
-    store: DuckDBStoreResource,
     key: str,
     report: FeatureDayReport,
+    stored: pl.DataFrame,
     min_usable_share: float,
 ) -> list[dg.AssetCheckEvaluation]:
-    stored = read_features(store.db_path, report.symbol, *day_bounds(report.day))
+    """The checks of one partition, on the rows read back from the store."""
     problems = check_feature_ranges(stored, report.day)
     finite = [p for p in problems if "null, NaN or infinite" in p]
     ranges = [p for p in problems if p not in finite]
@@ -141,6 +159,12 @@ def _partition_checks(
             not ranges,
             dg.AssetCheckSeverity.ERROR,
             {"problems": dg.MetadataValue.json(ranges)},
+        ),
+        evaluation(
+            "stored_rows",
+            stored.height == report.rows,
+            dg.AssetCheckSeverity.ERROR,
+            {"rows_written": report.rows},
         ),
         evaluation(
             "usable_coverage",

@@ -1,0 +1,18 @@
+from datetime import date
+
+import dagster as dg
+
+from trading_assets.partitions import keys_by_symbol_day, split_key
+
+
+def test_keys_are_grouped_by_symbol_and_ordered_by_day_as_given() -> None:
+    keys = ["2024-01-03|BTC-USD", "2024-01-01|ETH-USD", "2024-01-01|BTC-USD"]
+    multi = dg.MultiPartitionKey({"symbol": "ETH-USD", "date": "2024-01-02"})
+    assert keys_by_symbol_day([*keys, multi]) == {
+        "BTC-USD": {date(2024, 1, 1): "2024-01-01|BTC-USD", date(2024, 1, 3): "2024-01-03|BTC-USD"},
+        "ETH-USD": {date(2024, 1, 1): "2024-01-01|ETH-USD", date(2024, 1, 2): "2024-01-02|ETH-USD"},
+    }
+
+
+def test_a_key_splits_into_symbol_and_day() -> None:
+    assert split_key("2024-02-29|SOL-USD") == ("SOL-USD", date(2024, 2, 29))
