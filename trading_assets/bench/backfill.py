@@ -1,6 +1,6 @@
 """`trading-assets bench backfill`: 2 years x 3 symbols of candles and features through Dagster.
 
-Starts `dagster dev` (webserver + daemon, the project's dagster.yaml: queued runs, at most 2 at once) on a
+Starts `dagster dev` (webserver + daemon, the project's dagster.yaml: queued runs, at most 3 at once) on a
 loopback port with a temporary DAGSTER_HOME and data directory, backfills `raw_candles` and `features` of
 the synthetic source through the webserver's GraphQL API, waits, and reports wall seconds from the first
 launch to the last backfill's end, the runs the backfills launched, the candle and feature rows in

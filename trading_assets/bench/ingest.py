@@ -1,7 +1,8 @@
 """`trading-assets bench ingest`: synthetic candles through the asset's code path, and the ccxt path.
 
-The first part generates, validates and writes `--days` x 3 symbols, one (symbol, day) slice at a time,
-with `ingest_day`, exactly what the `raw_candles` asset runs per partition, into a temporary DuckDB file.
+The first part generates, validates and writes `--days` x 3 symbols with `ingest_days` in batches of
+consecutive days, exactly what the `raw_candles` asset runs for a range of partitions, into a temporary
+DuckDB file.
 The second runs the ccxt source against a loopback server that speaks Coinbase's candle protocol with
 a configured rate limit and reports the request rate achieved against the rate allowed.
 """
@@ -14,8 +15,10 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from trading_assets.market.ingest import ingest_day
+from trading_assets.market.candles import consecutive_day_batches
+from trading_assets.market.ingest import ingest_days
 from trading_assets.market.synthetic import SyntheticSource
+from trading_assets.partitions import DAYS_PER_TRANSACTION
 from trading_assets.settings import DEMO_PREDICTABILITY
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
@@ -36,9 +39,10 @@ def run(args: argparse.Namespace) -> dict:
         db_path = Path(directory) / "bench.duckdb"
         started = time.perf_counter()
         rows = sum(
-            ingest_day(source, db_path, symbol, day, max_invalid_share=0.0).rows_written
+            report.rows_written
             for symbol in SYMBOLS
-            for day in days
+            for batch in consecutive_day_batches(days, DAYS_PER_TRANSACTION)
+            for report in ingest_days(source, db_path, symbol, batch, max_invalid_share=0.0)
         )
         seconds = time.perf_counter() - started
     from trading_assets.bench.exchange import measure_exchange_rate

@@ -169,7 +169,7 @@ def test_partitioned_run_on_a_dask_cluster(
 
     # Per-partition checks: 4 on raw_candles and 3 on features for each (symbol, day).
     by_check = {(e.asset_key.path[-1], e.check_name, e.partition): e.passed for e in check_evaluations}
-    assert len(check_evaluations) == len(by_check) == (4 + 3) * len(expected)
+    assert len(check_evaluations) == len(by_check) == (4 + 4) * len(expected)
     assert {partition for (_, _, partition) in by_check} == expected
     failed = {key for key, passed in by_check.items() if not passed}
     # Only the lookback day may lack usable coverage (its own lookback day was not loaded).

@@ -2,7 +2,7 @@
 
 One module-scoped scenario starts webserver + daemon (`trading_assets.bench.dagster_server`) in its own
 process group on a free loopback port, with a temporary DAGSTER_HOME (the shipped dagster.yaml: queued
-runs, at most 2 at once, training pool), data and models directory, and:
+runs, at most 3 at once, training pool), data and models directory, and:
 
 1. backfills `raw_candles` + `features` (one `launchPartitionBackfill` with `assetSelection` and
    `partitionNames`, as the UI's "Materialize → Launch backfill" sends) for the last DAYS complete UTC

@@ -16,6 +16,7 @@ from trading_assets.store.duckdb_store import (
     StoreLockTimeout,
     candle_integrity,
     candle_integrity_by_day,
+    query,
     read_candles,
     replace_slice,
     with_lock_retry,
@@ -138,6 +139,20 @@ def test_four_processes_write_different_partitions_into_one_file(db_path: Path) 
         )
         got = stored.filter(pl.col("symbol") == symbol).select(expected.columns)
         assert got.equals(expected)
+
+
+def test_three_backfill_shaped_writers_lose_nothing(db_path: Path) -> None:
+    """Three processes do what a 3-symbol single-run backfill does (candles, then features, in batches
+    of days, each read back at once), interleaving their transactions on one file."""
+    symbols, days = ["BTC-USD", "ETH-USD", "SOL-USD"], 70
+    writers = [
+        subprocess.Popen(_python("backfill", str(db_path), symbol, DAY.isoformat(), str(days)))
+        for symbol in symbols
+    ]
+    assert [writer.wait(timeout=300) for writer in writers] == [0, 0, 0]
+    for table in ("candles", "features"):
+        counts = query(db_path, f"SELECT symbol, count(*) AS n FROM {table} GROUP BY symbol ORDER BY symbol")
+        assert counts.rows() == [(symbol, days * 1440) for symbol in symbols], table
 
 
 def test_a_writer_killed_mid_write_leaves_a_whole_slice(db_path: Path) -> None:

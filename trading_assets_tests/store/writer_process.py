@@ -1,6 +1,9 @@
 """A separate process for the store tests: `python -m trading_assets_tests.store.writer_process ...`.
 
 `ingest DB SYMBOL DAY [DAY...]` ingests synthetic days through the same code path as the asset.
+`backfill DB SYMBOL FIRST_DAY DAYS` does what the candles and then the features step of a single-run
+backfill do for one symbol: batches of consecutive days written in one transaction each, every batch read
+back and compared with what was written (exit 1 naming the days whose stored rows differ).
 `rewrite DB` rewrites one large slice forever, each version tagged in `source`, until killed.
 """
 
@@ -12,9 +15,13 @@ from pathlib import Path
 
 import polars as pl
 
-from trading_assets.market.ingest import ingest_day
+from trading_assets.features.build import build_feature_days
+from trading_assets.features.store import read_feature_days
+from trading_assets.market.candles import consecutive_day_batches
+from trading_assets.market.ingest import ingest_day, ingest_days
 from trading_assets.market.synthetic import SyntheticSource
-from trading_assets.store.duckdb_store import write_candles
+from trading_assets.partitions import DAYS_PER_TRANSACTION
+from trading_assets.store.duckdb_store import candle_integrity_by_day, write_candles
 
 BIG_SLICE_START = datetime(2024, 1, 1, tzinfo=UTC)
 BIG_SLICE_DAYS = 120
@@ -26,12 +33,32 @@ def big_slice() -> pl.DataFrame:
     )
 
 
+def backfill(db_path: Path, symbol: str, first_day: date, day_count: int) -> list[str]:
+    """Candles, then features, of `day_count` days from `first_day`; the days whose read-back differs."""
+    days = [first_day + timedelta(days=offset) for offset in range(day_count)]
+    batches = consecutive_day_batches(days, DAYS_PER_TRANSACTION)
+    lost: list[str] = []
+    for batch in batches:
+        written = {r.day: r.rows_written for r in ingest_days(SyntheticSource(), db_path, symbol, batch, 0.0)}
+        stored = candle_integrity_by_day(db_path, symbol, batch)
+        lost += [f"candles {day}" for day in batch if stored[day]["rows"] != written[day]]
+    for batch in batches:
+        written = {report.day: report.rows for report in build_feature_days(db_path, symbol, batch, days[0])}
+        stored_features = read_feature_days(db_path, symbol, batch)
+        lost += [f"features {day}" for day in batch if stored_features[day].height != written[day]]
+    return lost
+
+
 def main(argv: list[str]) -> None:
     command, db_path = argv[0], Path(argv[1])
     if command == "ingest":
         source = SyntheticSource()
         for day in argv[3:]:
             ingest_day(source, db_path, argv[2], date.fromisoformat(day), max_invalid_share=0.0)
+    elif command == "backfill":
+        lost = backfill(db_path, argv[2], date.fromisoformat(argv[3]), int(argv[4]))
+        if lost:
+            sys.exit(f"{argv[2]}: stored rows differ from the rows written on {', '.join(lost)}")
     elif command == "rewrite":
         candles = big_slice()
         end = BIG_SLICE_START + timedelta(days=BIG_SLICE_DAYS)
