@@ -1,8 +1,8 @@
 """A/B of the bidirectional LSTM model's two forward paths on one device, same process.
 
-`shortcut`: LSTMDirectionModel.forward as shipped (layer 0 with torch.lstm, the top layer's forward
-direction, and the top reverse direction as one cell step: only the last step is used).
-`fused`: the same module run as nn.LSTM's full pass, `lstm(x)[0][:, -1, :]` (one cuDNN call on CUDA).
+`shortcut`: LSTMDirectionModel's CPU path (layer 0 with torch.lstm, the top layer's forward direction,
+and the top reverse direction as one cell step: only the last step is used).
+`fused`: nn.LSTM's full pass, `lstm(x)[0][:, -1, :]` (one cuDNN call on CUDA; the model's CUDA path).
 Both compute the same function. Training steps (forward, backward, Adam) on fixed random windows; the
 variants alternate in rounds so machine drift hits both. Prints JSON: samples/s per variant and batch.
 
@@ -22,8 +22,15 @@ from trading_assets.ml.models import LSTMDirectionModel
 from trading_assets.ml.trainer import pick_device, train_step
 
 
+def shortcut_forward(self: LSTMDirectionModel, x: torch.Tensor) -> torch.Tensor:
+    return self.fc(self.dropout(self._last_step_bidirectional(x))).squeeze(-1)
+
+
 def fused_forward(self: LSTMDirectionModel, x: torch.Tensor) -> torch.Tensor:
     return self.fc(self.dropout(self.lstm(x)[0][:, -1, :])).squeeze(-1)
+
+
+FORWARDS = {"shortcut": shortcut_forward, "fused": fused_forward}
 
 
 def sync(device: torch.device) -> None:
@@ -35,11 +42,10 @@ def measure(device: torch.device, batch: int, seq_len: int, steps: int, rounds: 
     x = torch.randn(batch, seq_len, 31, device=device)
     y = (torch.rand(batch, device=device) > 0.5).float()
     variants = {}
-    for name in ("shortcut", "fused"):
+    for name, forward in FORWARDS.items():
         torch.manual_seed(0)
         model = LSTMDirectionModel().to(device).train()
-        if name == "fused":
-            model.forward = types.MethodType(fused_forward, model)
+        model.forward = types.MethodType(forward, model)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         for _ in range(10):  # warm-up: kernels chosen, allocator filled
             train_step(model, optimizer, x, y)

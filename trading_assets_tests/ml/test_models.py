@@ -63,6 +63,17 @@ def test_eval_outputs_equal_with_default_dropout_and_proba_is_sigmoid_of_logits(
         torch.testing.assert_close(ours.predict_proba(x), torch.sigmoid(printed(x)), atol=1e-6, rtol=0)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_fused_cuda_path_equals_the_cpu_shortcut():
+    torch.manual_seed(3)
+    model = LSTMDirectionModel(31).eval()
+    x = torch.randn(9, 60, 31)
+    with torch.no_grad():
+        on_cpu = model(x)
+        on_gpu = model.cuda()(x.cuda()).cpu()
+    torch.testing.assert_close(on_gpu, on_cpu, atol=1e-4, rtol=0)
+
+
 def test_transformer_returns_one_logit_per_window():
     model = TransformerDirectionModel(6).eval()
     with torch.no_grad():
