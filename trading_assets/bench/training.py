@@ -6,7 +6,8 @@ Time to quality (--target-val-loss): the baseline's protocol (first 85 % of rows
 validation windows evenly spaced over the last 15 %, in eval mode, after every 10,000 training samples;
 the clock counts training only). The project's recipe there: batch 64, Adam 1e-3, index-tensor windows,
 and training on the last --train-seq-len (20) steps of each window, the model function unchanged.
-The baseline recipe runs as a subprocess on identical data; ratios are ours / baseline.
+The baseline recipe runs as a subprocess on identical data; ratios are ours / baseline. `--pairs N`
+alternates the two N times and reports every pair's ratio and the median (steadier on a shared machine).
 On a GPU (--device auto picks CUDA when present) the same run also measures the project's trainer on the
 CPU and reports the GPU's speedup over it.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,6 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE, help="baseline_recipe.py")
     parser.add_argument("--skip-baseline", action="store_true", help="measure the project's trainer only")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=1,
+        help="throughput: measure ours then the baseline this many times in turn; report each pair's ratio",
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -83,6 +91,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     device = pick_device(args.device)
     if args.target_val_loss is None:
         x, y = _load(args)
+        if args.pairs > 1:
+            return paired_throughput(args, x, y, device)
         ours = _with_cpu(measure_throughput, args, x, y, device)
         return _with_baseline(ours, args, _baseline_throughput_args(args))
     with tempfile.TemporaryDirectory() as scratch:
@@ -107,6 +117,38 @@ def _with_cpu(
     key = "samples_per_s" if "samples_per_s" in ours else "seconds_to_target"
     speedup = ours[key] / on_cpu[key] if key == "samples_per_s" else on_cpu[key] / max(ours[key], 1e-9)
     return {**ours, "cpu": on_cpu, "gpu_speedup_over_cpu": speedup}
+
+
+def paired_throughput(
+    args: argparse.Namespace, x: np.ndarray, y: np.ndarray, device: torch.device
+) -> dict[str, Any]:
+    """Ours, then the baseline, `args.pairs` times in turn: each ratio compares two runs made back to back,
+    so a change in machine load between pairs moves both sides; the median ratio is the figure to judge."""
+    if args.skip_baseline:
+        raise ValueError("--pairs compares with the baseline: drop --skip-baseline")
+    pairs = []
+    for _ in range(args.pairs):
+        ours = measure_throughput(args, x, y, device)
+        measured = _with_baseline(ours, args, _baseline_throughput_args(args))
+        pairs.append(
+            {
+                "samples_per_s": ours["samples_per_s"],
+                "baseline_samples_per_s": measured["baseline"]["samples_per_s"],
+                "ratio": measured["ratios"]["samples_per_s"],
+            }
+        )
+    ratios = [pair["ratio"] for pair in pairs]
+    return {
+        "benchmark": "training_pairs",
+        "arch": args.arch,
+        "batch_size": args.batch_size,
+        "seconds_per_side": args.seconds,
+        "device": str(device),
+        "pairs": pairs,
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+    }
 
 
 def _sync(device: torch.device) -> None:

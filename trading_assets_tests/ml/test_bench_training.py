@@ -40,3 +40,16 @@ def test_write_data_then_throughput_and_time_to_target(tmp_path):
 def test_validation_windows_are_the_baselines():
     ends = training.validation_ends(100_000, 60)
     assert len(ends) == 4096 and ends[0] == 85_059 and ends[-1] == 99_999
+
+
+def test_pairs_alternate_ours_and_the_baseline(tmp_path):
+    if not training.DEFAULT_BASELINE.is_file():
+        pytest.skip(f"{training.DEFAULT_BASELINE} is absent (../shared not checked out)")
+    args = _args("--rows", "3000", "--seq-len", "10", "--seconds", "0.3", "--warmup", "0.1", "--pairs", "2")
+    result = training.run(args)
+    assert len(result["pairs"]) == 2
+    for pair in result["pairs"]:
+        assert pair["ratio"] == pytest.approx(pair["samples_per_s"] / pair["baseline_samples_per_s"])
+    assert result["ratio_min"] <= result["ratio_median"] <= result["ratio_max"]
+    with pytest.raises(ValueError, match="drop --skip-baseline"):
+        training.run(_args("--rows", "3000", "--pairs", "2", "--skip-baseline"))
