@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 import dagster as dg
 import polars as pl
@@ -28,3 +28,8 @@ def _cell(value: object, float_digits: int) -> str:
 
 def iso(moment: datetime | None) -> str:
     return moment.isoformat() if moment else "none"
+
+
+def batch_metadata(symbol: str, days: list[date]) -> dict[str, str]:
+    """Failure metadata naming the symbol and the days of the batch that failed."""
+    return {"symbol": symbol, "first_date": days[0].isoformat(), "last_date": days[-1].isoformat()}

@@ -39,12 +39,12 @@ def build_feature_days(
 ) -> list[FeatureDayReport]:
     """Compute and store the features of `symbol` on each of `days` in one transaction.
 
-    One read covers the candles of all the days plus the first day's lookback (so
-    consecutive days read least); each day is computed from
-    exactly the candles it would read alone, so a day's features do not depend on the batch it is in.
-    Raises `MissingCandlesError`, before anything is written, when a day has no stored candles.
+    One read covers the candles from the first day's lookback to the last day (so consecutive days are
+    cheapest); each day is computed from exactly the candles it would read alone, so a day's features do
+    not depend on the batch it is in. Raises `MissingCandlesError`, before anything is written, when a day
+    has no stored candles.
     """
-    days = sorted(days)
+    days = sorted(set(days))
     if not days:
         return []
     candles = _read_candles(db_path, symbol, days, history_start)

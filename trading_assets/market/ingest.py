@@ -51,6 +51,7 @@ def ingest_days(
     Every day is fetched and validated first (an invalid day raises `InvalidPartitionError` before
     anything is written), then all the days' slices are replaced in one transaction.
     """
+    days = sorted(set(days))
     if not days:
         return []
     validated = []

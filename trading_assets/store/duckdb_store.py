@@ -4,8 +4,9 @@ DuckDB lets one process at a time open a file for writing (and a read-only open 
 holds it). Every operation here therefore opens a connection, does its work and closes at once, and
 the *whole* operation (connect, transaction, commit) is retried with exponential backoff and jitter when
 another process holds the lock. A slice write is one transaction: DELETE the (symbol, [start, end))
-slice, INSERT the new rows, COMMIT. A failure or a killed process leaves the previous slice intact, and
-a rerun replaces it with the same rows (no duplicates).
+slice (or several slices of one symbol, e.g. a batch of days), INSERT the new rows, COMMIT. A failure or
+a killed process leaves the previous slices intact, and a rerun replaces them with the same rows (no
+duplicates).
 
 Table and column names come from this package's code, never from users; values are SQL parameters.
 """

@@ -1,11 +1,11 @@
 """`raw_candles`: one UTC day of 1-minute candles per symbol, with per-partition quality checks."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from trading_assets.defs.checks import PartitionChecks
-from trading_assets.defs.metadata import iso, markdown_table
+from trading_assets.defs.metadata import batch_metadata, iso, markdown_table
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
 from trading_assets.market.candles import InvalidPartitionError, consecutive_day_batches
 from trading_assets.market.ingest import IngestReport, ingest_days
@@ -81,7 +81,7 @@ def raw_candles(
             try:
                 batch = ingest_days(source, store.db_path, symbol, days, config.max_invalid_share)
             except InvalidPartitionError as error:
-                raise dg.Failure(description=str(error), metadata=_batch_metadata(symbol, days)) from error
+                raise dg.Failure(description=str(error), metadata=batch_metadata(symbol, days)) from error
             for report in batch:
                 key = key_of_day[report.day]
                 context.add_asset_metadata(_materialization_metadata(report), partition_key=key)
@@ -95,10 +95,6 @@ def raw_candles(
             for day in days:
                 key = key_of_day[day]
                 yield from _partition_checks(checks, key, reports[key], stored[day], config.min_coverage)
-
-
-def _batch_metadata(symbol: str, days: list[date]) -> dict[str, str]:
-    return {"symbol": symbol, "first_date": days[0].isoformat(), "last_date": days[-1].isoformat()}
 
 
 def _batch_summary(batch: list[IngestReport]) -> str:

@@ -1,13 +1,11 @@
 """`features`: the 39 engineered features of one (symbol, day) in the DuckDB feature store."""
 
-from datetime import date
-
 import dagster as dg
 import polars as pl
 
 from trading_assets.defs.automation import FEATURES_FOLLOW_CANDLES
 from trading_assets.defs.checks import PartitionChecks
-from trading_assets.defs.metadata import markdown_table
+from trading_assets.defs.metadata import batch_metadata, markdown_table
 from trading_assets.defs.resources import DuckDBStoreResource
 from trading_assets.features.build import FeatureDayReport, MissingCandlesError, build_feature_days
 from trading_assets.features.registry import FEATURE_NAMES, FEATURE_SET_VERSION, MODEL_FEATURES, schema_hash
@@ -88,7 +86,7 @@ def features(context: dg.AssetExecutionContext, config: FeatureRunConfig, store:
             try:
                 batch = build_feature_days(store.db_path, symbol, days, history_start)
             except (MissingCandlesError, ValueError) as error:
-                raise dg.Failure(description=str(error), metadata=_batch_metadata(symbol, days)) from error
+                raise dg.Failure(description=str(error), metadata=batch_metadata(symbol, days)) from error
             for report in batch:
                 key = key_of_day[report.day]
                 context.add_asset_metadata(_metadata(report), partition_key=key)
@@ -105,10 +103,6 @@ def features(context: dg.AssetExecutionContext, config: FeatureRunConfig, store:
             for day in days:
                 key = key_of_day[day]
                 yield from _partition_checks(checks, key, reports[key], stored[day], config.min_usable_share)
-
-
-def _batch_metadata(symbol: str, days: list[date]) -> dict[str, str]:
-    return {"symbol": symbol, "first_date": days[0].isoformat(), "last_date": days[-1].isoformat()}
 
 
 def _metadata(report: FeatureDayReport) -> dict[str, object]:
