@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date
 
 import dagster as dg
 
+from trading_assets.market.candles import consecutive_day_batches
 from trading_assets.settings import load_settings
 
 _settings = load_settings()
@@ -48,3 +49,12 @@ def keys_by_symbol_day(keys: Iterable[str | dg.MultiPartitionKey]) -> dict[str, 
         symbol, day = split_key(key)
         by_symbol.setdefault(symbol, {})[day] = str(key)
     return {symbol: dict(sorted(by_day.items())) for symbol, by_day in sorted(by_symbol.items())}
+
+
+def partition_batches(
+    keys: Iterable[str | dg.MultiPartitionKey], max_days: int
+) -> Iterator[tuple[str, dict[date, str]]]:
+    """(symbol, {day: key}) for each run of up to `max_days` consecutive days of one symbol, in order."""
+    for symbol, key_of_day in keys_by_symbol_day(keys).items():
+        for days in consecutive_day_batches(key_of_day, max_days):
+            yield symbol, {day: key_of_day[day] for day in days}

@@ -2,7 +2,7 @@ from datetime import date
 
 import dagster as dg
 
-from trading_assets.partitions import keys_by_symbol_day, split_key
+from trading_assets.partitions import keys_by_symbol_day, partition_batches, split_key
 
 
 def test_keys_are_grouped_by_symbol_and_ordered_by_day_as_given() -> None:
@@ -16,3 +16,13 @@ def test_keys_are_grouped_by_symbol_and_ordered_by_day_as_given() -> None:
 
 def test_a_key_splits_into_symbol_and_day() -> None:
     assert split_key("2024-02-29|SOL-USD") == ("SOL-USD", date(2024, 2, 29))
+
+
+def test_batches_are_consecutive_days_of_one_symbol() -> None:
+    keys = [f"2024-01-0{day}|BTC-USD" for day in (1, 2, 3, 5)] + ["2024-01-01|ETH-USD"]
+    assert [(symbol, list(key_of_day.values())) for symbol, key_of_day in partition_batches(keys, 2)] == [
+        ("BTC-USD", ["2024-01-01|BTC-USD", "2024-01-02|BTC-USD"]),
+        ("BTC-USD", ["2024-01-03|BTC-USD"]),
+        ("BTC-USD", ["2024-01-05|BTC-USD"]),
+        ("ETH-USD", ["2024-01-01|ETH-USD"]),
+    ]

@@ -7,9 +7,9 @@ import dagster as dg
 from trading_assets.defs.checks import PartitionChecks
 from trading_assets.defs.metadata import batch_metadata, iso, markdown_table
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
-from trading_assets.market.candles import InvalidPartitionError, consecutive_day_batches
+from trading_assets.market.candles import InvalidPartitionError
 from trading_assets.market.ingest import IngestReport, ingest_days
-from trading_assets.partitions import DAYS_PER_TRANSACTION, keys_by_symbol_day, symbol_date_partitions
+from trading_assets.partitions import DAYS_PER_TRANSACTION, partition_batches, symbol_date_partitions
 from trading_assets.settings import load_settings
 from trading_assets.store.duckdb_store import candle_integrity_by_day, latest_minutes
 
@@ -76,25 +76,23 @@ def raw_candles(
 ):
     source = market_data.build()
     reports: dict[str, IngestReport] = {}
-    for symbol, key_of_day in keys_by_symbol_day(context.partition_keys).items():
-        for days in consecutive_day_batches(key_of_day, DAYS_PER_TRANSACTION):
-            try:
-                batch = ingest_days(source, store.db_path, symbol, days, config.max_invalid_share)
-            except InvalidPartitionError as error:
-                raise dg.Failure(description=str(error), metadata=batch_metadata(symbol, days)) from error
-            for report in batch:
-                key = key_of_day[report.day]
-                context.add_asset_metadata(_materialization_metadata(report), partition_key=key)
-                reports[key] = report
-            context.log.info(_batch_summary(batch))
+    for symbol, key_of_day in partition_batches(context.partition_keys, DAYS_PER_TRANSACTION):
+        days = list(key_of_day)
+        try:
+            batch = ingest_days(source, store.db_path, symbol, days, config.max_invalid_share)
+        except InvalidPartitionError as error:
+            raise dg.Failure(description=str(error), metadata=batch_metadata(symbol, days)) from error
+        for report in batch:
+            key = key_of_day[report.day]
+            context.add_asset_metadata(_materialization_metadata(report), partition_key=key)
+            reports[key] = report
+        context.log.info(_batch_summary(batch))
     yield dg.MaterializeResult(asset_key=RAW_CANDLES)
     checks = PartitionChecks(context, RAW_CANDLES)
-    for symbol, key_of_day in keys_by_symbol_day(reports).items():
-        for days in consecutive_day_batches(key_of_day, DAYS_PER_TRANSACTION):
-            stored = candle_integrity_by_day(store.db_path, symbol, days)
-            for day in days:
-                key = key_of_day[day]
-                yield from _partition_checks(checks, key, reports[key], stored[day], config.min_coverage)
+    for symbol, key_of_day in partition_batches(reports, DAYS_PER_TRANSACTION):
+        stored = candle_integrity_by_day(store.db_path, symbol, list(key_of_day))
+        for day, key in key_of_day.items():
+            yield from _partition_checks(checks, key, reports[key], stored[day], config.min_coverage)
 
 
 def _batch_summary(batch: list[IngestReport]) -> str:

@@ -10,8 +10,7 @@ from trading_assets.defs.resources import DuckDBStoreResource
 from trading_assets.features.build import FeatureDayReport, MissingCandlesError, build_feature_days
 from trading_assets.features.registry import FEATURE_NAMES, FEATURE_SET_VERSION, MODEL_FEATURES, schema_hash
 from trading_assets.features.store import check_feature_ranges, feature_summary, read_feature_days
-from trading_assets.market.candles import consecutive_day_batches
-from trading_assets.partitions import DAYS_PER_TRANSACTION, keys_by_symbol_day, symbol_date_partitions
+from trading_assets.partitions import DAYS_PER_TRANSACTION, partition_batches, symbol_date_partitions
 from trading_assets.settings import load_settings
 
 FEATURES = dg.AssetKey("features")
@@ -80,29 +79,27 @@ FEATURE_CHECKS = [
 def features(context: dg.AssetExecutionContext, config: FeatureRunConfig, store: DuckDBStoreResource):
     history_start = load_settings().history_start
     reports: dict[str, FeatureDayReport] = {}
-    for symbol, key_of_day in keys_by_symbol_day(context.partition_keys).items():
-        # Days in order, so a backfill that also materializes raw_candles reads complete lookbacks.
-        for days in consecutive_day_batches(key_of_day, DAYS_PER_TRANSACTION):
-            try:
-                batch = build_feature_days(store.db_path, symbol, days, history_start)
-            except (MissingCandlesError, ValueError) as error:
-                raise dg.Failure(description=str(error), metadata=batch_metadata(symbol, days)) from error
-            for report in batch:
-                key = key_of_day[report.day]
-                context.add_asset_metadata(_metadata(report), partition_key=key)
-                reports[key] = report
-            context.log.info(
-                f"{symbol} {days[0]}..{days[-1]}: features of {len(batch)} day(s) in one transaction, "
-                f"{sum(report.rows for report in batch):,} rows"
-            )
+    # Days in order, so a backfill that also materializes raw_candles reads complete lookbacks.
+    for symbol, key_of_day in partition_batches(context.partition_keys, DAYS_PER_TRANSACTION):
+        days = list(key_of_day)
+        try:
+            batch = build_feature_days(store.db_path, symbol, days, history_start)
+        except (MissingCandlesError, ValueError) as error:
+            raise dg.Failure(description=str(error), metadata=batch_metadata(symbol, days)) from error
+        for report in batch:
+            key = key_of_day[report.day]
+            context.add_asset_metadata(_metadata(report), partition_key=key)
+            reports[key] = report
+        context.log.info(
+            f"{symbol} {days[0]}..{days[-1]}: features of {len(batch)} day(s) in one transaction, "
+            f"{sum(report.rows for report in batch):,} rows"
+        )
     yield dg.MaterializeResult(asset_key=FEATURES)
     checks = PartitionChecks(context, FEATURES)
-    for symbol, key_of_day in keys_by_symbol_day(reports).items():
-        for days in consecutive_day_batches(key_of_day, DAYS_PER_TRANSACTION):
-            stored = read_feature_days(store.db_path, symbol, days)
-            for day in days:
-                key = key_of_day[day]
-                yield from _partition_checks(checks, key, reports[key], stored[day], config.min_usable_share)
+    for symbol, key_of_day in partition_batches(reports, DAYS_PER_TRANSACTION):
+        stored = read_feature_days(store.db_path, symbol, list(key_of_day))
+        for day, key in key_of_day.items():
+            yield from _partition_checks(checks, key, reports[key], stored[day], config.min_usable_share)
 
 
 def _metadata(report: FeatureDayReport) -> dict[str, object]:
