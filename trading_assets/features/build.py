@@ -50,18 +50,15 @@ def build_feature_days(
     candles = _read_candles(db_path, symbol, days, history_start)
     _raise_if_days_missing(candles, symbol, days)
     minutes = candles["minute"]
-    frames: dict[date, pl.DataFrame] = {}
-    candles_read: dict[date, int] = {}
+    reports = []
     for day in days:
         window_start, window_end = candle_window(*day_bounds(day), history_start)
         first = minutes.search_sorted(window_start, side="left")
         window = candles.slice(first, minutes.search_sorted(window_end, side="left") - first)
-        frames[day] = compute_day_features(window, day, history_start)
-        candles_read[day] = window.height
-    write_feature_days(db_path, symbol, frames)
-    return [
-        FeatureDayReport(symbol, day, frame.height, candles_read[day], frame) for day, frame in frames.items()
-    ]
+        frame = compute_day_features(window, day, history_start)
+        reports.append(FeatureDayReport(symbol, day, frame.height, window.height, frame))
+    write_feature_days(db_path, symbol, {report.day: report.frame for report in reports})
+    return reports
 
 
 def _read_candles(db_path: Path, symbol: str, days: list[date], history_start: date) -> pl.DataFrame:
