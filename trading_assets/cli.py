@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import sys
+from datetime import date
 from pathlib import Path
 
 BENCHMARKS = ("ingest", "features", "training", "runtime", "backfill")
@@ -25,7 +26,15 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="run the offline demo pipeline into the project's Dagster instance"
     )
-    demo.add_argument("--days", type=int, default=14, help="most recent complete UTC days to materialize")
+    demo.add_argument(
+        "--days", type=int, default=14, help="complete UTC days to materialize, ending at --end-day"
+    )
+    demo.add_argument(
+        "--end-day",
+        type=date.fromisoformat,
+        default=None,
+        help="last UTC day of the demo's data, YYYY-MM-DD (default: yesterday); pin it for a repeatable demo",
+    )
     demo.add_argument("--epochs", type=int, default=2, help="training epochs per model")
     demo.add_argument("--iterations", type=int, default=3, help="dry-run iterations at the end")
     demo.add_argument("--sleep-seconds", type=float, default=2.0, help="pause between dry-run iterations")
@@ -137,7 +146,7 @@ def _run_runtime(args: argparse.Namespace) -> int:
 def _run_demo(args: argparse.Namespace) -> int:
     from trading_assets.demo import run_demo
 
-    return run_demo(args.days, args.epochs, args.iterations, args.sleep_seconds)
+    return run_demo(args.days, args.epochs, args.iterations, args.sleep_seconds, args.end_day)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,19 @@ from trading_assets.settings import PROJECT_ROOT, load_settings
 MODEL_TYPES = ("lstm", "transformer", "sklearn")
 
 
-def demo_days(days: int, today: date | None = None) -> tuple[date, date]:
-    """The last `days` complete UTC days: (first, last)."""
-    last = (today or datetime.now(UTC).date()) - timedelta(days=1)
+def demo_days(days: int, end_day: date | None = None) -> tuple[date, date]:
+    """`days` complete UTC days ending at `end_day` (default: yesterday, the last complete day): (first, last)."""
+    last = end_day or datetime.now(UTC).date() - timedelta(days=1)
     return last - timedelta(days=days - 1), last
 
 
-def run_demo(days: int = 14, epochs: int = 2, iterations: int = 3, sleep_seconds: float = 2.0) -> int:
+def run_demo(
+    days: int = 14,
+    epochs: int = 2,
+    iterations: int = 3,
+    sleep_seconds: float = 2.0,
+    end_day: date | None = None,
+) -> int:
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
     import dagster as dg
 
@@ -29,7 +35,7 @@ def run_demo(days: int = 14, epochs: int = 2, iterations: int = 3, sleep_seconds
 
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    first, last = demo_days(days)
+    first, last = demo_days(days, end_day)
     print(
         f"trading-assets demo: source={settings.source} (predictability {settings.synthetic_predictability}), "
         f"symbols={', '.join(settings.symbols)}, {first} .. {last}"
