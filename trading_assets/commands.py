@@ -24,11 +24,13 @@ def train(
     start = day_bounds(settings.history_start)[0]
     matrix = read_feature_matrix(settings.duckdb_path, symbol, start, datetime.now(UTC) + timedelta(days=1))
     config = TrainConfig(
-        max_epochs=epochs, batch_size=batch_size, seq_len=seq_len, horizon=horizon, seed=seed
-    )
+        max_epochs=epochs, batch_size=batch_size, seq_len=seq_len, horizon=horizon, seed=seed,
+        fee_bps=settings.fee_bps, slippage_bps=settings.slippage_bps,
+    )  # fmt: skip
     result = train_model(
         model_type, symbol, matrix.x, matrix.close, matrix.usable, matrix.minutes, list(MODEL_FEATURES),
         FEATURE_SET_VERSION, schema_hash(), config, settings.models_dir, progress=lambda p: print(p, flush=True),
+        observed=matrix.observed, thresholds=_thresholds(settings),
     )  # fmt: skip
     print(
         json.dumps({"artifact": str(result.artifact_dir), "metrics": result.metrics["calibrated"]}, indent=2)
@@ -45,33 +47,43 @@ def evaluate(
     promote_if_passed: bool,
 ) -> int:
     """Verify the artifact, print its test metrics and gates; exit 1 when a blocking gate fails."""
+    from dataclasses import replace
+
+    from trading_assets.ml.gates import blocking_failures, evaluate_gates
     from trading_assets.ml.inference import load_model
-    from trading_assets.promotion.gates import GateThresholds, blocking_failures, evaluate_gates
     from trading_assets.promotion.registry import promote
 
     settings = load_settings()
-    thresholds = GateThresholds(
-        min_accuracy if min_accuracy is not None else settings.min_accuracy,
-        max_calibration_error if max_calibration_error is not None else settings.max_calibration_error,
-    )
+    overrides = {"min_accuracy": min_accuracy, "max_calibration_error": max_calibration_error}
+    thresholds = replace(_thresholds(settings), **{k: v for k, v in overrides.items() if v is not None})
     manifest = load_model(model, list(MODEL_FEATURES), schema_hash()).manifest
     if (manifest["symbol"], manifest["model_type"]) != (symbol, model_type):
         print(
             f"{model} is a {manifest['model_type']} model of {manifest['symbol']}, not {model_type} {symbol}"
         )
         return 2
-    metrics = manifest["metrics"]["calibrated"]
-    gates = evaluate_gates(metrics, thresholds)
-    print(json.dumps(metrics, indent=2))
+    gates = evaluate_gates(manifest["metrics"], thresholds)
+    print(json.dumps(manifest["metrics"]["calibrated"], indent=2))
     for gate in gates:
-        print(("   " if gate.passed else "!! ") + gate.describe() + ("" if gate.blocking else " (warning)"))
+        print(("   " if gate.passed else "!! ") + gate.describe())
     if blocking_failures(gates):
         print(f"{model_type} {symbol}: gates failed, not promoted")
         return 1
     if promote_if_passed:
-        promoted = promote(model, settings.models_dir, list(MODEL_FEATURES), schema_hash(), thresholds, "cli")
+        promoted = promote(model, settings.models_dir, list(MODEL_FEATURES), schema_hash(), "cli")
         print(f"promoted {model_type} {symbol} version {promoted.version} -> {promoted.directory}")
     return 0
+
+
+def _thresholds(settings):
+    from trading_assets.ml.gates import GateThresholds
+
+    return GateThresholds(
+        settings.min_accuracy,
+        settings.max_calibration_error,
+        settings.min_skill_margin,
+        settings.min_excess_return,
+    )
 
 
 def rollback_promotion(symbol: str, model_type: str) -> int:

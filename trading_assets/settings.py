@@ -37,6 +37,10 @@ ENVIRONMENT_VARIABLES = {
     "TA_FRESHNESS_HOURS": "latest partition must be younger than this (default 48)",
     "TA_MIN_ACCURACY": "accuracy gate threshold (default 0.68)",
     "TA_MAX_CALIBRATION_ERROR": "calibration gate threshold (default 0.05)",
+    "TA_MIN_SKILL_MARGIN": "skill gate: lower 95 % bound of accuracy minus the best naive rule's must exceed this (default 0)",
+    "TA_MIN_EXCESS_RETURN": "economics gate: after-fee test return minus max(0, buy-and-hold) must exceed this (default 0)",
+    "TA_FEE_BPS": "economics gate's backtest: fee per unit of position change in basis points (default 5)",
+    "TA_SLIPPAGE_BPS": "economics gate's backtest: slippage per unit of position change in basis points (default 1)",
     "TA_ALERT_WEBHOOK_URL": "optional webhook (Slack-compatible JSON POST) for alerts",
     "TA_EXECUTOR": "step executor of the code location: in_process | multiprocess | dask (default multiprocess)",
     "TA_DASK_SCHEDULER": "address of the Dask scheduler for TA_EXECUTOR=dask, e.g. tcp://127.0.0.1:8786",
@@ -90,6 +94,10 @@ class Settings:
     freshness_hours: float = 48.0
     min_accuracy: float = 0.68
     max_calibration_error: float = 0.05
+    min_skill_margin: float = 0.0
+    min_excess_return: float = 0.0
+    fee_bps: float = 5.0
+    slippage_bps: float = 1.0
     alert_webhook_url: str | None = None
     executor: str = "multiprocess"
     dask_scheduler: str | None = None
@@ -137,6 +145,10 @@ def load_settings() -> Settings:
         freshness_hours=_env_float("TA_FRESHNESS_HOURS", 48.0),
         min_accuracy=_env_float("TA_MIN_ACCURACY", 0.68),
         max_calibration_error=_env_float("TA_MAX_CALIBRATION_ERROR", 0.05),
+        min_skill_margin=_env_float("TA_MIN_SKILL_MARGIN", 0.0),
+        min_excess_return=_env_float("TA_MIN_EXCESS_RETURN", 0.0),
+        fee_bps=_env_float("TA_FEE_BPS", 5.0),
+        slippage_bps=_env_float("TA_SLIPPAGE_BPS", 1.0),
         alert_webhook_url=os.environ.get("TA_ALERT_WEBHOOK_URL", "").strip() or None,
         executor=executor,
         dask_scheduler=os.environ.get("TA_DASK_SCHEDULER", "").strip() or None,

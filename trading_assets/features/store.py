@@ -46,12 +46,16 @@ CREATE TABLE IF NOT EXISTS {FEATURES_TABLE} (
 
 
 class FeatureMatrix(NamedTuple):
-    """Training input: float32 features (rows x features) and the row-aligned minute, close and flag."""
+    """Training input: float32 features (rows x features) and the row-aligned minute, close and flags.
+
+    `observed[i]` is False for a minute filled across a gap (no candle): its close is carried forward.
+    """
 
     x: np.ndarray
     minutes: np.ndarray
     close: np.ndarray
     usable: np.ndarray
+    observed: np.ndarray
     names: tuple[str, ...]
 
 
@@ -132,6 +136,7 @@ def feature_matrix(frame: pl.DataFrame, names: tuple[str, ...] = MODEL_FEATURES)
         minutes=frame["minute"].to_numpy(),
         close=frame["close"].to_numpy(),
         usable=frame["usable"].to_numpy(),
+        observed=~frame["filled"].to_numpy(),
         names=tuple(names),
     )
 
@@ -144,7 +149,7 @@ def read_feature_matrix(
     names: tuple[str, ...] = MODEL_FEATURES,
 ) -> FeatureMatrix:
     """`feature_matrix` of the stored rows of `symbol` in [start, end)."""
-    columns = ("minute", "close", *names, "usable", "schema_hash")
+    columns = ("minute", "close", *names, "usable", "filled", "schema_hash")
     return feature_matrix(read_features(db_path, symbol, start, end, columns), names)
 
 

@@ -41,7 +41,8 @@ class TrainConfig:
     logistic_max_samples: int = 100_000
     eval_batch_size: int = 2048
     calibration_bins: int = 15
-    fee_bps: float = 5.0
+    fee_bps: float = 5.0  # backtest: exchange fee per unit of position change
+    slippage_bps: float = 1.0  # backtest: price impact per unit of position change, on top of the fee
     concurrent_trainings: int | None = None  # None: TA_CONCURRENT_TRAININGS, else 1
     device: str = "auto"  # "auto" picks CUDA when available
 

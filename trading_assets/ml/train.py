@@ -14,6 +14,7 @@ from trading_assets.ml import metrics
 from trading_assets.ml.artifacts import artifact_dir, library_versions, new_version, write_artifact
 from trading_assets.ml.config import MODEL_TYPES, TrainConfig
 from trading_assets.ml.data import Samples, Splits, chronological_splits, fit_scaler, make_samples
+from trading_assets.ml.gates import GateResult, GateThresholds, evaluate_gates, gate_record
 from trading_assets.ml.linear import SUMMARIES, fit_logistic
 from trading_assets.ml.models import parameter_count
 from trading_assets.ml.trainer import (
@@ -31,7 +32,8 @@ from trading_assets.ml.trainer import (
 class TrainResult:
     artifact_dir: Path
     manifest: dict[str, Any]
-    metrics: dict[str, Any]  # {"uncalibrated": ..., "calibrated": ..., "backtest": ...}
+    metrics: dict[str, Any]  # {"uncalibrated": ..., "calibrated": ..., "skill": ..., "backtest": ...}
+    gates: list[GateResult]
     learning_curve: list[dict[str, float]]
     reliability_table: list[dict[str, float]]  # calibrated test probabilities
     epochs_run: int
@@ -64,15 +66,22 @@ def train_model(
     config: TrainConfig,
     models_dir: Path,
     progress: ProgressCallback | None = None,
+    observed: np.ndarray | None = None,
+    thresholds: GateThresholds | None = None,
 ) -> TrainResult:
-    """Train one model on one symbol's rows, calibrate it, evaluate it on the test part, write its artifact.
+    """Train one model on one symbol's rows, calibrate it, evaluate and judge it on the test part, write its
+    artifact (the gates' thresholds and results go into its manifest).
 
     x: (rows, features) float32 in row order; close: (rows,) close prices; usable[i]: the window ending at
-    row i may be used (no long gap, no warm-up); minutes: optional datetime64 per row for the manifest.
+    row i may be used (no long gap, no warm-up); minutes: optional datetime64 per row for the manifest;
+    thresholds: the gates to judge it by (default: `GateThresholds()`);
+    observed[i]: row i is a real candle, not a minute filled across a gap (default: all are). A sample whose
+    last row or label row was filled is used nowhere: its label would be "no move" by construction.
     """
     _check_inputs(model_type, x, close, usable, feature_names)
     started = time.perf_counter()
-    samples = make_samples(close, usable, config.seq_len, config.horizon, config.dead_band)
+    labelled = usable if observed is None else usable & observed
+    samples = make_samples(close, labelled, config.seq_len, config.horizon, config.dead_band)
     splits = chronological_splits(
         samples, config.train_fraction, config.val_fraction, purge=config.seq_len + config.horizon
     )
@@ -81,6 +90,8 @@ def train_model(
     fitted = _fit(model_type, scaled, splits, config, progress)
     temperature = metrics.fit_temperature(fitted.val_logits, splits.val.labels)
     report = _test_report(fitted.test_logits, temperature, splits.test, close, config)
+    thresholds = thresholds or GateThresholds()
+    gates = evaluate_gates(report, thresholds)
     manifest = {
         "model_type": model_type,
         "symbol": symbol,
@@ -98,6 +109,7 @@ def train_model(
             name: _range(getattr(splits, name), minutes, config) for name in ("train", "val", "test")
         },
         "metrics": report,
+        "gates": gate_record(gates, thresholds),
         "learning_curve": fitted.outcome.learning_curve,
         "epochs_run": fitted.outcome.epochs_run,
         "best_epoch": fitted.outcome.best_epoch,
@@ -110,6 +122,7 @@ def train_model(
         artifact_dir=target,
         manifest=manifest,
         metrics=report,
+        gates=gates,
         learning_curve=fitted.outcome.learning_curve,
         reliability_table=report["reliability_table"],
         epochs_run=fitted.outcome.epochs_run,
@@ -186,14 +199,22 @@ def _fit_logistic(x: np.ndarray, splits: Splits, config: TrainConfig) -> _Fitted
 def _test_report(
     logits: np.ndarray, temperature: float, test: Samples, close: np.ndarray, config: TrainConfig
 ) -> dict[str, Any]:
+    """Metrics of the calibrated and raw predictions, skill over naive rules, and the after-fee backtest."""
     calibrated = logits / temperature
     probs = metrics.sigmoid(calibrated)
-    next_returns = close[test.ends + 1] / close[test.ends] - 1.0
+    naive = metrics.naive_forecasts(close, test.ends, test.labels, config.horizon)
+    # One period per horizon: every horizon-th test sample trades, so holdings never overlap.
+    traded = slice(None, None, config.horizon)
+    ends = test.ends[traded]
+    period_returns = close[ends + config.horizon] / close[ends] - 1.0
     return {
         "uncalibrated": metrics.classification_metrics(logits, test.labels, config.calibration_bins),
         "calibrated": metrics.classification_metrics(calibrated, test.labels, config.calibration_bins),
         "reliability_table": metrics.reliability_table(probs, test.labels, config.calibration_bins),
-        "backtest": metrics.signal_backtest(probs, next_returns, config.fee_bps),
+        "skill": metrics.skill_report(probs > 0.5, test.labels, naive),
+        "backtest": metrics.signal_backtest(
+            probs[traded], period_returns, config.fee_bps + config.slippage_bps, config.horizon
+        ),
     }
 
 

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from trading_assets.ml.artifacts import read_manifest
+from trading_assets.ml.gates import blocking_failures, recorded_gates
 from trading_assets.ml.inference import load_model
-from trading_assets.promotion.gates import GateThresholds, blocking_failures, evaluate_gates
 
 PROMOTED_DIR = "promoted"
 CURRENT_FILE = "CURRENT"
@@ -58,18 +58,18 @@ def promote(
     models_dir: Path,
     feature_names: list[str],
     schema_hash: str,
-    thresholds: GateThresholds,
     promoted_by: str,
 ) -> PromotedModel:
-    """Copy `artifact` into the registry, verify the copy (checksum, features, gates), make it current."""
+    """Copy `artifact` into the registry, verify the copy (checksum, features, the gates recorded in its
+    manifest), make it current."""
     manifest = read_manifest(artifact)
     slot = _slot(models_dir, manifest["model_type"], manifest["symbol"])
     version = Path(artifact).name
     target = slot / "versions" / version
     if target.exists():  # promoted before (versions are immutable): verify what is there
-        _verify(target, feature_names, schema_hash, thresholds)
+        _verify(target, feature_names, schema_hash)
     else:
-        _copy_verified(Path(artifact), target, feature_names, schema_hash, thresholds)
+        _copy_verified(Path(artifact), target, feature_names, schema_hash)
     _write_atomically(slot / CURRENT_FILE, version + "\n")
     _append_history(
         models_dir,
@@ -142,10 +142,13 @@ def _append_history(models_dir: Path, **entry: Any) -> None:
         os.fsync(handle.fileno())
 
 
-def _verify(directory: Path, feature_names: list[str], schema_hash: str, thresholds: GateThresholds) -> None:
-    """Raise unless the artifact loads (checksum, features, architecture) and passes the blocking gates."""
+def _verify(directory: Path, feature_names: list[str], schema_hash: str) -> None:
+    """Raise unless the artifact loads (checksum, features, architecture) and passes every gate it records."""
     manifest = load_model(directory, feature_names, schema_hash).manifest
-    failures = blocking_failures(evaluate_gates(manifest["metrics"]["calibrated"], thresholds))
+    try:
+        failures = blocking_failures(recorded_gates(manifest))
+    except ValueError as error:
+        raise PromotionRefused(f"{directory}: {error}") from error
     if failures:
         raise PromotionRefused(
             f"{manifest['model_type']} model for {manifest['symbol']} ({directory.name}) is not promoted: "
@@ -153,15 +156,13 @@ def _verify(directory: Path, feature_names: list[str], schema_hash: str, thresho
         )
 
 
-def _copy_verified(
-    source: Path, target: Path, feature_names: list[str], schema_hash: str, thresholds: GateThresholds
-) -> None:
+def _copy_verified(source: Path, target: Path, feature_names: list[str], schema_hash: str) -> None:
     """Copy into a temporary sibling, verify the copy, then rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         shutil.copytree(source, staging, dirs_exist_ok=True)
-        _verify(staging, feature_names, schema_hash, thresholds)
+        _verify(staging, feature_names, schema_hash)
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -3,11 +3,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from trading_assets.promotion.gates import GateThresholds, evaluate_gates
 
 from trading_assets.features.registry import MODEL_FEATURES, schema_hash
 from trading_assets.ml.artifacts import ModelArtifactError
 from trading_assets.promotion.ensemble import NoPromotedMembers, build_ensemble
-from trading_assets.promotion.gates import GateThresholds, evaluate_gates
 from trading_assets.promotion.registry import PromotionRefused, current, history, promote, rollback
 
 GATES = GateThresholds()

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from trading_assets.promotion.gates import GateThresholds
 
 from trading_assets.features.build import build_feature_day
 from trading_assets.features.pipeline import compute_features
@@ -15,7 +16,6 @@ from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.inference import load_model
 from trading_assets.ml.train import train_model
 from trading_assets.promotion.ensemble import build_ensemble
-from trading_assets.promotion.gates import GateThresholds
 from trading_assets.promotion.registry import promote
 from trading_assets.runtime.dryrun import DryRunRuntime, LiveTradingRefused, check_mode, run_iterations
 from trading_assets.store.duckdb_store import query

@@ -1,9 +1,10 @@
 """Per-symbol models with blocking promotion gates, the promoted models, and the ensemble.
 
-`<type>_model` trains on all stored features of its symbol and reports test metrics; its checks
-`accuracy_gate` and `calibration_gate` are blocking (ERROR), `beats_base_rate` warns. A failed gate fails
-the step, so `promoted_<type>_model` downstream is skipped; promotion itself re-checks the artifact and
-its gates, so nothing that failed a gate is promoted by any path.
+`<type>_model` trains on all stored features of its symbol, reports test metrics and judges the gates of
+`ml.gates.GATES` (accuracy, calibration, skill over naive rules, after-fee economics), each a blocking (ERROR)
+check. A failed gate fails the step, so `promoted_<type>_model` downstream is skipped; promotion itself
+re-checks the artifact and the gates recorded in its manifest, so nothing that failed a gate is promoted by
+any path.
 """
 
 from datetime import date
@@ -23,10 +24,10 @@ from trading_assets.features.registry import FEATURE_SET_VERSION, MODEL_FEATURES
 from trading_assets.features.store import read_feature_matrix
 from trading_assets.market.candles import day_bounds
 from trading_assets.ml.config import TrainConfig
+from trading_assets.ml.gates import GATES, GateResult, GateThresholds
 from trading_assets.ml.train import TrainResult, train_model
 from trading_assets.partitions import symbol_partitions
 from trading_assets.promotion.ensemble import DEFAULT_WEIGHTS, NoPromotedMembers, build_ensemble
-from trading_assets.promotion.gates import GateResult, GateThresholds, evaluate_gates
 from trading_assets.promotion.registry import promote
 from trading_assets.settings import load_settings
 
@@ -53,9 +54,15 @@ class ModelRunConfig(dg.Config):
     seed: int = 0
     min_accuracy: float = _settings.min_accuracy
     max_calibration_error: float = _settings.max_calibration_error
+    min_skill_margin: float = _settings.min_skill_margin
+    min_excess_return: float = _settings.min_excess_return
+    fee_bps: float = _settings.fee_bps
+    slippage_bps: float = _settings.slippage_bps
 
     def thresholds(self) -> GateThresholds:
-        return GateThresholds(self.min_accuracy, self.max_calibration_error)
+        return GateThresholds(
+            self.min_accuracy, self.max_calibration_error, self.min_skill_margin, self.min_excess_return
+        )
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(
@@ -65,34 +72,34 @@ class ModelRunConfig(dg.Config):
             seq_len=self.seq_len,
             horizon=self.horizon,
             seed=self.seed,
+            fee_bps=self.fee_bps,
+            slippage_bps=self.slippage_bps,
             concurrent_trainings=TRAINING_SLOTS,
         )
 
 
-def _gate_spec(asset: dg.AssetKey, name: str, description: str, blocking: bool) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(
-        name, asset=asset, description=description, blocking=blocking, partitions_def=symbol_partitions
-    )
-
-
 def _gate_specs(asset: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     return [
-        _gate_spec(asset, "accuracy_gate", "Calibrated test accuracy >= min_accuracy.", blocking=True),
-        _gate_spec(
-            asset, "calibration_gate", "Test expected calibration error <= max_calibration_error.", True
-        ),
-        _gate_spec(
-            asset, "beats_base_rate", "Accuracy beats the majority-class base rate by a margin.", False
-        ),
+        dg.AssetCheckSpec(
+            name, asset=asset, description=description, blocking=True, partitions_def=symbol_partitions
+        )
+        for name, description in GATES.items()
     ]
 
 
 def _gate_result(gate: GateResult) -> dg.AssetCheckResult:
+    low, high = gate.interval
     return dg.AssetCheckResult(
         check_name=gate.name,
         passed=gate.passed,
-        severity=dg.AssetCheckSeverity.ERROR if gate.blocking else dg.AssetCheckSeverity.WARN,
-        metadata={"measured": gate.measured, "threshold": gate.threshold, "samples": gate.samples},
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "measured": gate.measured,
+            "threshold": gate.threshold,
+            "samples": gate.samples,
+            "interval_low": low,
+            "interval_high": high,
+        },
         description=gate.describe(),
     )
 
@@ -174,9 +181,10 @@ def build_model_asset(model_type: str) -> dg.AssetsDefinition:
             model_type, symbol, matrix.x, matrix.close, matrix.usable, matrix.minutes,
             list(MODEL_FEATURES), FEATURE_SET_VERSION, schema_hash(), config.train_config(),
             model_store.models_dir, progress=lambda p: context.log.info(f"{model_type} {symbol}: {p}"),
+            observed=matrix.observed, thresholds=config.thresholds(),
         )  # fmt: skip
         yield dg.MaterializeResult(metadata=_model_metadata(result))
-        for gate in evaluate_gates(result.metrics["calibrated"], config.thresholds()):
+        for gate in result.gates:
             yield _gate_result(gate)
 
     return model_asset
@@ -203,12 +211,12 @@ def build_promoted_asset(model_type: str) -> dg.AssetsDefinition:
         automation_condition=PROMOTE_AFTER_PASSING_GATES,
     )
     def promoted_asset(
-        context: dg.AssetExecutionContext, config: ModelRunConfig, model_store: ModelStoreResource
+        context: dg.AssetExecutionContext, model_store: ModelStoreResource
     ) -> dg.MaterializeResult:
         symbol = context.partition_key
         artifact = _latest_artifact(context, model_key, symbol)
         promoted = promote(
-            artifact, model_store.models_dir, list(MODEL_FEATURES), schema_hash(), config.thresholds(),
+            artifact, model_store.models_dir, list(MODEL_FEATURES), schema_hash(),
             promoted_by=f"dagster run {context.run.run_id}",
         )  # fmt: skip
         metrics = promoted.manifest["metrics"]["calibrated"]
