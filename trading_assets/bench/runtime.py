@@ -23,7 +23,7 @@ from trading_assets.features.registry import FEATURE_SET_VERSION, MODEL_FEATURES
 from trading_assets.features.store import feature_matrix
 from trading_assets.market.synthetic import SyntheticSource
 from trading_assets.ml.config import TrainConfig
-from trading_assets.ml.gates import GateThresholds
+from trading_assets.ml.gates import ACCEPT_ANY_MODEL
 from trading_assets.ml.train import train_model
 from trading_assets.promotion.ensemble import build_ensemble
 from trading_assets.promotion.registry import promote
@@ -34,10 +34,6 @@ from trading_assets.store.duckdb_store import query
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
 MEMBERS = ("lstm", "transformer", "sklearn")
 HISTORY_START = date(2023, 11, 10)
-#: The benchmark times scoring, not model quality: every member is promoted whatever its test metrics.
-NO_GATES = GateThresholds(
-    min_accuracy=0.0, max_calibration_error=1.0, min_skill_margin=-1.0, min_excess_return=-10.0
-)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +49,7 @@ def _promote_members(source: SyntheticSource, models_dir: Path, start: datetime)
             result = train_model(
                 model_type, symbol, matrix.x, matrix.close, matrix.usable, matrix.minutes, list(MODEL_FEATURES),
                 FEATURE_SET_VERSION, schema_hash(), TrainConfig(max_epochs=1, samples_per_epoch=512), models_dir,
-                thresholds=NO_GATES,
+                thresholds=ACCEPT_ANY_MODEL,  # the benchmark times scoring, not model quality
             )  # fmt: skip
             promote(result.artifact_dir, models_dir, list(MODEL_FEATURES), schema_hash(), "bench")
         build_ensemble(models_dir, symbol)

@@ -34,6 +34,12 @@ class GateThresholds:
         return asdict(self)
 
 
+#: Thresholds every model passes, for harnesses that measure something other than model quality (the runtime
+#: benchmark, scoring tests): never the default of any asset or command.
+ACCEPT_ANY_MODEL = GateThresholds(
+    min_accuracy=0.0, max_calibration_error=1.0, min_skill_margin=-1.0, min_excess_return=-10.0
+)
+
 #: name -> what the gate asks, in the order they are reported. The one list of gates: checks, summaries and
 #: promotion loop over it.
 GATES: dict[str, str] = {

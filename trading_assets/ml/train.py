@@ -89,7 +89,7 @@ def train_model(
     scaled = scaler.transform(x)
     fitted = _fit(model_type, scaled, splits, config, progress)
     temperature = metrics.fit_temperature(fitted.val_logits, splits.val.labels)
-    report = _test_report(fitted.test_logits, temperature, splits.test, close, config)
+    report = report_on_test_part(fitted.test_logits, temperature, splits.test, close, config)
     thresholds = thresholds or GateThresholds()
     gates = evaluate_gates(report, thresholds)
     manifest = {
@@ -196,7 +196,7 @@ def _fit_logistic(x: np.ndarray, splits: Splits, config: TrainConfig) -> _Fitted
     return _Fitted(model.arrays(), False, architecture, val_logits, test_logits, outcome)
 
 
-def _test_report(
+def report_on_test_part(
     logits: np.ndarray, temperature: float, test: Samples, close: np.ndarray, config: TrainConfig
 ) -> dict[str, Any]:
     """Metrics of the calibrated and raw predictions, skill over naive rules, and the after-fee backtest."""

@@ -4,7 +4,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from trading_assets.promotion.gates import GateThresholds
 
 from trading_assets.features.build import build_feature_day
 from trading_assets.features.pipeline import compute_features
@@ -13,6 +12,7 @@ from trading_assets.features.store import read_feature_matrix, read_features
 from trading_assets.market.ingest import ingest_day
 from trading_assets.market.synthetic import SyntheticSource
 from trading_assets.ml.config import TrainConfig
+from trading_assets.ml.gates import ACCEPT_ANY_MODEL
 from trading_assets.ml.inference import load_model
 from trading_assets.ml.train import train_model
 from trading_assets.promotion.ensemble import build_ensemble
@@ -40,15 +40,9 @@ def deployed(tmp_path_factory) -> tuple[Path, Path]:
         result = train_model(
             model_type, "BTC-USD", matrix.x, matrix.close, matrix.usable, matrix.minutes, list(MODEL_FEATURES),
             FEATURE_SET_VERSION, schema_hash(), TrainConfig(max_epochs=1, samples_per_epoch=512), models_dir,
+            thresholds=ACCEPT_ANY_MODEL,
         )  # fmt: skip
-        promote(
-            result.artifact_dir,
-            models_dir,
-            list(MODEL_FEATURES),
-            schema_hash(),
-            GateThresholds(0.0, 1.0),
-            "t",
-        )
+        promote(result.artifact_dir, models_dir, list(MODEL_FEATURES), schema_hash(), "t")
     build_ensemble(models_dir, "BTC-USD")
     return db_path, models_dir
 
