@@ -10,8 +10,8 @@ from trading_assets.defs.assets.candles import raw_candles
 from trading_assets.defs.assets.features import features
 from trading_assets.defs.assets.models import ensemble, model_assets, promoted_assets
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource, ModelStoreResource
-from trading_assets.partitions import partition_range_tags
 from trading_assets.ml.gates import GATES
+from trading_assets.partitions import partition_range_tags
 from trading_assets.promotion.registry import current, history
 
 FIRST, LAST = date(2024, 2, 1), date(2024, 2, 18)
