@@ -80,7 +80,7 @@ def test_old_pipeline_model_is_refused_by_a_31_feature_store(lstm_artifact):
     store_features = [f"feature_{i}" for i in range(31)]
     with pytest.raises(ModelArtifactError) as error:
         load_model(lstm_artifact.artifact_dir, store_features, "schema-31")
-    assert str(error.value) == (
+    assert str(error.value) == f"{lstm_artifact.artifact_dir / 'manifest.json'}: " + (
         "model expects 5 features [open, high, low, close, volume] (schema schema-5) but the feature store "
         "provides 31 (schema schema-31)"
     )
