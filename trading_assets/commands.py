@@ -93,7 +93,9 @@ def promote_version(symbol: str, model_type: str, version: str | None) -> int:
         return 1
     thresholds = GateThresholds(settings.min_accuracy, settings.max_calibration_error)
     try:
-        promoted = promote(trained, settings.models_dir, list(MODEL_FEATURES), schema_hash(), thresholds, "cli")
+        promoted = promote(
+            trained, settings.models_dir, list(MODEL_FEATURES), schema_hash(), thresholds, "cli"
+        )
     except (PromotionRefused, ModelArtifactError) as error:
         print(error, file=sys.stderr)
         return 1
@@ -109,7 +111,9 @@ def move_promotion(symbol: str, model_type: str, forward: bool) -> int:
 
     move = roll_forward if forward else rollback
     try:
-        restored = move(load_settings().models_dir, model_type, symbol, "cli", list(MODEL_FEATURES), schema_hash())
+        restored = move(
+            load_settings().models_dir, model_type, symbol, "cli", list(MODEL_FEATURES), schema_hash()
+        )
     except (PromotionRefused, ModelArtifactError) as error:
         print(error, file=sys.stderr)
         return 1

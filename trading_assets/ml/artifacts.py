@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import platform
 import shutil
 import tempfile
@@ -128,7 +129,9 @@ def check_manifest(manifest: Any, path: Path) -> None:
                 f"{path}: manifest field {field!r} is {value!r}, expected {getattr(kind, '__name__', kind)}"
             )
     if manifest["model_type"] not in MODEL_TYPES:
-        raise ModelArtifactError(f"{path}: unknown model_type {manifest['model_type']!r} (not in {MODEL_TYPES})")
+        raise ModelArtifactError(
+            f"{path}: unknown model_type {manifest['model_type']!r} (not in {MODEL_TYPES})"
+        )
     if manifest["seq_len"] < 2:
         raise ModelArtifactError(f"{path}: seq_len {manifest['seq_len']} must be at least 2")
     check_temperature(manifest, path)
@@ -173,10 +176,15 @@ def weights_path(directory: Path, manifest: dict[str, Any]) -> Path:
     directory = Path(directory)
     name = manifest["weights_file"]
     path = directory / name
-    if name not in (TORCH_WEIGHTS, ARRAY_WEIGHTS) or not path.resolve().is_relative_to(directory.resolve()):
+    if name not in (TORCH_WEIGHTS, ARRAY_WEIGHTS):
         raise ModelArtifactError(
-            f"{directory / MANIFEST}: weights_file {name!r} is not {TORCH_WEIGHTS} or {ARRAY_WEIGHTS} inside "
-            f"{directory} (a path escaping the artifact directory is never read)"
+            f"{directory / MANIFEST}: weights_file {name!r} is not {TORCH_WEIGHTS} or {ARRAY_WEIGHTS} "
+            "(a path escaping the artifact directory is never read)"
+        )
+    if not path.resolve().is_relative_to(directory.resolve()):
+        raise ModelArtifactError(
+            f"{path}: links to {path.resolve()}, outside the artifact directory "
+            "(a path escaping the artifact directory is never read)"
         )
     return path
 
@@ -191,18 +199,27 @@ def read_weights(directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         raise ModelArtifactError(
             f"{path} has sha256 {actual} but the manifest says {manifest['weights_sha256']}: damaged or replaced"
         )
-    try:
-        if path.name == TORCH_WEIGHTS:
-            weights = torch.load(path, map_location="cpu", weights_only=True)
-        else:
-            with np.load(path, allow_pickle=False) as arrays:
-                weights = {name: arrays[name] for name in arrays.files}
-    except Exception as error:
-        raise ModelArtifactError(f"cannot read weights {path}: {_one_line(error)}") from error
+    weights = _load_weights(path)
     if not isinstance(weights, dict):
         raise ModelArtifactError(f"{path}: holds a {type(weights).__name__}, not a dict of weights")
     check_finite(weights, path)
     return weights
+
+
+def _load_weights(path: Path) -> Any:
+    """Tensors or arrays only: torch.load(weights_only=True) and np.load(allow_pickle=False) refuse objects."""
+    try:
+        if path.name == TORCH_WEIGHTS:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        with np.load(path, allow_pickle=False) as arrays:
+            return {name: arrays[name] for name in arrays.files}
+    except pickle.UnpicklingError as error:
+        raise ModelArtifactError(
+            f"{path}: holds objects other than tensors, refused by torch.load(weights_only=True) without "
+            "executing them"
+        ) from error
+    except Exception as error:
+        raise ModelArtifactError(f"cannot read weights {path}: {_one_line(error)}") from error
 
 
 def _one_line(error: BaseException) -> str:

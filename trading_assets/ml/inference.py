@@ -103,7 +103,9 @@ def load_model(
     if not (np.isfinite(scaler.mean).all() and np.isfinite(scaler.std).all() and (scaler.std > 0).all()):
         raise ModelArtifactError(f"{manifest_path}: scaler holds a non-finite mean or a std that is not > 0")
     if manifest["model_type"] == "sklearn":
-        model: nn.Module | LogisticDirectionModel = _logistic(weights, manifest, len(feature_names), directory)
+        model: nn.Module | LogisticDirectionModel = _logistic(
+            weights, manifest, len(feature_names), directory
+        )
     else:
         model = _torch_model(manifest, weights, config, len(feature_names), directory)
     return LoadedModel(

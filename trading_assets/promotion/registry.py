@@ -148,7 +148,9 @@ def service_stack(models_dir: Path, model_type: str, symbol: str) -> ServiceStac
         raise ModelArtifactError(f"{path}: not a registry state file: {error!r}") from error
     names_ok = all(isinstance(v, str) and v and Path(v).name == v and v != ".." for v in stack.versions)
     if not names_ok or not isinstance(stack.position, int) or not 0 <= stack.position < len(stack.versions):
-        raise ModelArtifactError(f"{path}: stack {raw['stack']!r} / position {raw['position']!r} are not valid")
+        raise ModelArtifactError(
+            f"{path}: stack {raw['stack']!r} / position {raw['position']!r} are not valid"
+        )
     return stack
 
 
@@ -223,10 +225,14 @@ def _move(
     with _locked(slot):
         stack = service_stack(models_dir, model_type, symbol)
         if stack is None:
-            raise PromotionRefused(f"nothing promoted for {model_type} {symbol}: nothing to roll {direction} to")
+            raise PromotionRefused(
+                f"nothing promoted for {model_type} {symbol}: nothing to roll {direction} to"
+            )
         target = stack.position + step
         if not 0 <= target < len(stack.versions):
-            end = "only promoted version" if len(stack.versions) == 1 else ("oldest" if step < 0 else "newest")
+            end = (
+                "only promoted version" if len(stack.versions) == 1 else ("oldest" if step < 0 else "newest")
+            )
             raise PromotionRefused(
                 f"{model_type} {symbol}: {stack.current} is the {end} of {list(stack.versions)}: "
                 f"nothing to roll {direction} to"
@@ -270,7 +276,9 @@ def history(models_dir: Path) -> list[dict[str, Any]]:
         except ValueError:
             entry = None
         if not isinstance(entry, dict):
-            warnings.warn(f"{path}:{number}: skipped a line that is not a JSON record (torn write?)", stacklevel=2)
+            warnings.warn(
+                f"{path}:{number}: skipped a line that is not a JSON record (torn write?)", stacklevel=2
+            )
             continue
         entries.append(entry)
     return entries

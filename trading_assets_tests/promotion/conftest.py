@@ -58,21 +58,27 @@ def trained_models(tmp_path_factory) -> dict[str, TrainResult]:
 
 
 def copy_artifact(
-    source: Path,
-    target: Path,
+    source: Path, target: Path, intercept_shift: float = 0.0, **manifest_changes: object
+) -> Path:
+    """A copy of a logistic artifact at `target` (its name is the version), see `rewrite_artifact`."""
+    shutil.copytree(source, target)
+    return rewrite_artifact(target, intercept_shift, **manifest_changes)
+
+
+def rewrite_artifact(
+    directory: Path,
     intercept_shift: float = 0.0,
     weights: dict[str, np.ndarray] | None = None,
     **manifest_changes: object,
 ) -> Path:
-    """A copy of a logistic artifact at `target` (its name is the version), with the intercept shifted or
-    the weights replaced, and manifest fields changed; the manifest's sha256 follows the new weights."""
-    shutil.copytree(source, target)
-    path = target / "weights.npz"
+    """Rewrite a logistic artifact in place: intercept shifted or weights replaced, manifest fields changed;
+    the manifest's sha256 follows the new weights, so only the change itself can be refused."""
+    path = directory / "weights.npz"
     if weights is None:
         with np.load(path, allow_pickle=False) as arrays:
             weights = {"coef": arrays["coef"], "intercept": arrays["intercept"] + intercept_shift}
     np.savez(path, **weights)
-    manifest = json.loads((target / "manifest.json").read_text())
+    manifest = json.loads((directory / "manifest.json").read_text())
     manifest.update(manifest_changes, weights_sha256=sha256_of(path))
-    (target / "manifest.json").write_text(json.dumps(manifest))
-    return target
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    return directory

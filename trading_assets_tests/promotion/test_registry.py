@@ -132,7 +132,9 @@ def test_rollback_verifies_the_target_before_switching(three_versions, tmp_path:
     models_dir = tmp_path / "models"
     v2 = models_dir / "promoted" / "sklearn" / "BTC-USD" / "versions" / three_versions[1].name
     (v2 / "weights.npz").write_bytes((v2 / "weights.npz").read_bytes()[:100])
-    with pytest.raises(PromotionRefused, match=f"not rolled back to {v2.name}.*{v2 / 'weights.npz'} has sha256"):
+    with pytest.raises(
+        PromotionRefused, match=f"not rolled back to {v2.name}.*{v2 / 'weights.npz'} has sha256"
+    ):
         do_rollback(models_dir)
     assert current_version(models_dir, "sklearn", "BTC-USD") == three_versions[2].name
     assert [e["action"] for e in history(models_dir)] == ["promote"] * 3
