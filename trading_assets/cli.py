@@ -61,11 +61,21 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--promote", action="store_true", help="promote it when every blocking gate passes")
     evaluate.set_defaults(handler=_run_evaluate)
 
-    promote = commands.add_parser("promote", help="roll the promoted model of a (symbol, type) back")
-    promote.add_argument("--rollback", action="store_true", required=True)
+    promote = commands.add_parser(
+        "promote",
+        help="promote a trained model version (gates re-checked), or roll the version in service back/forward",
+        description="Without --rollback/--forward: promote version V (default: the latest trained) of "
+        "models/<type>/<symbol>/ after re-checking the artifact and its gates. --rollback serves the version "
+        "served before the current one (twice: two back); --forward undoes a rollback. The target is loaded "
+        "and checked before it is served.",
+    )
+    promote.add_argument("model_type", choices=MODEL_TYPES, metavar="MODEL_TYPE", help=", ".join(MODEL_TYPES))
     promote.add_argument("--symbol", required=True)
-    promote.add_argument("--model-type", required=True, choices=MODEL_TYPES)
-    promote.set_defaults(handler=_run_rollback)
+    moves = promote.add_mutually_exclusive_group()
+    moves.add_argument("--version", help="the trained version to promote (default: the latest trained)")
+    moves.add_argument("--rollback", action="store_true", help="serve the previously served version")
+    moves.add_argument("--forward", action="store_true", help="undo the last rollback")
+    promote.set_defaults(handler=_run_promote)
 
     runtime = commands.add_parser(
         "runtime", help="score fresh candles with the promoted ensemble (no orders)"
@@ -129,10 +139,12 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     )
 
 
-def _run_rollback(args: argparse.Namespace) -> int:
-    from trading_assets.commands import rollback_promotion
+def _run_promote(args: argparse.Namespace) -> int:
+    from trading_assets.commands import move_promotion, promote_version
 
-    return rollback_promotion(args.symbol, args.model_type)
+    if args.rollback or args.forward:
+        return move_promotion(args.symbol, args.model_type, forward=args.forward)
+    return promote_version(args.symbol, args.model_type, args.version)
 
 
 def _run_runtime(args: argparse.Namespace) -> int:

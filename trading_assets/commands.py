@@ -86,12 +86,43 @@ def _thresholds(settings):
     )
 
 
-def rollback_promotion(symbol: str, model_type: str) -> int:
-    from trading_assets.promotion.registry import PromotionRefused, rollback
+def promote_version(symbol: str, model_type: str, version: str | None) -> int:
+    """Promote a trained version (default: the latest) after re-checking its artifact and gates."""
+    from trading_assets.ml.artifacts import ModelArtifactError, artifact_dir
+    from trading_assets.promotion.registry import PromotionRefused, promote, service_stack
 
+    settings = load_settings()
+    trained = artifact_dir(settings.models_dir, model_type, symbol, version or "")
+    if version is None:
+        versions = sorted(p.name for p in trained.glob("*") if p.is_dir() and not p.name.startswith("."))
+        if not versions:
+            print(f"no trained {model_type} model of {symbol} in {trained}: train one first", file=sys.stderr)
+            return 1
+        trained = trained / versions[-1]
+    if not trained.is_dir():
+        print(f"no trained {model_type} model of {symbol} at {trained}", file=sys.stderr)
+        return 1
     try:
-        restored = rollback(load_settings().models_dir, model_type, symbol, promoted_by="cli")
-    except PromotionRefused as error:
+        promoted = promote(trained, settings.models_dir, list(MODEL_FEATURES), schema_hash(), "cli")
+    except (PromotionRefused, ModelArtifactError) as error:
+        print(error, file=sys.stderr)
+        return 1
+    stack = service_stack(settings.models_dir, model_type, symbol)
+    print(f"promoted {model_type} {symbol} version {promoted.version}; service stack {list(stack.versions)}")
+    return 0
+
+
+def move_promotion(symbol: str, model_type: str, forward: bool) -> int:
+    """Roll the version in service back one step on the service stack, or forward one step."""
+    from trading_assets.ml.artifacts import ModelArtifactError
+    from trading_assets.promotion.registry import PromotionRefused, roll_forward, rollback
+
+    move = roll_forward if forward else rollback
+    try:
+        restored = move(
+            load_settings().models_dir, model_type, symbol, "cli", list(MODEL_FEATURES), schema_hash()
+        )
+    except (PromotionRefused, ModelArtifactError) as error:
         print(error, file=sys.stderr)
         return 1
     print(f"{model_type} {symbol}: version {restored.version} is in service again")

@@ -95,7 +95,7 @@ def _dry_run(settings, iterations: int, sleep_seconds: float) -> int:
             continue
         print(
             f"  {symbol}: ensemble of "
-            + ", ".join(f"{m.model_type} {m.weight:.2f} ({m.version})" for m in spec.members)
+            + ", ".join(f"{m.model_type} {m.weight:.2f} ({m.version_at_build})" for m in spec.members)
         )
         deployable.append(symbol)
     if not deployable:

@@ -1,7 +1,9 @@
-"""The command line's exit codes and effects: evaluate [--promote], promote --rollback, runtime --mode."""
+"""The command line's exit codes and effects: evaluate [--promote], promote [--version|--rollback|--forward],
+runtime --mode."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -55,7 +57,7 @@ def test_a_model_of_another_symbol_is_refused(models, models_dir: Path, capsys) 
 
 
 def test_rollback_restores_the_previous_version(models, models_dir: Path, capsys) -> None:
-    rollback = ["promote", "--rollback", "--symbol", "BTC-USD", "--model-type", "sklearn"]
+    rollback = ["promote", "sklearn", "--symbol", "BTC-USD", "--rollback"]
     assert main(rollback) == 1  # nothing promoted yet: nothing to roll back to
     assert evaluate(models["good"].artifact_dir, "--promote") == 0
     assert main(rollback) == 1  # only one version: still nothing earlier
@@ -64,6 +66,28 @@ def test_rollback_restores_the_previous_version(models, models_dir: Path, capsys
     assert main(rollback) == 0
     assert current(models_dir, "sklearn", "BTC-USD").version == models["good"].artifact_dir.name
     assert [entry["action"] for entry in history(models_dir)][-1] == "rollback"
+    assert main(["promote", "sklearn", "--symbol", "BTC-USD", "--forward"]) == 0
+    assert current(models_dir, "sklearn", "BTC-USD").version == models["good_again"].artifact_dir.name
+    assert main(["promote", "sklearn", "--symbol", "BTC-USD", "--forward"]) == 1
+    assert "nothing to roll forward to" in capsys.readouterr().err
+
+
+def test_promote_a_trained_version_rechecking_its_gates(models, models_dir: Path, capsys) -> None:
+    trained = models_dir / "sklearn" / "BTC-USD"
+    for name in ("good", "good_again", "noise"):
+        shutil.copytree(models[name].artifact_dir, trained / models[name].artifact_dir.name)
+    promote = ["promote", "sklearn", "--symbol", "BTC-USD"]
+    assert main([*promote, "--version", models["noise"].artifact_dir.name]) == 1
+    assert "accuracy_gate FAILED" in capsys.readouterr().err
+    assert current(models_dir, "sklearn", "BTC-USD") is None
+    assert main([*promote, "--version", models["good"].artifact_dir.name]) == 0
+    assert current(models_dir, "sklearn", "BTC-USD").version == models["good"].artifact_dir.name
+    # without --version: the latest trained, here the noise model (trained last), refused by its gate
+    assert max(path.name for path in trained.iterdir()) == models["noise"].artifact_dir.name
+    assert main(promote) == 1
+    assert models["noise"].artifact_dir.name in capsys.readouterr().err
+    assert main([*promote, "--version", "20000101T000000000000Z"]) == 1
+    assert "no trained sklearn model of BTC-USD at" in capsys.readouterr().err
 
 
 def test_live_mode_is_refused(models_dir: Path, capsys) -> None:

@@ -2,13 +2,21 @@
 
 Weights are a torch state_dict (weights.pt, read with torch.load(weights_only=True)) or, for the
 scikit-learn (logistic regression) model, arrays in weights.npz (read with allow_pickle=False). Nothing is ever unpickled.
+
+An artifact is refused, with one line naming the file, when its manifest is not JSON or lacks a field of
+the expected type, when its weights file name leaves the artifact directory, when the weights' sha256
+differs from the manifest's, when any weight is not finite, or when its calibration temperature is not a
+finite number > 0. The same checks run before an artifact is written, so training never writes one that
+would be refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import pickle
 import platform
 import shutil
 import tempfile
@@ -20,9 +28,25 @@ import numpy as np
 import sklearn
 import torch
 
+from trading_assets.ml.config import MODEL_TYPES
+
 MANIFEST = "manifest.json"
 TORCH_WEIGHTS = "weights.pt"
 ARRAY_WEIGHTS = "weights.npz"
+#: manifest fields every loader relies on, with their JSON types
+REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "model_type": str,
+    "symbol": str,
+    "feature_names": list,
+    "schema_hash": str,
+    "seq_len": int,
+    "scaler": dict,
+    "calibration": dict,
+    "training_config": dict,
+    "parameter_count": int,
+    "weights_file": str,
+    "weights_sha256": str,
+}
 
 
 class ModelArtifactError(RuntimeError):
@@ -57,7 +81,13 @@ def artifact_dir(models_dir: Path, model_type: str, symbol: str, version: str) -
 def write_artifact(
     target: Path, weights: dict[str, Any], manifest: dict[str, Any], torch_format: bool
 ) -> Path:
-    """Write weights and manifest (with the weights' sha256) into a temporary sibling, then rename it."""
+    """Write weights and manifest (with the weights' sha256) into a temporary sibling, then rename it.
+
+    Refuses (ModelArtifactError, nothing written) weights with a non-finite value or a calibration
+    temperature that is not a finite number > 0: such a model would serve p = NaN or divide by zero.
+    """
+    check_temperature(manifest, target / MANIFEST)
+    check_finite(weights, target / (TORCH_WEIGHTS if torch_format else ARRAY_WEIGHTS))
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -76,27 +106,92 @@ def write_artifact(
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
+    """The manifest after checking it is JSON with every required field of the right type."""
     path = Path(directory) / MANIFEST
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise ModelArtifactError(f"cannot read {path}: {error}") from error
+        raise ModelArtifactError(f"cannot read {path}: {_one_line(error)}") from error
+    check_manifest(manifest, path)
+    return manifest
 
 
-def check_features(manifest: dict[str, Any], feature_names: list[str], schema_hash: str) -> None:
-    """Refuse a model trained on another feature set, naming both sides."""
+def check_manifest(manifest: Any, path: Path) -> None:
+    """Refuse a manifest of another schema: a missing or mistyped field, an unknown model type."""
+    if not isinstance(manifest, dict):
+        raise ModelArtifactError(f"{path}: not a manifest (a JSON {type(manifest).__name__}, not an object)")
+    for field, kind in REQUIRED_FIELDS.items():
+        if field not in manifest:
+            raise ModelArtifactError(f"{path}: manifest has no field {field!r}")
+        value = manifest[field]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ModelArtifactError(
+                f"{path}: manifest field {field!r} is {value!r}, expected {getattr(kind, '__name__', kind)}"
+            )
+    if manifest["model_type"] not in MODEL_TYPES:
+        raise ModelArtifactError(
+            f"{path}: unknown model_type {manifest['model_type']!r} (not in {MODEL_TYPES})"
+        )
+    if manifest["seq_len"] < 2:
+        raise ModelArtifactError(f"{path}: seq_len {manifest['seq_len']} must be at least 2")
+    check_temperature(manifest, path)
+
+
+def check_temperature(manifest: dict[str, Any], path: Path) -> None:
+    temperature = manifest.get("calibration", {}).get("temperature")
+    valid = isinstance(temperature, int | float) and not isinstance(temperature, bool)
+    if not valid or not math.isfinite(temperature) or temperature <= 0:
+        raise ModelArtifactError(
+            f"{path}: calibration temperature {temperature!r} must be a finite number > 0"
+        )
+
+
+def check_finite(weights: dict[str, Any], path: Path) -> None:
+    """Refuse weights holding NaN or infinity (a diverged training), naming the first such tensor."""
+    for name, value in weights.items():
+        array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        if array.dtype.kind not in "biuf":
+            raise ModelArtifactError(f"{path}: weight {name!r} is not numeric ({array.dtype})")
+        if not np.isfinite(array).all():
+            bad = int(array.size - np.isfinite(array).sum())
+            raise ModelArtifactError(f"{path}: weight {name!r} holds {bad} non-finite value(s) (NaN or inf)")
+
+
+def check_features(
+    manifest: dict[str, Any], feature_names: list[str], schema_hash: str, path: Path | None = None
+) -> None:
+    """Refuse a model trained on another feature set, naming both sides (and the manifest, when given)."""
     expected, schema = list(manifest["feature_names"]), manifest["schema_hash"]
     if expected == list(feature_names) and schema == schema_hash:
         return
+    where = f"{path}: " if path is not None else ""
     raise ModelArtifactError(
-        f"model expects {len(expected)} features [{', '.join(expected)}] (schema {schema}) but the feature "
-        f"store provides {len(feature_names)} (schema {schema_hash})"
+        f"{where}model expects {len(expected)} features [{', '.join(expected)}] (schema {schema}) but the "
+        f"feature store provides {len(feature_names)} (schema {schema_hash})"
     )
 
 
+def weights_path(directory: Path, manifest: dict[str, Any]) -> Path:
+    """The weights file the manifest names, refused unless it is a plain file inside `directory`."""
+    directory = Path(directory)
+    name = manifest["weights_file"]
+    path = directory / name
+    if name not in (TORCH_WEIGHTS, ARRAY_WEIGHTS):
+        raise ModelArtifactError(
+            f"{directory / MANIFEST}: weights_file {name!r} is not {TORCH_WEIGHTS} or {ARRAY_WEIGHTS} "
+            "(a path escaping the artifact directory is never read)"
+        )
+    if not path.resolve().is_relative_to(directory.resolve()):
+        raise ModelArtifactError(
+            f"{path}: links to {path.resolve()}, outside the artifact directory "
+            "(a path escaping the artifact directory is never read)"
+        )
+    return path
+
+
 def read_weights(directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Weights after checking their sha256 against the manifest."""
-    path = Path(directory) / manifest["weights_file"]
+    """Weights after checking their path, their sha256 against the manifest, and that all are finite."""
+    path = weights_path(directory, manifest)
     if not path.is_file():
         raise ModelArtifactError(f"{path} is missing")
     actual = sha256_of(path)
@@ -104,10 +199,30 @@ def read_weights(directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         raise ModelArtifactError(
             f"{path} has sha256 {actual} but the manifest says {manifest['weights_sha256']}: damaged or replaced"
         )
+    weights = _load_weights(path)
+    if not isinstance(weights, dict):
+        raise ModelArtifactError(f"{path}: holds a {type(weights).__name__}, not a dict of weights")
+    check_finite(weights, path)
+    return weights
+
+
+def _load_weights(path: Path) -> Any:
+    """Tensors or arrays only: torch.load(weights_only=True) and np.load(allow_pickle=False) refuse objects."""
     try:
         if path.name == TORCH_WEIGHTS:
             return torch.load(path, map_location="cpu", weights_only=True)
         with np.load(path, allow_pickle=False) as arrays:
             return {name: arrays[name] for name in arrays.files}
+    except pickle.UnpicklingError as error:
+        raise ModelArtifactError(
+            f"{path}: holds objects other than tensors, refused by torch.load(weights_only=True) without "
+            "executing them"
+        ) from error
     except Exception as error:
-        raise ModelArtifactError(f"cannot read weights {path}: {error}") from error
+        raise ModelArtifactError(f"cannot read weights {path}: {_one_line(error)}") from error
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception's message on one line (torch's unpickling errors run to a dozen)."""
+    text = " ".join(str(error).split())
+    return text if len(text) <= 300 else text[:297] + "..."

@@ -1,18 +1,38 @@
-"""The weighted ensemble of a symbol's promoted members."""
+"""The weighted ensemble of a symbol's promoted members.
+
+The ensemble file (models/promoted/ensemble/<symbol>.json) stores the symbol, the member types and their
+weights; never a path. The versions promoted when it was built are kept for information only. At scoring
+time `EnsembleScorer` resolves each member through the registry, (symbol, type) -> the version in service
+now, so a promotion, rollback or roll forward is served from the next tick on without rebuilding the
+ensemble. Loaded models are cached by (type, version): a tick where nothing changed loads nothing.
+
+A member that cannot be served (nothing promoted, its artifact refused) makes `members` raise with one line
+naming the file: the symbol is not scored rather than scored by a partial ensemble whose weights nobody
+chose. Other symbols have their own scorers and are not affected.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from trading_assets.ml.inference import LoadedModel, load_model
-from trading_assets.promotion.registry import PromotedModel, current, promoted_root
+from trading_assets.ml.config import MODEL_TYPES
+from trading_assets.ml.inference import LoadedModel
+from trading_assets.promotion.registry import (
+    PromotedModel,
+    current,
+    current_version,
+    load_current,
+    promoted_root,
+)
 
 DEFAULT_WEIGHTS = {"lstm": 0.35, "transformer": 0.40, "sklearn": 0.25}
 
@@ -21,12 +41,16 @@ class NoPromotedMembers(LookupError):
     """No model of any member type is promoted for the symbol."""
 
 
+class EnsembleFileError(ValueError):
+    """The ensemble file is not an ensemble of the symbol asked for."""
+
+
 @dataclass(frozen=True)
 class EnsembleMember:
     model_type: str
-    version: str
     weight: float
-    directory: str
+    #: the version in service when the ensemble was built; information only (scoring resolves CURRENT)
+    version_at_build: str
 
 
 @dataclass(frozen=True)
@@ -39,6 +63,16 @@ class EnsembleSpec:
     @property
     def weights(self) -> dict[str, float]:
         return {member.model_type: member.weight for member in self.members}
+
+
+@dataclass(frozen=True)
+class ServedMember:
+    """A member as served at one tick: the version in service and its loaded model."""
+
+    model_type: str
+    version: str
+    weight: float
+    model: LoadedModel
 
 
 def build_ensemble(
@@ -61,9 +95,7 @@ def build_ensemble(
     spec = EnsembleSpec(
         symbol=symbol,
         members=[
-            EnsembleMember(
-                model.model_type, model.version, weights[model.model_type] / total, str(model.directory)
-            )
+            EnsembleMember(model.model_type, weights[model.model_type] / total, model.version)
             for model in promoted
         ],
         schema_hash=hashes.pop(),
@@ -78,41 +110,84 @@ def ensemble_path(models_dir: Path, symbol: str) -> Path:
 
 
 def read_ensemble(models_dir: Path, symbol: str) -> EnsembleSpec:
+    """The symbol's ensemble, refused (one line naming the file) unless it is an ensemble of `symbol`.
+
+    Only types and weights are read: a path in the file (as files written before members were resolved
+    through the registry held) is ignored, never loaded.
+    """
     path = ensemble_path(models_dir, symbol)
     if not path.is_file():
         raise NoPromotedMembers(f"no ensemble for {symbol} at {path}: materialize the ensemble asset first")
-    raw = json.loads(path.read_text())
-    return EnsembleSpec(
-        symbol=raw["symbol"],
-        members=[EnsembleMember(**member) for member in raw["members"]],
-        schema_hash=raw["schema_hash"],
-        built_at=raw["built_at"],
-    )
+    try:
+        raw = json.loads(path.read_text())
+        spec = EnsembleSpec(
+            symbol=raw["symbol"],
+            members=[_member(member) for member in raw["members"]],
+            schema_hash=raw["schema_hash"],
+            built_at=raw["built_at"],
+        )
+    except (ValueError, KeyError, TypeError) as error:
+        raise EnsembleFileError(f"{path}: not an ensemble file: {error!r}") from error
+    if spec.symbol != symbol:
+        raise EnsembleFileError(f"{path}: an ensemble of {spec.symbol}, not of {symbol}")
+    types = [member.model_type for member in spec.members]
+    if not types or len(set(types)) != len(types) or not set(types) <= set(MODEL_TYPES):
+        raise EnsembleFileError(f"{path}: member types {types} are not distinct types among {MODEL_TYPES}")
+    if not all(math.isfinite(m.weight) and m.weight > 0 for m in spec.members):
+        raise EnsembleFileError(f"{path}: weights {spec.weights} must be finite and > 0")
+    return spec
+
+
+def _member(raw: dict[str, Any]) -> EnsembleMember:
+    at_build = raw.get("version_at_build", raw.get("version", ""))
+    return EnsembleMember(str(raw["model_type"]), float(raw["weight"]), str(at_build))
 
 
 class EnsembleScorer:
-    """Loads an ensemble's members once; scores feature rows into member and ensemble probabilities."""
+    """Scores one symbol with its ensemble's members as promoted at the moment of scoring."""
 
-    def __init__(self, spec: EnsembleSpec, feature_names: list[str], schema_hash: str) -> None:
-        self.spec = spec
-        self.members: dict[str, LoadedModel] = {
-            member.model_type: load_model(Path(member.directory), feature_names, schema_hash)
-            for member in spec.members
-        }
+    def __init__(self, models_dir: Path, symbol: str, feature_names: list[str], schema_hash: str) -> None:
+        self.models_dir = Path(models_dir)
+        self.symbol = symbol
+        self.feature_names = list(feature_names)
+        self.schema_hash = schema_hash
+        self._loaded: dict[tuple[str, str], LoadedModel] = {}
 
-    @property
-    def seq_len(self) -> int:
-        return max(model.seq_len for model in self.members.values())
+    def members(self) -> list[ServedMember]:
+        """Read the ensemble file and resolve each member to the version in service now.
 
-    def score_latest(self, rows: np.ndarray) -> dict[str, float]:
-        """p_up of each member and of the ensemble for the window ending at the last row."""
-        probabilities = {
-            model_type: float(model.predict_proba(rows[-model.seq_len :])[-1])
-            for model_type, model in self.members.items()
-        }
-        weights = self.spec.weights
-        probabilities["ensemble"] = sum(weights[name] * p for name, p in probabilities.items())
-        return probabilities
+        Raises NoPromotedMembers / NotPromoted / EnsembleFileError / ModelArtifactError, one line naming
+        the file, when any member cannot be served. Only the versions served now stay cached.
+        """
+        spec = read_ensemble(self.models_dir, self.symbol)
+        served, loaded = [], {}
+        for member in spec.members:
+            version, model = self._resolve(member.model_type)
+            loaded[member.model_type, version] = model
+            served.append(ServedMember(member.model_type, version, member.weight, model))
+        self._loaded = loaded
+        return served
+
+    def _resolve(self, model_type: str) -> tuple[str, LoadedModel]:
+        version = current_version(self.models_dir, model_type, self.symbol)
+        cached = self._loaded.get((model_type, version)) if version is not None else None
+        if cached is not None:
+            return version, cached
+        return load_current(self.models_dir, model_type, self.symbol, self.feature_names, self.schema_hash)
+
+
+def seq_len_of(members: list[ServedMember]) -> int:
+    return max(member.model.seq_len for member in members)
+
+
+def score_latest(members: list[ServedMember], rows: np.ndarray) -> dict[str, float]:
+    """p_up of each member and of the ensemble for the window ending at the last row."""
+    probabilities = {
+        member.model_type: float(member.model.predict_proba(rows[-member.model.seq_len :])[-1])
+        for member in members
+    }
+    probabilities["ensemble"] = sum(member.weight * probabilities[member.model_type] for member in members)
+    return probabilities
 
 
 def _write_spec(path: Path, spec: EnsembleSpec) -> None:
@@ -120,4 +195,6 @@ def _write_spec(path: Path, spec: EnsembleSpec) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(handle, "w") as stream:
         json.dump(asdict(spec), stream, indent=2, sort_keys=True)
+        stream.flush()
+        os.fsync(stream.fileno())
     os.replace(temporary, path)

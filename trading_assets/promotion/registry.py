@@ -2,38 +2,65 @@
 
 Layout for one (model type, symbol):
 
-    models/promoted/<model_type>/<symbol>/versions/<version>/   copies of promoted artifacts
-    models/promoted/<model_type>/<symbol>/CURRENT               the version in service
-    models/promoted/history.jsonl                               every promotion and rollback
+    models/promoted/<model_type>/<symbol>/versions/<version>/   copies of promoted artifacts (immutable)
+    models/promoted/<model_type>/<symbol>/CURRENT.json          the service stack (see below)
+    models/promoted/<model_type>/<symbol>/.lock                 serialises changes of CURRENT.json
+    models/promoted/history.jsonl                               audit log of every promotion and rollback
 
-A copy is staged in a temporary sibling and renamed into place; CURRENT is replaced with os.replace. So a
-reader sees the old or the new promoted model, never half of one. Promotion re-checks the artifact's
-checksum and feature schema (by loading it) and its gates; a model that fails a blocking gate is refused.
+CURRENT.json holds {"stack": [versions], "position": i, "current": stack[i]} ("current" is for
+readers; the stack and position decide). The version in service is stack[position]. Promotion drops the versions above the position (as
+a browser drops its forward history), pushes the new version and serves it; rollback moves the position
+one down (rollback twice = two versions back), roll forward one up. Promoting the version already in
+service changes nothing.
+
+CURRENT.json is the one place that says what is served. It is written to a temporary file, fsynced and
+renamed over the old one (os.replace), so a reader sees the old or the new state, never half of one.
+history.jsonl is an audit log that nothing reads to decide what is served: a torn line there (a crash
+in the middle of an append) cannot break a rollback; `history` skips such a line with a warning and the
+next append starts on a fresh line.
+
+A promoted copy is staged in a temporary sibling, verified and renamed into place. Promotion re-checks the
+artifact (by loading it: manifest schema, checksum, features, finite weights, temperature > 0) and its
+gates; a model that fails a blocking gate is refused. Rollback and roll forward load the target the same
+way before moving; a target that fails is refused and CURRENT stays as it was. They do not re-run the
+gates: the target passed them when it was promoted.
+
+A registry written before the stack existed (a plain CURRENT file) reads as a stack of that one version.
 """
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import json
 import os
 import shutil
 import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from trading_assets.ml.artifacts import read_manifest
+from trading_assets.ml.artifacts import ModelArtifactError, read_manifest
 from trading_assets.ml.gates import blocking_failures, recorded_gates
-from trading_assets.ml.inference import load_model
+from trading_assets.ml.inference import LoadedModel, load_model
 
 PROMOTED_DIR = "promoted"
-CURRENT_FILE = "CURRENT"
+STATE_FILE = "CURRENT.json"
+LEGACY_CURRENT_FILE = "CURRENT"
+LOCK_FILE = ".lock"
 HISTORY_FILE = "history.jsonl"
 
 
 class PromotionRefused(RuntimeError):
-    """The artifact failed a gate, or there is nothing to roll back to."""
+    """The artifact failed a gate or its checks, or there is nothing to roll back (or forward) to."""
+
+
+class NotPromoted(LookupError):
+    """Nothing is promoted for a (model type, symbol)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +70,24 @@ class PromotedModel:
     version: str
     directory: Path
     manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ServiceStack:
+    """Promoted versions in the order they were served; `versions[position]` is in service."""
+
+    versions: tuple[str, ...]
+    position: int
+
+    @property
+    def current(self) -> str:
+        return self.versions[self.position]
+
+    def pushed(self, version: str) -> ServiceStack:
+        if self.versions and self.current == version:
+            return self
+        kept = self.versions[: self.position + 1]
+        return ServiceStack((*kept, version), len(kept))
 
 
 def promoted_root(models_dir: Path) -> Path:
@@ -63,19 +108,22 @@ def promote(
     """Copy `artifact` into the registry, verify the copy (checksum, features, the gates recorded in its
     manifest), make it current."""
     manifest = read_manifest(artifact)
-    slot = _slot(models_dir, manifest["model_type"], manifest["symbol"])
+    model_type, symbol = manifest["model_type"], manifest["symbol"]
+    slot = _slot(models_dir, model_type, symbol)
     version = Path(artifact).name
     target = slot / "versions" / version
     if target.exists():  # promoted before (versions are immutable): verify what is there
         _verify(target, feature_names, schema_hash)
     else:
         _copy_verified(Path(artifact), target, feature_names, schema_hash)
-    _write_atomically(slot / CURRENT_FILE, version + "\n")
+    with _locked(slot):
+        stack = service_stack(models_dir, model_type, symbol)
+        _write_state(slot, stack.pushed(version) if stack is not None else ServiceStack((version,), 0))
     _append_history(
         models_dir,
         action="promote",
-        model_type=manifest["model_type"],
-        symbol=manifest["symbol"],
+        model_type=model_type,
+        symbol=symbol,
         version=version,
         promoted_by=promoted_by,
         source=str(artifact),
@@ -83,61 +131,183 @@ def promote(
             k: manifest["metrics"]["calibrated"][k] for k in ("accuracy", "ece", "base_rate", "samples")
         },
     )
-    return current(models_dir, manifest["model_type"], manifest["symbol"])
+    return current(models_dir, model_type, symbol)
+
+
+def service_stack(models_dir: Path, model_type: str, symbol: str) -> ServiceStack | None:
+    """The service stack of (model_type, symbol), or None when nothing was ever promoted."""
+    slot = _slot(models_dir, model_type, symbol)
+    path = slot / STATE_FILE
+    if not path.is_file():
+        legacy = slot / LEGACY_CURRENT_FILE
+        return ServiceStack((legacy.read_text().strip(),), 0) if legacy.is_file() else None
+    try:
+        raw = json.loads(path.read_text())
+        stack = ServiceStack(tuple(raw["stack"]), raw["position"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ModelArtifactError(f"{path}: not a registry state file: {error!r}") from error
+    names_ok = all(isinstance(v, str) and v and Path(v).name == v and v != ".." for v in stack.versions)
+    if not names_ok or not isinstance(stack.position, int) or not 0 <= stack.position < len(stack.versions):
+        raise ModelArtifactError(
+            f"{path}: stack {raw['stack']!r} / position {raw['position']!r} are not valid"
+        )
+    return stack
+
+
+def current_version(models_dir: Path, model_type: str, symbol: str) -> str | None:
+    """The version in service, read from the state file alone (no artifact is opened)."""
+    stack = service_stack(models_dir, model_type, symbol)
+    return stack.current if stack else None
 
 
 def current(models_dir: Path, model_type: str, symbol: str) -> PromotedModel | None:
     """The promoted model in service for (model_type, symbol), or None."""
-    slot = _slot(models_dir, model_type, symbol)
-    pointer = slot / CURRENT_FILE
-    if not pointer.is_file():
+    version = current_version(models_dir, model_type, symbol)
+    if version is None:
         return None
-    version = pointer.read_text().strip()
-    directory = slot / "versions" / version
+    directory = _version_dir(models_dir, model_type, symbol, version)
     return PromotedModel(model_type, symbol, version, directory, read_manifest(directory))
 
 
-def rollback(models_dir: Path, model_type: str, symbol: str, promoted_by: str) -> PromotedModel:
-    """Make the version promoted before the current one current again."""
-    promoted = [
-        entry["version"]
-        for entry in history(models_dir)
-        if entry["action"] == "promote" and entry["model_type"] == model_type and entry["symbol"] == symbol
-    ]
-    now = current(models_dir, model_type, symbol)
-    if now is None:
-        raise PromotionRefused(f"nothing promoted for {model_type} {symbol}: nothing to roll back")
-    earlier = [version for version in promoted if version != now.version]
-    if not earlier:
-        raise PromotionRefused(f"{model_type} {symbol}: {now.version} is the only promoted version")
-    previous = earlier[-1]
-    _write_atomically(_slot(models_dir, model_type, symbol) / CURRENT_FILE, previous + "\n")
+def load_current(
+    models_dir: Path, model_type: str, symbol: str, feature_names: list[str], schema_hash: str
+) -> tuple[str, LoadedModel]:
+    """The version in service and its model, loaded and checked as an artifact of this symbol and type.
+
+    Raises NotPromoted when nothing is promoted, ModelArtifactError (one line naming the file) when the
+    version in service is missing from the registry or its artifact is refused.
+    """
+    version = current_version(models_dir, model_type, symbol)
+    if version is None:
+        raise NotPromoted(
+            f"no {model_type} model of {symbol} is promoted ({_slot(models_dir, model_type, symbol) / STATE_FILE} "
+            "does not exist): only promoted models are served"
+        )
+    directory = _version_dir(models_dir, model_type, symbol, version)
+    return version, load_model(directory, feature_names, schema_hash, symbol=symbol, model_type=model_type)
+
+
+def rollback(
+    models_dir: Path,
+    model_type: str,
+    symbol: str,
+    promoted_by: str,
+    feature_names: list[str],
+    schema_hash: str,
+) -> PromotedModel:
+    """Serve the version served before the current one, after verifying it loads; returns it."""
+    return _move(models_dir, model_type, symbol, -1, promoted_by, feature_names, schema_hash)
+
+
+def roll_forward(
+    models_dir: Path,
+    model_type: str,
+    symbol: str,
+    promoted_by: str,
+    feature_names: list[str],
+    schema_hash: str,
+) -> PromotedModel:
+    """Undo a rollback: serve the version above the current one on the stack, after verifying it loads."""
+    return _move(models_dir, model_type, symbol, +1, promoted_by, feature_names, schema_hash)
+
+
+def _move(
+    models_dir: Path,
+    model_type: str,
+    symbol: str,
+    step: int,
+    promoted_by: str,
+    feature_names: list[str],
+    schema_hash: str,
+) -> PromotedModel:
+    slot = _slot(models_dir, model_type, symbol)
+    direction = "back" if step < 0 else "forward"
+    with _locked(slot):
+        stack = service_stack(models_dir, model_type, symbol)
+        if stack is None:
+            raise PromotionRefused(
+                f"nothing promoted for {model_type} {symbol}: nothing to roll {direction} to"
+            )
+        target = stack.position + step
+        if not 0 <= target < len(stack.versions):
+            end = (
+                "only promoted version" if len(stack.versions) == 1 else ("oldest" if step < 0 else "newest")
+            )
+            raise PromotionRefused(
+                f"{model_type} {symbol}: {stack.current} is the {end} of {list(stack.versions)}: "
+                f"nothing to roll {direction} to"
+            )
+        version = stack.versions[target]
+        try:
+            load_model(
+                _version_dir(models_dir, model_type, symbol, version), feature_names, schema_hash,
+                symbol=symbol, model_type=model_type,
+            )  # fmt: skip
+        except ModelArtifactError as error:
+            raise PromotionRefused(
+                f"{model_type} {symbol}: not rolled {direction} to {version}, {stack.current} stays in service: "
+                f"{error}"
+            ) from error
+        _write_state(slot, ServiceStack(stack.versions, target))
     _append_history(
         models_dir,
-        action="rollback",
+        action="rollback" if step < 0 else "roll_forward",
         model_type=model_type,
         symbol=symbol,
-        version=previous,
+        version=version,
         promoted_by=promoted_by,
-        source=now.version,
+        source=stack.current,
         metrics={},
     )
     return current(models_dir, model_type, symbol)
 
 
 def history(models_dir: Path) -> list[dict[str, Any]]:
+    """Every promotion and rollback recorded; a line that is not a JSON object is skipped with a warning."""
     path = promoted_root(models_dir) / HISTORY_FILE
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    entries = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if not isinstance(entry, dict):
+            warnings.warn(
+                f"{path}:{number}: skipped a line that is not a JSON record (torn write?)", stacklevel=2
+            )
+            continue
+        entries.append(entry)
+    return entries
+
+
+def _version_dir(models_dir: Path, model_type: str, symbol: str, version: str) -> Path:
+    directory = _slot(models_dir, model_type, symbol) / "versions" / version
+    if not directory.is_dir():
+        raise ModelArtifactError(
+            f"{_slot(models_dir, model_type, symbol) / STATE_FILE}: serves version {version}, which is not in "
+            f"the promoted registry ({directory} does not exist)"
+        )
+    return directory
 
 
 def _append_history(models_dir: Path, **entry: Any) -> None:
+    """Append one JSON line in one write; after a torn last line, start on a fresh line."""
     path = promoted_root(models_dir) / HISTORY_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"at": datetime.now(UTC).isoformat(), "user": getpass.getuser(), **entry}
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, sort_keys=True) + "\n")
+    line = json.dumps(record, sort_keys=True) + "\n"
+    with path.open("a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                line = "\n" + line
+        handle.write(line.encode())
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -167,6 +337,20 @@ def _copy_verified(source: Path, target: Path, feature_names: list[str], schema_
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+@contextmanager
+def _locked(slot: Path) -> Iterator[None]:
+    """Holds the slot's lock: one promote / rollback / roll forward at a time reads and writes its state."""
+    slot.mkdir(parents=True, exist_ok=True)
+    with (slot / LOCK_FILE).open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _write_state(slot: Path, stack: ServiceStack) -> None:
+    state = {"current": stack.current, "position": stack.position, "stack": list(stack.versions)}
+    _write_atomically(slot / STATE_FILE, json.dumps(state, indent=2) + "\n")
 
 
 def _write_atomically(path: Path, text: str) -> None:

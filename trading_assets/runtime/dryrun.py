@@ -1,5 +1,11 @@
 """The dry-run runtime: fetch the latest candles, compute features with the feature store's code, score
 every promoted member and the ensemble, record signals. It never places orders. No Dagster.
+
+Members are resolved through the promoted registry at every tick (symbol, type -> the version in service),
+so a promotion or rollback is served from the next tick on; each signal records the versions that scored
+it. A symbol whose ensemble cannot be served (a member refused: damaged, of another symbol, unpromoted,
+non-finite, temperature <= 0) is skipped for that tick with one line naming the file; the other symbols go
+on scoring.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from trading_assets.features.pipeline import READ_LOOKBACK_MINUTES, compute_feat
 from trading_assets.features.registry import MODEL_FEATURES, schema_hash
 from trading_assets.features.store import feature_matrix
 from trading_assets.market.candles import CandleSource
-from trading_assets.promotion.ensemble import EnsembleScorer, read_ensemble
+from trading_assets.promotion.ensemble import EnsembleScorer, score_latest, seq_len_of
 from trading_assets.store.duckdb_store import run_write
 
 MEMBER_TYPES = ("lstm", "transformer", "sklearn")
@@ -91,31 +97,34 @@ class DryRunRuntime:
         self.db_path = Path(db_path)
         self.history_start = history_start
         self.thresholds = thresholds
+        self.symbols = list(symbols)
         self.scorers = {
-            symbol: EnsembleScorer(read_ensemble(models_dir, symbol), list(MODEL_FEATURES), schema_hash())
-            for symbol in symbols
+            symbol: EnsembleScorer(models_dir, symbol, list(MODEL_FEATURES), schema_hash())
+            for symbol in self.symbols
         }
 
     def score(self, symbol: str, now: datetime) -> Signal:
-        """Features of the minutes up to the last complete one before `now`, scored by the ensemble."""
+        """Features of the minutes up to the last complete one before `now`, scored by the ensemble's
+        members as promoted now."""
         started = time.perf_counter()
-        scorer = self.scorers[symbol]
+        members = self.scorers[symbol].members()
+        seq_len = seq_len_of(members)
         end = now.replace(second=0, microsecond=0)
-        first_scored = end - timedelta(minutes=scorer.seq_len)
+        first_scored = end - timedelta(minutes=seq_len)
         candles = self.source.fetch(symbol, first_scored - timedelta(minutes=READ_LOOKBACK_MINUTES), end)
         if candles.height == 0:
             raise LookupError(f"{symbol}: the source returned no candles before {end.isoformat()}")
         latest = candles["minute"].max()
         rows = compute_features(candles, first_scored, latest + timedelta(minutes=1), self.history_start)
-        rows = rows.filter(pl.col("minute") <= latest).tail(scorer.seq_len)
-        probabilities = scorer.score_latest(feature_matrix(rows).x)
+        rows = rows.filter(pl.col("minute") <= latest).tail(seq_len)
+        probabilities = score_latest(members, feature_matrix(rows).x)
         return Signal(
             symbol=symbol,
             minute=latest,
             probabilities=probabilities,
             signal=self.thresholds.signal(probabilities["ensemble"]),
             latency_ms=(time.perf_counter() - started) * 1000,
-            members=",".join(f"{m.model_type}:{m.version}" for m in scorer.spec.members),
+            members=",".join(f"{m.model_type}:{m.version}" for m in members),
         )
 
 
@@ -154,13 +163,14 @@ def run_iterations(
     report: Callable[[str], None] = print,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> list[Signal]:
-    """The loop: each iteration scores every symbol; a source error is reported and the loop goes on."""
+    """The loop: each iteration scores every symbol; a symbol that fails (source error, a member refused)
+    is reported in one line and skipped for that iteration, and the loop goes on."""
     recorded: list[Signal] = []
     with SignalRecorder(runtime.db_path) as recorder:
         for iteration in range(1, iterations + 1):
             now = clock()
             signals = []
-            for symbol in runtime.scorers:
+            for symbol in runtime.symbols:
                 try:
                     signals.append(runtime.score(symbol, now))
                 except Exception as error:  # noqa: BLE001 (one symbol's failure must not stop the loop)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from trading_assets.ml import ModelArtifactError, TrainConfig, load_model, train_model
-from trading_assets.ml.artifacts import sha256_of
+from trading_assets.ml.artifacts import sha256_of, write_artifact
 from trading_assets.ml.models import LSTMDirectionModel
 
 from .conftest import FEATURES
@@ -80,7 +80,7 @@ def test_old_pipeline_model_is_refused_by_a_31_feature_store(lstm_artifact):
     store_features = [f"feature_{i}" for i in range(31)]
     with pytest.raises(ModelArtifactError) as error:
         load_model(lstm_artifact.artifact_dir, store_features, "schema-31")
-    assert str(error.value) == (
+    assert str(error.value) == f"{lstm_artifact.artifact_dir / 'manifest.json'}: " + (
         "model expects 5 features [open, high, low, close, volume] (schema schema-5) but the feature store "
         "provides 31 (schema schema-31)"
     )
@@ -131,3 +131,20 @@ def test_a_failed_write_leaves_no_artifact(market, tiny_config, tmp_path, monkey
     with pytest.raises(OSError, match="disk full"):
         _train("lstm", market, tiny_config, tmp_path)
     assert list((tmp_path / "lstm" / "BTC-USD").iterdir()) == []
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero")  # the faked temperature, before the refusal
+def test_training_refuses_to_write_a_model_with_temperature_zero(market, tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setattr("trading_assets.ml.metrics.fit_temperature", lambda logits, labels: 0.0)
+    with pytest.raises(ModelArtifactError, match="calibration temperature 0.0 must be a finite number > 0"):
+        _train("sklearn", market, tiny_config, tmp_path)
+    assert not (tmp_path / "sklearn").exists()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_weights_that_are_not_finite_are_never_written(bad, tmp_path):
+    weights = {"fc.weight": torch.tensor([[0.5, bad]]), "fc.bias": torch.zeros(1)}
+    manifest = {"calibration": {"method": "temperature", "temperature": 1.0}}
+    with pytest.raises(ModelArtifactError, match=r"weights.pt: weight 'fc.weight' holds 1 non-finite value"):
+        write_artifact(tmp_path / "v1", weights, manifest, torch_format=True)
+    assert list(tmp_path.iterdir()) == []

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from trading_assets.features.pipeline import compute_features
 from trading_assets.features.registry import FEATURE_SET_VERSION, MODEL_FEATURES, schema_hash
 from trading_assets.features.store import feature_matrix
 from trading_assets.market.synthetic import SyntheticSource
+from trading_assets.ml.artifacts import sha256_of
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.train import TrainResult, train_model
 
@@ -51,3 +55,30 @@ def trained_models(tmp_path_factory) -> dict[str, TrainResult]:
         "good": train("sklearn", 0.7, models_dir),
         "noise": train("sklearn", 0.0, models_dir),
     }
+
+
+def copy_artifact(
+    source: Path, target: Path, intercept_shift: float = 0.0, **manifest_changes: object
+) -> Path:
+    """A copy of a logistic artifact at `target` (its name is the version), see `rewrite_artifact`."""
+    shutil.copytree(source, target)
+    return rewrite_artifact(target, intercept_shift, **manifest_changes)
+
+
+def rewrite_artifact(
+    directory: Path,
+    intercept_shift: float = 0.0,
+    weights: dict[str, np.ndarray] | None = None,
+    **manifest_changes: object,
+) -> Path:
+    """Rewrite a logistic artifact in place: intercept shifted or weights replaced, manifest fields changed;
+    the manifest's sha256 follows the new weights, so only the change itself can be refused."""
+    path = directory / "weights.npz"
+    if weights is None:
+        with np.load(path, allow_pickle=False) as arrays:
+            weights = {"coef": arrays["coef"], "intercept": arrays["intercept"] + intercept_shift}
+    np.savez(path, **weights)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest.update(manifest_changes, weights_sha256=sha256_of(path))
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    return directory

@@ -7,11 +7,40 @@ import pytest
 from trading_assets.features.registry import MODEL_FEATURES, schema_hash
 from trading_assets.ml.artifacts import ModelArtifactError
 from trading_assets.promotion.ensemble import NoPromotedMembers, build_ensemble
-from trading_assets.promotion.registry import PromotionRefused, current, history, promote, rollback
+from trading_assets.promotion.registry import (
+    PromotionRefused,
+    current,
+    current_version,
+    history,
+    promote,
+    roll_forward,
+    rollback,
+    service_stack,
+)
+
+from .conftest import copy_artifact
 
 
 def do_promote(artifact: Path, models_dir: Path):
     return promote(artifact, models_dir, list(MODEL_FEATURES), schema_hash(), promoted_by="test")
+
+
+def do_rollback(models_dir: Path):
+    return rollback(models_dir, "sklearn", "BTC-USD", "test", list(MODEL_FEATURES), schema_hash())
+
+
+def do_forward(models_dir: Path):
+    return roll_forward(models_dir, "sklearn", "BTC-USD", "test", list(MODEL_FEATURES), schema_hash())
+
+
+@pytest.fixture
+def three_versions(trained_models, tmp_path: Path) -> list[Path]:
+    """v1, v2, v3: copies of the good model under three version names, promoted in that order."""
+    source = trained_models["good"].artifact_dir
+    versions = [copy_artifact(source, tmp_path / "trained" / f"2024010{i}T000000000000Z") for i in (1, 2, 3)]
+    for version in versions:
+        do_promote(version, tmp_path / "models")
+    return versions
 
 
 def test_promote_copies_verifies_and_records(trained_models, tmp_path: Path) -> None:
@@ -52,12 +81,70 @@ def test_rollback_restores_the_previous_version(trained_models, tmp_path: Path) 
     do_promote(first, tmp_path)
     do_promote(second, tmp_path)
     assert current(tmp_path, "sklearn", "BTC-USD").version == second.name
-    assert rollback(tmp_path, "sklearn", "BTC-USD", promoted_by="test").version == first.name
+    assert do_rollback(tmp_path).version == first.name
     assert [e["action"] for e in history(tmp_path)] == ["promote", "promote", "rollback"]
     only_one = tmp_path / "only-one"
     do_promote(first, only_one)
     with pytest.raises(PromotionRefused, match="only promoted version"):
-        rollback(only_one, "sklearn", "BTC-USD", promoted_by="test")
+        do_rollback(only_one)
+
+
+def test_rollback_walks_the_stack_and_rolls_forward(three_versions, tmp_path: Path) -> None:
+    models_dir = tmp_path / "models"
+    v1, v2, v3 = (path.name for path in three_versions)
+    assert current_version(models_dir, "sklearn", "BTC-USD") == v3
+    assert do_rollback(models_dir).version == v2
+    assert do_rollback(models_dir).version == v1  # twice = two versions back
+    with pytest.raises(PromotionRefused, match=f"{v1} is the oldest of .*nothing to roll back to"):
+        do_rollback(models_dir)
+    assert do_forward(models_dir).version == v2
+    assert do_forward(models_dir).version == v3
+    with pytest.raises(PromotionRefused, match="newest"):
+        do_forward(models_dir)
+    assert [(e["action"], e["version"]) for e in history(models_dir)][3:] == [
+        ("rollback", v2), ("rollback", v1), ("roll_forward", v2), ("roll_forward", v3),
+    ]  # fmt: skip
+
+
+def test_a_promotion_after_a_rollback_drops_the_versions_above(three_versions, tmp_path: Path) -> None:
+    models_dir = tmp_path / "models"
+    v1, v2, v3 = (path.name for path in three_versions)
+    do_rollback(models_dir)
+    v4 = copy_artifact(three_versions[0], tmp_path / "trained" / "20240104T000000000000Z")
+    do_promote(v4, models_dir)
+    do_promote(v4, models_dir)  # promoting the version in service again changes nothing
+    assert service_stack(models_dir, "sklearn", "BTC-USD").versions == (v1, v2, v4.name)
+    assert do_rollback(models_dir).version == v2  # what was served before v4, not v3
+
+
+def test_rollback_verifies_the_target_before_switching(three_versions, tmp_path: Path) -> None:
+    models_dir = tmp_path / "models"
+    v2 = models_dir / "promoted" / "sklearn" / "BTC-USD" / "versions" / three_versions[1].name
+    (v2 / "weights.npz").write_bytes((v2 / "weights.npz").read_bytes()[:100])
+    with pytest.raises(
+        PromotionRefused, match=f"not rolled back to {v2.name}.*{v2 / 'weights.npz'} has sha256"
+    ):
+        do_rollback(models_dir)
+    assert current_version(models_dir, "sklearn", "BTC-USD") == three_versions[2].name
+    assert [e["action"] for e in history(models_dir)] == ["promote"] * 3
+
+
+def test_a_torn_history_line_breaks_no_rollback(three_versions, tmp_path: Path) -> None:
+    models_dir = tmp_path / "models"
+    log = models_dir / "promoted" / "history.jsonl"
+    log.write_text(log.read_text() + '{"action": "promote", "vers')  # a crash in the middle of an append
+    assert do_rollback(models_dir).version == three_versions[1].name
+    with pytest.warns(UserWarning, match=r"history.jsonl:4: skipped a line"):
+        entries = history(models_dir)
+    assert [e["action"] for e in entries] == ["promote"] * 3 + ["rollback"]
+    assert do_rollback(models_dir).version == three_versions[0].name
+
+
+def test_a_registry_with_a_plain_current_file_reads_as_one_version(tmp_path: Path) -> None:
+    slot = tmp_path / "promoted" / "sklearn" / "BTC-USD"
+    slot.mkdir(parents=True)
+    (slot / "CURRENT").write_text("20240101T000000000000Z\n")
+    assert service_stack(tmp_path, "sklearn", "BTC-USD").versions == ("20240101T000000000000Z",)
 
 
 def test_ensemble_renormalises_over_promoted_members(trained_models, tmp_path: Path) -> None:
@@ -68,4 +155,6 @@ def test_ensemble_renormalises_over_promoted_members(trained_models, tmp_path: P
     assert spec.weights == {"sklearn": 1.0}
     assert spec.schema_hash == schema_hash()
     written = json.loads((tmp_path / "promoted" / "ensemble" / "BTC-USD.json").read_text())
-    assert written["members"][0]["version"] == trained_models["good"].artifact_dir.name
+    assert written["members"] == [
+        {"model_type": "sklearn", "weight": 1.0, "version_at_build": trained_models["good"].artifact_dir.name}
+    ]  # types and weights, no path: members are resolved through the registry when scored

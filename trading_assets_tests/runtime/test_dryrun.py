@@ -1,9 +1,13 @@
+import json
+import shutil
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from trading_assets.features.build import build_feature_day
 from trading_assets.features.pipeline import compute_features
@@ -11,14 +15,16 @@ from trading_assets.features.registry import FEATURE_NAMES, FEATURE_SET_VERSION,
 from trading_assets.features.store import read_feature_matrix, read_features
 from trading_assets.market.ingest import ingest_day
 from trading_assets.market.synthetic import SyntheticSource
+from trading_assets.ml.artifacts import sha256_of
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.gates import ACCEPT_ANY_MODEL
 from trading_assets.ml.inference import load_model
 from trading_assets.ml.train import train_model
-from trading_assets.promotion.ensemble import build_ensemble
-from trading_assets.promotion.registry import promote
+from trading_assets.promotion.ensemble import build_ensemble, ensemble_path
+from trading_assets.promotion.registry import current, promote, roll_forward, rollback
 from trading_assets.runtime.dryrun import DryRunRuntime, LiveTradingRefused, check_mode, run_iterations
 from trading_assets.store.duckdb_store import query
+from trading_assets_tests.promotion.conftest import copy_artifact, rewrite_artifact
 
 HISTORY_START = date(2023, 11, 10)
 DAYS = [date(2024, 3, 1), date(2024, 3, 2), date(2024, 3, 3)]
@@ -26,8 +32,12 @@ NOW = datetime(2024, 3, 3, 12, 0, 30, tzinfo=UTC)
 SOURCE = SyntheticSource(predictability=0.7)
 
 
+def do_promote(artifact: Path, models_dir: Path) -> None:
+    promote(artifact, models_dir, list(MODEL_FEATURES), schema_hash(), "t")
+
+
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory) -> tuple[Path, Path]:
+def deployed(tmp_path_factory) -> tuple[Path, Path, dict[str, Path]]:
     """Candles and features in DuckDB, an LSTM and a scikit-learn model promoted, and their ensemble."""
     root = tmp_path_factory.mktemp("deployed")
     db_path, models_dir = root / "store.duckdb", root / "models"
@@ -36,15 +46,17 @@ def deployed(tmp_path_factory) -> tuple[Path, Path]:
     for day in DAYS[1:]:
         build_feature_day(db_path, "BTC-USD", day, HISTORY_START)
     matrix = read_feature_matrix(db_path, "BTC-USD", DAYS[1], DAYS[2])
+    artifacts = {}
     for model_type in ("lstm", "sklearn"):
         result = train_model(
             model_type, "BTC-USD", matrix.x, matrix.close, matrix.usable, matrix.minutes, list(MODEL_FEATURES),
             FEATURE_SET_VERSION, schema_hash(), TrainConfig(max_epochs=1, samples_per_epoch=512), models_dir,
             thresholds=ACCEPT_ANY_MODEL,
         )  # fmt: skip
-        promote(result.artifact_dir, models_dir, list(MODEL_FEATURES), schema_hash(), "t")
+        do_promote(result.artifact_dir, models_dir)
+        artifacts[model_type] = result.artifact_dir
     build_ensemble(models_dir, "BTC-USD")
-    return db_path, models_dir
+    return db_path, models_dir, artifacts
 
 
 def test_live_mode_is_refused() -> None:
@@ -54,7 +66,7 @@ def test_live_mode_is_refused() -> None:
 
 
 def test_train_serve_parity(deployed) -> None:
-    db_path, models_dir = deployed
+    db_path, models_dir, _ = deployed
     runtime = DryRunRuntime(SOURCE, db_path, models_dir, ["BTC-USD"], HISTORY_START)
     signal = runtime.score("BTC-USD", NOW)
     assert signal.minute == datetime(2024, 3, 3, 11, 59, tzinfo=UTC)
@@ -78,12 +90,11 @@ def test_train_serve_parity(deployed) -> None:
         db_path, "BTC-USD", signal.minute - timedelta(minutes=59), signal.minute + timedelta(minutes=1)
     ).x
     for model_type in ("lstm", "sklearn"):
-        member = next(m for m in runtime.scorers["BTC-USD"].spec.members if m.model_type == model_type)
-        offline = load_model(Path(member.directory), list(MODEL_FEATURES), schema_hash()).predict_proba(rows)[
-            -1
-        ]
+        promoted = current(models_dir, model_type, "BTC-USD")
+        offline = load_model(promoted.directory, list(MODEL_FEATURES), schema_hash()).predict_proba(rows)[-1]
         assert signal.probabilities[model_type] == pytest.approx(float(offline), abs=1e-6)
-    weights = runtime.scorers["BTC-USD"].spec.weights
+        assert f"{model_type}:{promoted.version}" in signal.members
+    weights = {m.model_type: m.weight for m in runtime.scorers["BTC-USD"].members()}
     assert weights == pytest.approx({"lstm": 0.35 / 0.6, "sklearn": 0.25 / 0.6})
     assert signal.probabilities["ensemble"] == pytest.approx(
         sum(weights[t] * signal.probabilities[t] for t in weights)
@@ -106,7 +117,7 @@ class FlakySource:
 
 
 def test_the_loop_reports_source_errors_and_goes_on_recording_signals(deployed) -> None:
-    db_path, models_dir = deployed
+    db_path, models_dir, _ = deployed
     runtime = DryRunRuntime(FlakySource(), db_path, models_dir, ["BTC-USD"], HISTORY_START)
     lines: list[str] = []
     moments = iter([NOW, NOW + timedelta(minutes=1), NOW + timedelta(minutes=2)])
@@ -125,3 +136,210 @@ def test_the_loop_reports_source_errors_and_goes_on_recording_signals(deployed) 
     assert set(recorded["signal"].to_list()) <= {"long", "flat", "short"}
     assert recorded["p_transformer"].is_null().all()
     assert recorded.filter(pl.col("minute") == datetime(2024, 3, 3, 12, 1, tzinfo=UTC)).height == 1
+
+
+def offline_p_up(artifact: Path, db_path: Path, minute: datetime) -> float:
+    rows = read_feature_matrix(
+        db_path, "BTC-USD", minute - timedelta(minutes=59), minute + timedelta(minutes=1)
+    )
+    return float(load_model(artifact, list(MODEL_FEATURES), schema_hash()).predict_proba(rows.x)[-1])
+
+
+def test_rollback_changes_what_the_runtime_scores(deployed, tmp_path: Path) -> None:
+    """v1, v2, v3 promoted; rollback serves v2, rollback again v1, forward v2: the runtime's probabilities
+    and recorded versions follow, with the ensemble built once and never rebuilt."""
+    db_path, _, artifacts = deployed
+    models_dir, signals_db = tmp_path / "models", tmp_path / "signals.duckdb"
+    v1, v2, v3 = (
+        copy_artifact(artifacts["sklearn"], tmp_path / "trained" / f"2024010{i}T000000000000Z", shift)
+        for i, shift in ((1, -1.0), (2, 0.0), (3, 1.0))
+    )
+    for version in (v1, v2, v3):
+        do_promote(version, models_dir)
+    build_ensemble(models_dir, "BTC-USD")
+    runtime = DryRunRuntime(SOURCE, signals_db, models_dir, ["BTC-USD"], HISTORY_START)
+    args = (models_dir, "sklearn", "BTC-USD", "t", list(MODEL_FEATURES), schema_hash())
+
+    def tick() -> tuple[str, float]:
+        [signal] = run_iterations(runtime, 1, 0, report=lambda line: None, clock=lambda: NOW)
+        return signal.members, signal.probabilities["sklearn"]
+
+    served = [tick()]
+    rollback(*args)
+    served.append(tick())
+    rollback(*args)
+    served.append(tick())
+    roll_forward(*args)
+    served.append(tick())
+
+    minute = datetime(2024, 3, 3, 11, 59, tzinfo=UTC)
+    expected = [(f"sklearn:{v.name}", offline_p_up(v, db_path, minute)) for v in (v3, v2, v1, v2)]
+    assert [members for members, _ in served] == [members for members, _ in expected]
+    np.testing.assert_allclose([p for _, p in served], [p for _, p in expected], atol=1e-6)
+    assert expected[0][1] > expected[1][1] > expected[2][1]  # three different models, told apart
+    recorded = query(signals_db, "SELECT members, p_sklearn FROM signals ORDER BY members, p_sklearn")
+    assert sorted(recorded["members"].to_list()) == sorted(members for members, _ in expected)
+
+
+class Payload:
+    """Unpickling this calls os.mkdir(marker): proof that a loader executed the file's contents."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (str(self.marker),))
+
+
+def _manifest(directory: Path) -> dict:
+    return json.loads((directory / "manifest.json").read_text())
+
+
+def _write_manifest(directory: Path, **changes) -> Path:
+    (directory / "manifest.json").write_text(json.dumps({**_manifest(directory), **changes}))
+    return directory / "manifest.json"
+
+
+def _truncated_weights(models_dir: Path, version: Path) -> tuple[Path, str]:
+    (version / "weights.npz").write_bytes((version / "weights.npz").read_bytes()[:100])
+    return version / "weights.npz", "has sha256"
+
+
+def _truncated_manifest(models_dir: Path, version: Path) -> tuple[Path, str]:
+    (version / "manifest.json").write_text((version / "manifest.json").read_text()[:300])
+    return version / "manifest.json", "cannot read"
+
+
+def _wrong_schema(models_dir: Path, version: Path) -> tuple[Path, str]:
+    manifest = _manifest(version)
+    del manifest["calibration"]
+    (version / "manifest.json").write_text(json.dumps(manifest))
+    return version / "manifest.json", "manifest has no field 'calibration'"
+
+
+def _other_feature_schema(models_dir: Path, version: Path) -> tuple[Path, str]:
+    return _write_manifest(
+        version, schema_hash="an-older-schema"
+    ), "(schema an-older-schema) but the feature store"
+
+
+def _nan_weights(models_dir: Path, version: Path) -> tuple[Path, str]:
+    with np.load(version / "weights.npz") as arrays:
+        coef, intercept = arrays["coef"].copy(), arrays["intercept"]
+    coef[3] = np.nan
+    rewrite_artifact(version, weights={"coef": coef, "intercept": intercept})
+    return version / "weights.npz", "weight 'coef' holds 1 non-finite value(s)"
+
+
+def _temperature_zero(models_dir: Path, version: Path) -> tuple[Path, str]:
+    calibration = {"method": "temperature", "temperature": 0.0}
+    return _write_manifest(
+        version, calibration=calibration
+    ), "calibration temperature 0.0 must be a finite number > 0"
+
+
+def _foreign_symbol(models_dir: Path, version: Path) -> tuple[Path, str]:
+    return _write_manifest(
+        version, symbol="BTC-USD"
+    ), "a sklearn model of BTC-USD, not the sklearn model of ETH-USD"
+
+
+def _path_escaping(models_dir: Path, version: Path) -> tuple[Path, str]:
+    outside = models_dir / "x.npz"
+    shutil.copyfile(version / "weights.npz", outside)
+    manifest = _write_manifest(
+        version, weights_file="../../../../../x.npz", weights_sha256=sha256_of(outside)
+    )
+    return manifest, "escaping the artifact directory"
+
+
+def _symlink_escaping(models_dir: Path, version: Path) -> tuple[Path, str]:
+    outside = models_dir / "x.npz"
+    (version / "weights.npz").rename(outside)
+    (version / "weights.npz").symlink_to(outside)
+    return version / "weights.npz", "outside the artifact directory"
+
+
+def _unpromoted_version(models_dir: Path, version: Path) -> tuple[Path, str]:
+    state = version.parent.parent / "CURRENT.json"
+    state.write_text(json.dumps({"stack": ["20240101T000000000000Z", "never-promoted"], "position": 1}))
+    return state, "serves version never-promoted, which is not in the promoted registry"
+
+
+def _unpromoted_member(models_dir: Path, version: Path) -> tuple[Path, str]:
+    """An ensemble file (as written before members were resolved) naming an unpromoted artifact's path."""
+    path = ensemble_path(models_dir, "ETH-USD")
+    spec = json.loads(path.read_text())
+    spec["members"].append({"model_type": "lstm", "weight": 0.5, "version": "x", "directory": str(version)})
+    path.write_text(json.dumps(spec))
+    return (
+        models_dir / "promoted" / "lstm" / "ETH-USD" / "CURRENT.json",
+        "no lstm model of ETH-USD is promoted",
+    )
+
+
+def _ensemble_of_another_symbol(models_dir: Path, version: Path) -> tuple[Path, str]:
+    path = ensemble_path(models_dir, "ETH-USD")
+    path.write_text(json.dumps({**json.loads(path.read_text()), "symbol": "BTC-USD"}))
+    return path, "an ensemble of BTC-USD, not of ETH-USD"
+
+
+def _pickle_payload(models_dir: Path, version: Path) -> tuple[Path, str]:
+    weights = version / "weights.pt"
+    torch.save({"coef": Payload(models_dir / "executed")}, weights)
+    _write_manifest(version, weights_file="weights.pt", weights_sha256=sha256_of(weights))
+    return weights, "holds objects other than tensors"
+
+
+CORRUPTIONS: dict[str, Callable[[Path, Path], tuple[Path, str]]] = {
+    "truncated weights": _truncated_weights,
+    "truncated manifest": _truncated_manifest,
+    "wrong manifest schema": _wrong_schema,
+    "other feature schema": _other_feature_schema,
+    "NaN weights": _nan_weights,
+    "temperature 0": _temperature_zero,
+    "foreign symbol": _foreign_symbol,
+    "path escaping": _path_escaping,
+    "symlink escaping": _symlink_escaping,
+    "unpromoted version": _unpromoted_version,
+    "unpromoted member": _unpromoted_member,
+    "ensemble of another symbol": _ensemble_of_another_symbol,
+    "pickle payload": _pickle_payload,
+}
+
+
+@pytest.fixture(scope="module")
+def two_symbols(deployed, tmp_path_factory) -> Path:
+    """A logistic model promoted for BTC-USD and one for ETH-USD, each in a one-member ensemble."""
+    models_dir = tmp_path_factory.mktemp("two-symbols") / "models"
+    sklearn = deployed[2]["sklearn"]
+    do_promote(sklearn, models_dir)
+    do_promote(
+        copy_artifact(sklearn, models_dir.parent / "eth" / "20240101T000000000000Z", symbol="ETH-USD"),
+        models_dir,
+    )
+    for symbol in ("BTC-USD", "ETH-USD"):
+        build_ensemble(models_dir, symbol)
+    return models_dir
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS.values(), ids=CORRUPTIONS.keys())
+def test_a_refused_member_skips_its_symbol_in_one_line_naming_the_file(
+    corruption, two_symbols, deployed, tmp_path: Path
+) -> None:
+    models_dir = tmp_path / "models"
+    shutil.copytree(two_symbols, models_dir)
+    version = models_dir / "promoted" / "sklearn" / "ETH-USD" / "versions" / "20240101T000000000000Z"
+    named_file, reason = corruption(models_dir, version)
+    runtime = DryRunRuntime(
+        SOURCE, tmp_path / "signals.duckdb", models_dir, ["BTC-USD", "ETH-USD"], HISTORY_START
+    )
+    lines: list[str] = []
+    signals = run_iterations(runtime, 1, 0, report=lines.append, clock=lambda: NOW)
+    [refusal] = [line for line in lines if "ETH-USD skipped" in line]
+    assert "\n" not in refusal and str(named_file) in refusal and reason in refusal, refusal
+    assert [signal.symbol for signal in signals] == ["BTC-USD"]  # the other symbol goes on scoring
+    assert np.isfinite(signals[0].probabilities["ensemble"])
+    assert not (models_dir / "executed").exists()  # nothing in an artifact was executed
