@@ -1,7 +1,7 @@
 import socket
+from pathlib import Path
 
 import pytest
-from pathlib import Path
 
 from trading_assets.alerts import Alert, AlertLog
 from trading_assets_tests.webhook_receiver import WebhookReceiver

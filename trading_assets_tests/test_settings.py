@@ -26,7 +26,11 @@ from trading_assets.settings import SettingsError, load_settings
         ("TA_CONCURRENT_TRAININGS", "two", "TA_CONCURRENT_TRAININGS='two' is not an integer"),
         ("TA_CCXT_TIMEOUT_MS", "0", "TA_CCXT_TIMEOUT_MS='0' must be at least 1"),
         ("TA_CCXT_MAX_RETRIES", "-1", "TA_CCXT_MAX_RETRIES='-1' must be at least 0"),
-        ("TA_ALERT_WEBHOOK_URL", "file:///etc/passwd", "TA_ALERT_WEBHOOK_URL='file:///etc/passwd': only http"),
+        (
+            "TA_ALERT_WEBHOOK_URL",
+            "file:///etc/passwd",
+            "TA_ALERT_WEBHOOK_URL='file:///etc/passwd': only http",
+        ),
         ("TA_ALERT_WEBHOOK_URL", "data:,x", "TA_ALERT_WEBHOOK_URL='data:,x': only http"),
         ("TA_ALERT_WEBHOOK_URL", "ftp://h/x", "TA_ALERT_WEBHOOK_URL='ftp://h/x': only http"),
         ("TA_CCXT_API_URL", "ftp://me:secret@h/", "TA_CCXT_API_URL='ftp://***@h/': only http"),

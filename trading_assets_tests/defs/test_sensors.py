@@ -99,7 +99,9 @@ SYMBOL_PARTITIONS = dg.StaticPartitionsDefinition(["BTC-USD"])
     key="lstm_model",
     partitions_def=SYMBOL_PARTITIONS,
     check_specs=[
-        dg.AssetCheckSpec("accuracy_gate", asset="lstm_model", blocking=True, partitions_def=SYMBOL_PARTITIONS)
+        dg.AssetCheckSpec(
+            "accuracy_gate", asset="lstm_model", blocking=True, partitions_def=SYMBOL_PARTITIONS
+        )
     ],
 )
 def gated_model():

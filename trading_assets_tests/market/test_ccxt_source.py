@@ -245,9 +245,11 @@ def test_the_exchange_benchmark_reports_an_achieved_rate_within_the_limit() -> N
 def test_a_password_inside_the_api_url_stays_out_of_errors() -> None:
     with LoopbackExchange(ramp_candles, server_errors=5) as server:
         with_password = server.url.replace("http://", "http://trader:hunter2@")
-        with source_for(server, api_url=with_password, max_retries=0) as source:
-            with pytest.raises(ExchangeFetchError) as raised:
-                source.fetch(SYMBOL, START, END)
+        with (
+            source_for(server, api_url=with_password, max_retries=0) as source,
+            pytest.raises(ExchangeFetchError) as raised,
+        ):
+            source.fetch(SYMBOL, START, END)
 
     # Not in the message, nor in the chained ccxt/requests errors that quote the URL (as Dagster records them).
     recorded = serializable_error_info_from_exc_info((raised.type, raised.value, raised.tb))
