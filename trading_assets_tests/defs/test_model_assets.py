@@ -77,6 +77,10 @@ def test_learnable_market_models_pass_gates_and_get_promoted(tmp_path: Path, mod
         "| epoch |" in metadata["learning_curve"].value
         and "mean_predicted" in metadata["reliability_diagram"].value
     )
+    for chart in ("learning_curve_chart", "reliability_chart", "backtest_chart"):
+        assert metadata[chart].value.startswith("![") and "](data:image/png;base64," in metadata[chart].value
+    assert "| actual up |" in metadata["confusion_matrix"].value
+    assert "| test |" in metadata["data_ranges"].value
     spec_result = dg.materialize(
         ALL_ASSETS,
         selection=[dg.AssetKey("ensemble")],
@@ -85,7 +89,13 @@ def test_learnable_market_models_pass_gates_and_get_promoted(tmp_path: Path, mod
         instance=module_instance,
     )
     [materialization] = spec_result.asset_materializations_for_node("ensemble")
-    assert materialization.metadata["weights"].value == {"lstm": 0.35, "transformer": 0.4, "sklearn": 0.25}
+    comparison = materialization.metadata["model_comparison"].value
+    for model_type, weight in {"lstm": 0.35, "transformer": 0.4, "sklearn": 0.25}.items():
+        version = current(models_dir, model_type, "BTC-USD").version
+        assert (
+            f"| {model_type} | {version} | {weight:g} |" in comparison and comparison.count("| member |") == 3
+        )
+    assert materialization.metadata["excluded"].value == "none"
 
 
 def test_pure_noise_fails_every_accuracy_gate_and_promotes_nothing(tmp_path: Path, module_instance) -> None:
