@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 
 from trading_assets.defs.automation import LIVE_PERFORMANCE_FOLLOWS_CANDLES
-from trading_assets.defs.metadata import markdown_table
+from trading_assets.defs.metadata import ASSET_OWNERS, markdown_table
 from trading_assets.defs.resources import DuckDBStoreResource
 from trading_assets.partitions import symbol_partitions
 from trading_assets.runtime.performance import ScoredPerformance, live_performance
@@ -55,6 +55,7 @@ class LivePerformanceConfig(dg.Config):
     ],
     automation_condition=LIVE_PERFORMANCE_FOLLOWS_CANDLES,
     kinds={"duckdb"},
+    owners=ASSET_OWNERS,
 )
 def live_performance_asset(
     context: dg.AssetExecutionContext, config: LivePerformanceConfig, store: DuckDBStoreResource
