@@ -147,7 +147,10 @@ def _model_metadata(result: TrainResult) -> dict[str, object]:
         "data_ranges": markdown_records(
             [{"split": name, **span} for name, span in manifest["data_ranges"].items()]
         ),
-        "signal_backtest": markdown_mapping(backtest, header=("backtest (test minutes)", "value")),
+        "signal_backtest": markdown_mapping(
+            {name: value for name, value in backtest.items() if not isinstance(value, list)},
+            header=("backtest (test minutes)", "value"),
+        ),
         "learning_curve": markdown_records(result.learning_curve),
         "learning_curve_chart": markdown_image("learning curve", learning_curve_png(result.learning_curve)),
         "reliability_diagram": markdown_records(result.reliability_table),
