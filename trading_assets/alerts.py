@@ -6,7 +6,9 @@ yet, so an alert is raised once even when the sensor that raises it restarts or 
 Alerts meant for the webhook also go to `webhook_outbox.jsonl`; `deliver_outbox` posts them as JSON
 (`{"text": ..., "alert": {...}}`), retrying with backoff, and keeps whatever could not be delivered for
 the next call. A receiver that is down never loses an alert and never raises out of `deliver_outbox`.
-No Dagster here.
+Only http(s) URLs are posted to, and redirects are not followed: a redirect is a failed delivery (the
+alert stays in the outbox), so an alert never lands on a host nobody configured. Credentials inside URLs
+are redacted from every alert before it is recorded. No Dagster here.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+
+from trading_assets.urls import redact, redact_values, require_http_url
 
 ALERTS_FILE = "alerts.jsonl"
 OUTBOX_FILE = "webhook_outbox.jsonl"
@@ -69,7 +73,8 @@ class AlertLog:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def raise_alert(self, alert: Alert, to_webhook: bool) -> bool:
-        """Record `alert` unless its key was raised before; True when it is new."""
+        """Record `alert` (credentials in URLs redacted) unless its key was raised before; True when new."""
+        alert = redacted(alert)
         with self._locked():
             if alert.key in {known.key for known in self.alerts()}:
                 return False
@@ -85,7 +90,10 @@ class AlertLog:
     def deliver_outbox(
         self, url: str, attempts: int = 3, timeout_s: float = 5.0, backoff_s: float = 0.2
     ) -> DeliveryReport:
-        """POST every pending alert to `url`; keep the ones that fail for the next call."""
+        """POST every pending alert to `url`; keep the ones that fail for the next call.
+
+        A `url` that is not http(s) raises ValueError before anything is posted."""
+        require_http_url("webhook URL", url)
         delivered: set[str] = set()
         last_error = None
         for alert in self.pending():
@@ -100,6 +108,22 @@ class AlertLog:
             if delivered:
                 _rewrite(self.outbox_path, still_pending)
         return DeliveryReport(len(delivered), len(still_pending), last_error)
+
+
+def redacted(alert: Alert) -> Alert:
+    """`alert` with the credentials of every URL in its text and details replaced by `***`."""
+    return replace(alert, text=redact(alert.text), details=redact_values(alert.details))
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Turns a 3xx answer into an HTTPError instead of following it to wherever it points."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201 (urllib's API)
+        return None
+
+
+#: Posts without following redirects (http and https only: the URL was checked before).
+_OPENER = urllib.request.build_opener(_RefuseRedirects)
 
 
 def _append(path: Path, line: str) -> None:
@@ -134,18 +158,28 @@ def _rewrite(path: Path, alerts: list[Alert]) -> None:
 def _post_with_retries(
     url: str, alert: Alert, attempts: int, timeout_s: float, backoff_s: float
 ) -> str | None:
-    """None when delivered, otherwise the last error as text."""
+    """None when delivered, otherwise the last error as text (credentials redacted)."""
     body = json.dumps({"text": alert.text, "alert": asdict(alert)}).encode()
     error = None
     for attempt in range(attempts):
         if attempt:
             time.sleep(backoff_s * 2 ** (attempt - 1))
         request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:
-                if 200 <= response.status < 300:
-                    return None
-                error = f"HTTP {response.status}"
-        except (urllib.error.URLError, OSError) as failure:
-            error = f"{type(failure).__name__}: {failure}"
-    return error
+        error = _post_once(request, timeout_s)
+        if error is None:
+            return None
+    return redact(error)
+
+
+def _post_once(request: urllib.request.Request, timeout_s: float) -> str | None:
+    """None on a 2xx answer; otherwise what went wrong. A redirect is not followed and counts as failed."""
+    try:
+        with _OPENER.open(request, timeout=timeout_s) as response:
+            return None if 200 <= response.status < 300 else f"HTTP {response.status}"
+    except urllib.error.HTTPError as failure:
+        with failure:
+            if 300 <= failure.code < 400:
+                return f"HTTP {failure.code}: redirect to {failure.headers.get('Location')} not followed"
+            return f"HTTP {failure.code}"
+    except (urllib.error.URLError, OSError) as failure:
+        return f"{type(failure).__name__}: {failure}"

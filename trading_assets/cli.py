@@ -1,4 +1,8 @@
-"""The `trading-assets` command line: thin commands over the core and the Dagster definitions."""
+"""The `trading-assets` command line: thin commands over the core and the Dagster definitions.
+
+Every expected refusal (a bad argument or setting, an unknown symbol, a missing or damaged artifact, a
+store that does not exist yet) is one line on stderr naming what was wrong, with exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +10,92 @@ import argparse
 import importlib
 import json
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 BENCHMARKS = ("ingest", "features", "training", "runtime", "backfill")
 MODEL_TYPES = ("lstm", "transformer", "sklearn")
+#: Exit code of a refused command (bad arguments or settings), as argparse uses.
+REFUSED = 2
+
+
+class Refused(Exception):
+    """An expected refusal of the command line; its message is the one line printed."""
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line (`trading-assets runtime: argument --iterations: ...`), exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(REFUSED, f"{self.prog}: {message}\n")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none (None) or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except Exception as error:
+        if not isinstance(error, _expected_refusals()):
+            raise
+        message = " ".join(str(error).split())
+        print(f"{parser.prog} {args.command}: {message}", file=sys.stderr)
+        return REFUSED
+
+
+def _expected_refusals() -> tuple[type[Exception], ...]:
+    """Errors that are the user's to fix, not the program's (imported late: they pull torch and duckdb)."""
+    from trading_assets.ml.artifacts import ModelArtifactError
+    from trading_assets.settings import SettingsError
+    from trading_assets.store.duckdb_store import StoreMissingError
+
+    return (Refused, SettingsError, ModelArtifactError, StoreMissingError)
+
+
+def _number(kind: Callable[[str], float], minimum: float, name: str) -> Callable[[str], float]:
+    """An argparse type: a `kind` number of at least `minimum`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {name}") from None
+        if not value >= minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {name}")
+        return value
+
+    return parse
+
+
+POSITIVE_INT = _number(int, 1, "a positive integer")
+NON_NEGATIVE_INT = _number(int, 0, "an integer >= 0")
+NON_NEGATIVE_SECONDS = _number(float, 0.0, "a number of seconds >= 0")
+
+
+def _probability(text: str) -> float:
+    value = _number(float, 0.0, "a probability in [0, 1]")(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability in [0, 1]")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trading-assets", description=__doc__)
+    parser = _OneLineParser(prog="trading-assets", description=__doc__, formatter_class=_HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser(
-        "demo", help="run the offline demo pipeline into the project's Dagster instance"
-    )
+    demo = _command(commands, "demo", "run the offline demo pipeline into the project's Dagster instance")
     demo.add_argument(
-        "--days", type=int, default=14, help="complete UTC days to materialize, ending at --end-day"
+        "--days", type=POSITIVE_INT, default=14, help="most recent complete UTC days to materialize"
     )
     demo.add_argument(
         "--end-day",
@@ -35,29 +103,37 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="last UTC day of the demo's data, YYYY-MM-DD (default: yesterday); pin it for a repeatable demo",
     )
-    demo.add_argument("--epochs", type=int, default=2, help="training epochs per model")
-    demo.add_argument("--iterations", type=int, default=3, help="dry-run iterations at the end")
-    demo.add_argument("--sleep-seconds", type=float, default=2.0, help="pause between dry-run iterations")
+    demo.add_argument("--epochs", type=POSITIVE_INT, default=2, help="training epochs per model")
+    demo.add_argument("--iterations", type=NON_NEGATIVE_INT, default=3, help="dry-run iterations at the end")
+    demo.add_argument(
+        "--sleep-seconds", type=NON_NEGATIVE_SECONDS, default=2.0, help="pause between dry-run iterations"
+    )
     demo.set_defaults(handler=_run_demo)
 
-    train = commands.add_parser("train", help="train one model from the feature store (outside Dagster)")
-    train.add_argument("--symbol", required=True)
-    train.add_argument("--model-type", required=True, choices=MODEL_TYPES)
-    train.add_argument("--epochs", type=int, default=15)
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--seq-len", type=int, default=60)
-    train.add_argument("--horizon", type=int, default=1)
-    train.add_argument("--seed", type=int, default=0)
+    train = _command(commands, "train", "train one model from the feature store (outside Dagster)")
+    train.add_argument("--symbol", required=True, help="a configured symbol (TA_SYMBOLS), e.g. BTC-USD")
+    train.add_argument("--model-type", required=True, choices=MODEL_TYPES, help="which model to train")
+    train.add_argument("--epochs", type=POSITIVE_INT, default=15, help="maximum training epochs (early stop)")
+    train.add_argument("--batch-size", type=POSITIVE_INT, default=64, help="training windows per step")
+    train.add_argument("--seq-len", type=POSITIVE_INT, default=60, help="minutes of features per window")
+    train.add_argument("--horizon", type=POSITIVE_INT, default=1, help="minutes ahead the label looks")
+    train.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="random seed (sampling, init)")
     train.set_defaults(handler=_run_train)
 
-    evaluate = commands.add_parser("evaluate", help="verify a model artifact and check its gates")
+    evaluate = _command(commands, "evaluate", "verify a model artifact and check its gates")
     evaluate.add_argument(
         "--model", required=True, help="artifact directory models/<type>/<symbol>/<version>"
     )
-    evaluate.add_argument("--symbol", required=True)
-    evaluate.add_argument("--model-type", required=True, choices=MODEL_TYPES)
-    evaluate.add_argument("--min-accuracy", type=float)
-    evaluate.add_argument("--max-calibration-error", type=float)
+    evaluate.add_argument("--symbol", required=True, help="the symbol the model must be for")
+    evaluate.add_argument("--model-type", required=True, choices=MODEL_TYPES, help="the model's type")
+    evaluate.add_argument(
+        "--min-accuracy", type=float, help="accuracy gate, in (0.5, 1] (default: the TA_MIN_ACCURACY setting)"
+    )
+    evaluate.add_argument(
+        "--max-calibration-error",
+        type=float,
+        help="calibration gate, in (0, 1) (default: the TA_MAX_CALIBRATION_ERROR setting)",
+    )
     evaluate.add_argument("--promote", action="store_true", help="promote it when every blocking gate passes")
     evaluate.set_defaults(handler=_run_evaluate)
 
@@ -77,22 +153,44 @@ def _parser() -> argparse.ArgumentParser:
     moves.add_argument("--forward", action="store_true", help="undo the last rollback")
     promote.set_defaults(handler=_run_promote)
 
-    runtime = commands.add_parser(
-        "runtime", help="score fresh candles with the promoted ensemble (no orders)"
-    )
+    runtime = _command(commands, "runtime", "score fresh candles with the promoted ensemble (no orders)")
     runtime.add_argument("--mode", default="dryrun", help="only dryrun exists; live is refused")
-    runtime.add_argument("--iterations", type=int, default=5)
-    runtime.add_argument("--sleep-seconds", type=float, default=10.0)
-    runtime.add_argument("--symbols", nargs="*", help="default: all configured symbols")
-    runtime.add_argument("--long-above", type=float, default=0.55)
-    runtime.add_argument("--short-below", type=float, default=0.45)
+    runtime.add_argument("--iterations", type=POSITIVE_INT, default=5, help="scoring rounds to run")
+    runtime.add_argument(
+        "--sleep-seconds", type=NON_NEGATIVE_SECONDS, default=10.0, help="pause between rounds"
+    )
+    runtime.add_argument(
+        "--symbols", nargs="*", help="configured symbols to score (default: all of TA_SYMBOLS)"
+    )
+    runtime.add_argument(
+        "--long-above", type=_probability, default=0.55, help="ensemble probability above which to go long"
+    )
+    runtime.add_argument(
+        "--short-below", type=_probability, default=0.45, help="ensemble probability below which to go short"
+    )
     runtime.set_defaults(handler=_run_runtime)
 
-    bench = commands.add_parser("bench", help=f"benchmarks that print JSON: {', '.join(BENCHMARKS)}")
-    bench.add_argument("benchmark", choices=BENCHMARKS)
+    bench = _command(commands, "bench", f"benchmarks that print JSON: {', '.join(BENCHMARKS)}")
+    bench.add_argument("benchmark", choices=BENCHMARKS, help="which benchmark")
     bench.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options (see --help)")
     bench.set_defaults(handler=_run_bench)
     return parser
+
+
+def _command(commands: argparse._SubParsersAction, name: str, summary: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help shows every option's default."""
+    return commands.add_parser(name, help=summary, description=summary, formatter_class=_HelpFormatter)
+
+
+def _check_symbols(symbols: list[str]) -> None:
+    from trading_assets.settings import load_settings
+
+    configured = load_settings().symbols
+    unknown = [symbol for symbol in symbols if symbol not in configured]
+    if unknown:
+        raise Refused(
+            f"unknown symbol {', '.join(map(repr, unknown))}: configured are {', '.join(configured)} (TA_SYMBOLS)"
+        )
 
 
 def _bench_module(name: str):
@@ -102,8 +200,10 @@ def _bench_module(name: str):
 def _run_bench(args: argparse.Namespace) -> int:
     """Benchmarks import their module (and so torch) only when they run, keeping other commands quick."""
     module = _bench_module(args.benchmark)
-    parser = argparse.ArgumentParser(
-        prog=f"trading-assets bench {args.benchmark}", description=module.__doc__
+    parser = _OneLineParser(
+        prog=f"trading-assets bench {args.benchmark}",
+        description=module.__doc__,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--json", dest="json_path", help="also write the JSON result to this file")
     module.add_arguments(parser)
@@ -121,6 +221,7 @@ def _run_bench(args: argparse.Namespace) -> int:
 def _run_train(args: argparse.Namespace) -> int:
     from trading_assets.commands import train
 
+    _check_symbols([args.symbol])
     return train(
         args.symbol, args.model_type, args.epochs, args.batch_size, args.seq_len, args.horizon, args.seed
     )
@@ -129,6 +230,13 @@ def _run_train(args: argparse.Namespace) -> int:
 def _run_evaluate(args: argparse.Namespace) -> int:
     from trading_assets.commands import evaluate
 
+    _check_symbols([args.symbol])
+    _check_threshold("--min-accuracy", args.min_accuracy, 0.5, 1.0, low_open=True)
+    _check_threshold(
+        "--max-calibration-error", args.max_calibration_error, 0.0, 1.0, low_open=True, high_open=True
+    )
+    if not Path(args.model).is_dir():
+        raise Refused(f"--model {args.model}: no such artifact directory")
     return evaluate(
         Path(args.model),
         args.symbol,
@@ -150,9 +258,24 @@ def _run_promote(args: argparse.Namespace) -> int:
 def _run_runtime(args: argparse.Namespace) -> int:
     from trading_assets.commands import runtime
 
+    if args.symbols:
+        _check_symbols(args.symbols)
+    if args.short_below > args.long_above:
+        raise Refused(f"--short-below {args.short_below} is above --long-above {args.long_above}")
     return runtime(
         args.mode, args.iterations, args.sleep_seconds, args.symbols, args.long_above, args.short_below
     )
+
+
+def _check_threshold(
+    option: str, value: float | None, low: float, high: float, low_open: bool = False, high_open: bool = False
+) -> None:
+    """A gate threshold from the command line, within the same range as its setting."""
+    from trading_assets.settings import outside_interval
+
+    outside = None if value is None else outside_interval(value, low, high, low_open, high_open)
+    if outside:
+        raise Refused(f"{option} {value:g} is {outside}")
 
 
 def _run_demo(args: argparse.Namespace) -> int:

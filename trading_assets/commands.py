@@ -59,7 +59,8 @@ def evaluate(
     manifest = load_model(model, list(MODEL_FEATURES), schema_hash()).manifest
     if (manifest["symbol"], manifest["model_type"]) != (symbol, model_type):
         print(
-            f"{model} is a {manifest['model_type']} model of {manifest['symbol']}, not {model_type} {symbol}"
+            f"{model} is a {manifest['model_type']} model of {manifest['symbol']}, not {model_type} {symbol}",
+            file=sys.stderr,
         )
         return 2
     gates = evaluate_gates(manifest["metrics"], thresholds)

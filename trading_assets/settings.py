@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
+
+from trading_assets.urls import require_http_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,7 +21,7 @@ DEMO_PREDICTABILITY = 0.7
 
 ENVIRONMENT_VARIABLES = {
     "TA_SYMBOLS": "comma-separated symbols (default BTC-USD,ETH-USD,SOL-USD)",
-    "TA_HISTORY_START": "first UTC day of the date partitions, YYYY-MM-DD (default 2023-11-10)",
+    "TA_HISTORY_START": "first UTC day of the date partitions, YYYY-MM-DD, 2009-01-01..today (default 2023-11-10)",
     "TA_DATA_DIR": "runtime data directory (default <project>/data)",
     "TA_MODELS_DIR": "model artifact directory (default <project>/models)",
     "TA_DUCKDB_PATH": "DuckDB file (default <data dir>/trading_assets.duckdb)",
@@ -32,16 +34,16 @@ ENVIRONMENT_VARIABLES = {
     "TA_CCXT_TIMEOUT_MS": "per-request timeout of the ccxt source (default 10000)",
     "TA_CCXT_MAX_RETRIES": "retries for network errors, 429 and 5xx (default 5)",
     "TA_FILES_DIR": "directory of Parquet/feather/CSV candle files for the files source",
-    "TA_MAX_INVALID_SHARE": "share of invalid rows above which a partition fails (default 0.01)",
-    "TA_MIN_COVERAGE": "coverage below which the coverage check warns (default 0.95)",
+    "TA_MAX_INVALID_SHARE": "share of invalid rows above which a partition fails, 0..1 (default 0.01)",
+    "TA_MIN_COVERAGE": "coverage below which the coverage check warns, 0..1 (default 0.95)",
     "TA_FRESHNESS_HOURS": "latest partition must be younger than this (default 48)",
-    "TA_MIN_ACCURACY": "accuracy gate threshold (default 0.68)",
-    "TA_MAX_CALIBRATION_ERROR": "calibration gate threshold (default 0.05)",
-    "TA_MIN_SKILL_MARGIN": "skill gate: lower 95 % bound of accuracy minus the best naive rule's must exceed this (default 0)",
+    "TA_MIN_ACCURACY": "accuracy gate threshold, above 0.5 up to 1 (default 0.68)",
+    "TA_MAX_CALIBRATION_ERROR": "calibration gate threshold, between 0 and 1 exclusive (default 0.05)",
+    "TA_MIN_SKILL_MARGIN": "skill gate: lower 95 % bound of accuracy minus the best naive rule's must exceed this, -1..1 (default 0)",
     "TA_MIN_EXCESS_RETURN": "economics gate: after-fee test return minus max(0, buy-and-hold) must exceed this (default 0)",
-    "TA_FEE_BPS": "economics gate's backtest: fee per unit of position change in basis points (default 5)",
-    "TA_SLIPPAGE_BPS": "economics gate's backtest: slippage per unit of position change in basis points (default 1)",
-    "TA_ALERT_WEBHOOK_URL": "optional webhook (Slack-compatible JSON POST) for alerts",
+    "TA_FEE_BPS": "economics gate's backtest: fee per unit of position change in basis points, 0..1000 (default 5)",
+    "TA_SLIPPAGE_BPS": "economics gate's backtest: slippage per unit of position change in basis points, 0..1000 (default 1)",
+    "TA_ALERT_WEBHOOK_URL": "optional http(s) webhook (Slack-compatible JSON POST) for alerts",
     "TA_EXECUTOR": "step executor of the code location: in_process | multiprocess | dask (default multiprocess)",
     "TA_DASK_SCHEDULER": "address of the Dask scheduler for TA_EXECUTOR=dask, e.g. tcp://127.0.0.1:8786",
     "TA_TRAIN_EPOCHS": "default maximum epochs of a model run (default 15; run config overrides)",
@@ -52,25 +54,81 @@ ENVIRONMENT_VARIABLES = {
 EXECUTORS = ("in_process", "multiprocess", "dask")
 
 
+#: Earliest accepted TA_HISTORY_START: no crypto market traded before 2009.
+EARLIEST_HISTORY_START = date(2009, 1, 1)
+
+
+class SettingsError(ValueError):
+    """A setting from the environment that cannot be used; the message is one line naming the variable."""
+
+
+def outside_interval(
+    value: float, low: float, high: float, low_open: bool = False, high_open: bool = False
+) -> str | None:
+    """None when `value` lies in the interval (an open end excludes its bound, NaN never lies in it);
+    otherwise the words `outside (0.5, 1]` for a message."""
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if above and below:
+        return None
+    return f"outside {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip()
     return value or default
 
 
-def _env_float(name: str, default: float) -> float:
+def _env_float(
+    name: str, default: float, low: float, high: float, low_open: bool = False, high_open: bool = False
+) -> float:
+    """A number within [low, high] (an open end excludes the bound)."""
     raw = _env(name, str(default))
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError as error:
-        raise ValueError(f"environment variable {name}={raw!r} is not a number") from error
+        raise SettingsError(f"environment variable {name}={raw!r} is not a number") from error
+    outside = outside_interval(value, low, high, low_open, high_open)
+    if outside:
+        raise SettingsError(f"environment variable {name}={raw!r} is {outside}")
+    return value
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: int, minimum: int | None = None) -> int:
     raw = _env(name, str(default))
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as error:
-        raise ValueError(f"environment variable {name}={raw!r} is not an integer") from error
+        raise SettingsError(f"environment variable {name}={raw!r} is not an integer") from error
+    if minimum is not None and value < minimum:
+        raise SettingsError(f"environment variable {name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def _env_date(name: str, default: date, earliest: date) -> date:
+    """A YYYY-MM-DD day from `earliest` to today (UTC)."""
+    raw = _env(name, default.isoformat())
+    try:
+        value = date.fromisoformat(raw)
+    except ValueError as error:
+        raise SettingsError(f"environment variable {name}={raw!r} is not a date (YYYY-MM-DD)") from error
+    today = datetime.now(UTC).date()
+    if not earliest <= value <= today:
+        raise SettingsError(
+            f"environment variable {name}={raw!r} is outside {earliest.isoformat()} to today ({today.isoformat()})"
+        )
+    return value
+
+
+def _env_url(name: str) -> str | None:
+    """An optional http(s) URL."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return require_http_url(f"environment variable {name}", raw)
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
 
 
 @dataclass(frozen=True)
@@ -112,48 +170,51 @@ class Settings:
 
 
 def load_settings() -> Settings:
-    """Settings from the environment, defaults for whatever is unset."""
+    """Settings from the environment, defaults for whatever is unset; SettingsError (one line naming the
+    variable) for a value out of range or of the wrong kind."""
     data_dir = Path(_env("TA_DATA_DIR", str(PROJECT_ROOT / "data"))).resolve()
     source = _env("TA_SOURCE", "synthetic")
     if source not in ("synthetic", "ccxt", "files"):
-        raise ValueError(f"TA_SOURCE={source!r}: expected one of synthetic, ccxt, files")
+        raise SettingsError(f"TA_SOURCE={source!r}: expected one of synthetic, ccxt, files")
     symbols = tuple(s.strip() for s in _env("TA_SYMBOLS", "BTC-USD,ETH-USD,SOL-USD").split(",") if s.strip())
     if not symbols:
-        raise ValueError("TA_SYMBOLS is empty: name at least one symbol, e.g. BTC-USD")
+        raise SettingsError("TA_SYMBOLS is empty: name at least one symbol, e.g. BTC-USD")
     files_dir = os.environ.get("TA_FILES_DIR", "").strip()
     executor = _env("TA_EXECUTOR", "multiprocess")
     if executor not in EXECUTORS:
-        raise ValueError(f"TA_EXECUTOR={executor!r}: expected one of {', '.join(EXECUTORS)}")
+        raise SettingsError(f"TA_EXECUTOR={executor!r}: expected one of {', '.join(EXECUTORS)}")
     return Settings(
         symbols=symbols,
-        history_start=date.fromisoformat(_env("TA_HISTORY_START", "2023-11-10")),
+        history_start=_env_date("TA_HISTORY_START", Settings.history_start, EARLIEST_HISTORY_START),
         data_dir=data_dir,
         models_dir=Path(_env("TA_MODELS_DIR", str(PROJECT_ROOT / "models"))).resolve(),
         duckdb_path=Path(_env("TA_DUCKDB_PATH", str(data_dir / "trading_assets.duckdb"))).resolve(),
         source=source,
         synthetic_seed=_env_int("TA_SYNTHETIC_SEED", 7),
-        synthetic_predictability=_env_float("TA_SYNTHETIC_PREDICTABILITY", DEMO_PREDICTABILITY),
+        synthetic_predictability=_env_float("TA_SYNTHETIC_PREDICTABILITY", DEMO_PREDICTABILITY, 0.0, 0.95),
         synthetic_predictability_by_symbol=os.environ.get("TA_SYNTHETIC_PREDICTABILITY_BY_SYMBOL", "").strip()
         or None,
         ccxt_exchange=_env("TA_CCXT_EXCHANGE", "coinbase"),
-        ccxt_api_url=os.environ.get("TA_CCXT_API_URL", "").strip() or None,
-        ccxt_timeout_ms=_env_int("TA_CCXT_TIMEOUT_MS", 10_000),
-        ccxt_max_retries=_env_int("TA_CCXT_MAX_RETRIES", 5),
+        ccxt_api_url=_env_url("TA_CCXT_API_URL"),
+        ccxt_timeout_ms=_env_int("TA_CCXT_TIMEOUT_MS", 10_000, minimum=1),
+        ccxt_max_retries=_env_int("TA_CCXT_MAX_RETRIES", 5, minimum=0),
         files_dir=Path(files_dir).resolve() if files_dir else None,
-        max_invalid_share=_env_float("TA_MAX_INVALID_SHARE", 0.01),
-        min_coverage=_env_float("TA_MIN_COVERAGE", 0.95),
-        freshness_hours=_env_float("TA_FRESHNESS_HOURS", 48.0),
-        min_accuracy=_env_float("TA_MIN_ACCURACY", 0.68),
-        max_calibration_error=_env_float("TA_MAX_CALIBRATION_ERROR", 0.05),
-        min_skill_margin=_env_float("TA_MIN_SKILL_MARGIN", 0.0),
-        min_excess_return=_env_float("TA_MIN_EXCESS_RETURN", 0.0),
-        fee_bps=_env_float("TA_FEE_BPS", 5.0),
-        slippage_bps=_env_float("TA_SLIPPAGE_BPS", 1.0),
-        alert_webhook_url=os.environ.get("TA_ALERT_WEBHOOK_URL", "").strip() or None,
+        max_invalid_share=_env_float("TA_MAX_INVALID_SHARE", 0.01, 0.0, 1.0),
+        min_coverage=_env_float("TA_MIN_COVERAGE", 0.95, 0.0, 1.0),
+        freshness_hours=_env_float("TA_FRESHNESS_HOURS", 48.0, 0.0, 24.0 * 366, low_open=True),
+        min_accuracy=_env_float("TA_MIN_ACCURACY", 0.68, 0.5, 1.0, low_open=True),
+        max_calibration_error=_env_float(
+            "TA_MAX_CALIBRATION_ERROR", 0.05, 0.0, 1.0, low_open=True, high_open=True
+        ),
+        min_skill_margin=_env_float("TA_MIN_SKILL_MARGIN", 0.0, -1.0, 1.0),
+        min_excess_return=_env_float("TA_MIN_EXCESS_RETURN", 0.0, -10.0, 10.0),
+        fee_bps=_env_float("TA_FEE_BPS", 5.0, 0.0, 1000.0),
+        slippage_bps=_env_float("TA_SLIPPAGE_BPS", 1.0, 0.0, 1000.0),
+        alert_webhook_url=_env_url("TA_ALERT_WEBHOOK_URL"),
         executor=executor,
         dask_scheduler=os.environ.get("TA_DASK_SCHEDULER", "").strip() or None,
         retrain_cron=_env("TA_RETRAIN_CRON", "0 3 * * 1"),
-        train_epochs=_env_int("TA_TRAIN_EPOCHS", 15),
-        train_samples_per_epoch=_env_int("TA_TRAIN_SAMPLES_PER_EPOCH", 200_000),
-        concurrent_trainings=_env_int("TA_CONCURRENT_TRAININGS", 1),
+        train_epochs=_env_int("TA_TRAIN_EPOCHS", 15, minimum=1),
+        train_samples_per_epoch=_env_int("TA_TRAIN_SAMPLES_PER_EPOCH", 200_000, minimum=1),
+        concurrent_trainings=_env_int("TA_CONCURRENT_TRAININGS", 1, minimum=1),
     )

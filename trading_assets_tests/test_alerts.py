@@ -1,6 +1,8 @@
 import socket
 from pathlib import Path
 
+import pytest
+
 from trading_assets.alerts import Alert, AlertLog
 from trading_assets_tests.webhook_receiver import WebhookReceiver
 
@@ -42,3 +44,40 @@ def test_a_receiver_that_is_down_keeps_the_alert_for_later(tmp_path: Path) -> No
     assert (up.delivered, up.pending) == (2, 0)
     assert [p["alert"]["key"] for p in receiver.received] == ["b", "c"]
     assert log.pending() == []
+
+
+def test_a_redirect_is_a_failed_delivery_and_the_alert_waits_in_the_outbox(tmp_path: Path) -> None:
+    log = AlertLog(tmp_path)
+    log.raise_alert(Alert(key="d", kind="check_failed", text="gate failed"), to_webhook=True)
+    with WebhookReceiver() as elsewhere, WebhookReceiver() as receiver:
+        receiver.redirect_to = elsewhere.url
+        report = log.deliver_outbox(receiver.url, attempts=2, backoff_s=0.01)
+        assert (report.delivered, report.pending) == (0, 1)
+        assert report.last_error == f"HTTP 307: redirect to {elsewhere.url} not followed"
+        assert elsewhere.received == [] and receiver.received == []
+        receiver.redirect_to = None  # the receiver stops redirecting: the next call delivers
+        assert log.deliver_outbox(receiver.url, backoff_s=0.01).delivered == 1
+    assert [p["alert"]["key"] for p in receiver.received] == ["d"]
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "data:,hello", "ftp://127.0.0.1/hook", "http://"])
+def test_only_http_webhooks_are_posted_to(tmp_path: Path, url: str) -> None:
+    log = AlertLog(tmp_path)
+    log.raise_alert(Alert(key="e", kind="check_failed", text="gate failed"), to_webhook=True)
+    with pytest.raises(ValueError, match="only http:// or https:// URLs"):
+        log.deliver_outbox(url)
+    assert [a.key for a in log.pending()] == ["e"]
+
+
+def test_credentials_in_urls_never_reach_the_alert_log(tmp_path: Path) -> None:
+    log = AlertLog(tmp_path)
+    failure = "ExchangeFetchError: GET https://trader:hunter2@proxy.example/candles answered 500"
+    log.raise_alert(
+        Alert(key="f", kind="run_failed", text=failure, details={"tags": {"url": "http://u:pw@h/"}}),
+        to_webhook=True,
+    )
+    stored = (tmp_path / "alerts.jsonl").read_text() + (tmp_path / "webhook_outbox.jsonl").read_text()
+    assert "hunter2" not in stored and "pw@" not in stored
+    [alert] = log.alerts()
+    assert alert.text == "ExchangeFetchError: GET https://***@proxy.example/candles answered 500"
+    assert alert.details == {"tags": {"url": "http://***@h/"}}

@@ -8,17 +8,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class WebhookReceiver:
-    """`with WebhookReceiver() as receiver: receiver.url`; `fail_next` answers 500 that many times."""
+    """`with WebhookReceiver() as receiver: receiver.url`; `fail_next` answers 500 that many times;
+    `redirect_to` (a URL) answers every POST with a 307 redirect there instead."""
 
     def __init__(self, port: int = 0) -> None:
         self.received: list[dict] = []
         self.fail_next = 0
+        self.redirect_to: str | None = None
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                if receiver.fail_next > 0:
+                if receiver.redirect_to:
+                    self.send_response(307)
+                    self.send_header("Location", receiver.redirect_to)
+                elif receiver.fail_next > 0:
                     receiver.fail_next -= 1
                     self.send_response(500)
                 else:

@@ -1,7 +1,7 @@
 """Declarative automation: what materializes on its own, and when.
 
-- `features` follow new `raw_candles` (the daily schedule writes yesterday's candles; the features of that
-  day follow) once the candles' blocking checks passed.
+- `features` follow new `raw_candles` of any day (the daily schedule writes yesterday's candles, a backfill
+  older days; the features of each such day follow) once the candles' blocking checks passed.
 - The models retrain on a cadence (`TA_RETRAIN_CRON`, default weekly, Monday 03:00 UTC) after new features
   arrived since the last tick, and only while no blocking check of their features has failed.
 - Promotion follows a model materialization whose blocking gates passed; the ensemble follows promotions,
@@ -14,10 +14,23 @@ import dagster as dg
 
 AC = dg.AutomationCondition
 
-#: Features of a (symbol, day) follow that day's new candles, once the candles' blocking checks passed.
-FEATURES_FOLLOW_CANDLES = (AC.eager() & AC.all_deps_blocking_checks_passed()).with_label(
-    "features_follow_checked_candles"
-)
+#: No partition of any dependency has a failed blocking check. `all_deps_blocking_checks_passed()` alone
+#: is satisfied when ONE of a dependency's mapped partitions passed (features read two candle days).
+NO_UPSTREAM_BLOCKING_CHECK_FAILED = ~AC.any_deps_match(
+    AC.any_checks_match(AC.check_failed(), blocking_only=True)
+).with_label("no_upstream_blocking_check_failed")
+
+#: Features of any (symbol, day) follow new candles of that day or the day before (its lookback), once the
+#: candles' blocking checks passed: the latest day after the daily schedule, and older days as a backfill
+#: writes them. `eager()` would consider only the latest day; this is eager without that restriction.
+FEATURES_FOLLOW_CANDLES = (
+    AC.any_deps_updated().since_last_handled()
+    & ~AC.any_deps_missing()
+    & ~AC.any_deps_in_progress()
+    & ~AC.in_progress()
+    & AC.all_deps_blocking_checks_passed()
+    & NO_UPSTREAM_BLOCKING_CHECK_FAILED
+).with_label("features_follow_checked_candles")
 
 #: Promotion follows a model whose blocking gates passed (and never one whose gates failed).
 PROMOTE_AFTER_PASSING_GATES = (AC.eager() & AC.all_deps_blocking_checks_passed()).with_label(
@@ -43,11 +56,10 @@ LIVE_PERFORMANCE_FOLLOWS_CANDLES = _follows_any_update("live_performance_follows
 def retrain_on_cadence(cron_schedule: str) -> dg.AutomationCondition:
     """Retrain after each tick of `cron_schedule` (UTC) once features updated since that tick, only when
     the features' blocking checks passed and none of them failed."""
-    no_blocking_check_failed = ~AC.any_deps_match(AC.any_checks_match(AC.check_failed(), blocking_only=True))
     return (
         AC.on_cron(cron_schedule, "UTC")
         & AC.all_deps_blocking_checks_passed()
-        & no_blocking_check_failed.with_label("no_upstream_blocking_check_failed")
+        & NO_UPSTREAM_BLOCKING_CHECK_FAILED
     ).with_label(f"retrain_on_cadence({cron_schedule})")
 
 

@@ -5,16 +5,23 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecord,
     AssetCheckExecutionRecordStatus,
 )
+from dagster._utils.error import SerializableErrorInfo
 
-from trading_assets.alerts import Alert, AlertLog
+from trading_assets.alerts import Alert, AlertLog, redacted
 from trading_assets.settings import load_settings
 
 #: Failed executions per check looked at each tick; older ones were alerted on earlier ticks.
 RECENT_FAILURES_PER_CHECK = 100
+#: The error class of a step that failed only because one of its blocking checks failed.
+_BLOCKING_CHECK_FAILED = "DagsterAssetCheckFailedError"
 
 
 def check_alert(record: AssetCheckExecutionRecord) -> Alert:
-    """The alert for one failed check execution; its key names the execution, so it is raised once."""
+    """The alert for one failed check execution; its key names the execution, so it is raised once.
+
+    A gate (a check whose metadata has `measured` and `threshold`) says what was measured against what:
+    `ERROR: check accuracy_gate on lstm_model [BTC-USD] failed in run 1a2b3c4d: measured 0.5120 vs
+    threshold 0.6800 (5000 samples)`; other checks list their simple metadata."""
     evaluation = (
         record.event.dagster_event.event_specific_data
         if record.event and record.event.dagster_event
@@ -28,11 +35,11 @@ def check_alert(record: AssetCheckExecutionRecord) -> Alert:
     simple = {key: value for key, value in metadata.items() if isinstance(value, int | float | str | bool)}
     asset = record.key.asset_key.to_user_string()
     where = f" [{record.partition}]" if record.partition else ""
-    summary = ", ".join(f"{key}={value}" for key, value in list(simple.items())[:6])
     return Alert(
         key=f"check:{asset}:{record.key.name}:{record.id}",
         kind="check_failed",
-        text=f"{severity}: check {record.key.name} on {asset}{where} failed in run {record.run_id[:8]}: {summary}",
+        text=f"{severity}: check {record.key.name} on {asset}{where} failed in run {record.run_id[:8]}: "
+        + _measured_against_threshold(simple),
         details={
             "asset": asset,
             "check": record.key.name,
@@ -42,6 +49,73 @@ def check_alert(record: AssetCheckExecutionRecord) -> Alert:
             "metadata": simple,
         },
     )
+
+
+def _measured_against_threshold(metadata: dict[str, object]) -> str:
+    measured, threshold = metadata.get("measured"), metadata.get("threshold")
+    if isinstance(measured, int | float) and isinstance(threshold, int | float):
+        samples = f" ({metadata['samples']} samples)" if "samples" in metadata else ""
+        return f"measured {measured:.4f} vs threshold {threshold:.4f}{samples}"
+    return ", ".join(f"{key}={value}" for key, value in list(metadata.items())[:6])
+
+
+def run_failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str) -> Alert | None:
+    """The alert for a failed run, or None when every failed step failed only on blocking checks: each
+    failed check already raised its own alert (`check_failure_alerts`), so the run is not alerted twice.
+    Otherwise the alert names the failed steps with their errors, and any failed blocking checks."""
+    events = instance.all_logs(
+        run.run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.ASSET_CHECK_EVALUATION}
+    )
+    failed_steps: list[str] = []
+    failed_checks: list[str] = []
+    for record in events:
+        event = record.dagster_event
+        data = event.event_specific_data
+        if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            if not data.passed and data.severity == dg.AssetCheckSeverity.ERROR:
+                where = f" [{data.partition}]" if data.partition else ""
+                failed_checks.append(f"{data.check_name} on {data.asset_key.to_user_string()}{where}")
+        elif data.error is None or data.error.cls_name != _BLOCKING_CHECK_FAILED:
+            failed_steps.append(f"{event.step_key}: {_root_cause(data.error)}")
+    if failed_checks and not failed_steps:
+        return None
+    because = "; ".join(failed_steps) or message
+    gates = f" (failed blocking checks: {', '.join(failed_checks)})" if failed_checks else ""
+    return Alert(
+        key=f"run:{run.run_id}",
+        kind="run_failed",
+        text=f"ERROR: run {run.run_id[:8]} of {run.job_name} failed: {because}{gates}",
+        details={
+            "run_id": run.run_id,
+            "job": run.job_name,
+            "failed_steps": failed_steps,
+            "failed_checks": failed_checks,
+            "tags": dict(run.tags),
+        },
+    )
+
+
+def _raise(
+    context: dg.SensorEvaluationContext | dg.RunFailureSensorContext,
+    log: AlertLog,
+    alert: Alert,
+    webhook_url: str | None,
+) -> bool:
+    """Record `alert` once (credentials redacted) and log it; True when it was new."""
+    alert = redacted(alert)
+    if not log.raise_alert(alert, to_webhook=bool(webhook_url)):
+        return False
+    context.log.warning(f"ALERT {alert.text}")
+    return True
+
+
+def _root_cause(error: SerializableErrorInfo | None) -> str:
+    """The first line of the innermost error (the user's exception rather than Dagster's wrapper)."""
+    if error is None:
+        return "no error recorded"
+    while error.cause is not None:
+        error = error.cause
+    return (error.message.strip().splitlines() or [error.cls_name or "error"])[0]
 
 
 def _deliver(context: dg.SensorEvaluationContext | dg.RunFailureSensorContext, log: AlertLog) -> None:
@@ -71,30 +145,22 @@ def check_failure_alerts(context: dg.SensorEvaluationContext) -> dg.SkipReason:
             check_key, limit=RECENT_FAILURES_PER_CHECK, status={AssetCheckExecutionRecordStatus.FAILED}
         )
         for record in failures:
-            alert = check_alert(record)
-            if log.raise_alert(alert, to_webhook=bool(settings.alert_webhook_url)):
-                context.log.warning(f"ALERT {alert.text}")
-                raised += 1
+            raised += _raise(context, log, check_alert(record), settings.alert_webhook_url)
     _deliver(context, log)
     return dg.SkipReason(f"{raised} new alert(s)")
 
 
 @dg.run_failure_sensor(
     name="run_failure_alerts",
-    description="One alert per failed run through the same sinks as the check alerts.",
+    description="One alert per failed run through the same sinks as the check alerts, naming the failed "
+    "steps; none for a run whose steps failed only on blocking checks (each check raised its own alert).",
     default_status=dg.DefaultSensorStatus.RUNNING,
     monitor_all_code_locations=False,
 )
 def run_failure_alerts(context: dg.RunFailureSensorContext) -> None:
     settings = load_settings()
     log = AlertLog(settings.alerts_dir)
-    run = context.dagster_run
-    alert = Alert(
-        key=f"run:{run.run_id}",
-        kind="run_failed",
-        text=f"ERROR: run {run.run_id[:8]} of {run.job_name} failed: {context.failure_event.message}",
-        details={"run_id": run.run_id, "job": run.job_name, "tags": dict(run.tags)},
-    )
-    if log.raise_alert(alert, to_webhook=bool(settings.alert_webhook_url)):
-        context.log.warning(f"ALERT {alert.text}")
+    alert = run_failure_alert(context.instance, context.dagster_run, context.failure_event.message or "")
+    if alert is not None:
+        _raise(context, log, alert, settings.alert_webhook_url)
     _deliver(context, log)

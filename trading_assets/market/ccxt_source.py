@@ -12,7 +12,8 @@ Values the exchange sends malformed (non-numeric, missing) come back as nulls, s
 `validate_candles` counts them as invalid; rows without a usable timestamp are dropped by ccxt itself.
 
 Credentials come only from the environment (`TA_CCXT_API_KEY`, `TA_CCXT_SECRET`, `TA_CCXT_PASSWORD`);
-public candle endpoints need none. They are handed to ccxt and never logged or put into messages.
+public candle endpoints need none. They are handed to ccxt and never logged or put into messages; a
+password inside the API URL is redacted from errors (`trading_assets.urls.redact`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import polars as pl
 import requests
 
 from trading_assets.market.candles import conform, empty_candles
+from trading_assets.urls import redact
 
 MINUTE_MS = 60_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -128,10 +130,13 @@ class CcxtCandleSource:
                 return self._exchange.fetch_ohlcv(market, "1m", since=since, limit=limit)
             except ccxt.BaseError as error:
                 if not _is_retryable(error) or attempt >= self.max_retries:
+                    # ccxt's message quotes the URL, which may carry credentials: redacted, unchained.
                     raise ExchangeFetchError(
-                        f"{self.exchange_id}: fetching {what} failed after {attempt + 1} request(s): "
-                        f"{type(error).__name__}: {error}"
-                    ) from error
+                        redact(
+                            f"{self.exchange_id}: fetching {what} failed after {attempt + 1} request(s): "
+                            f"{type(error).__name__}: {error}"
+                        )
+                    ) from None
             self.stats.retries += 1
             time.sleep(min(self.backoff_ms * 2**attempt, self.max_backoff_ms) / 1000)
             attempt += 1

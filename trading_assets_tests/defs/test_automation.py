@@ -78,10 +78,28 @@ def test_features_follow_candles_whose_blocking_checks_passed(clock: Clock) -> N
     clock.materialized("raw_candles", str(day_key(ETH, yesterday)), {**dict.fromkeys(CANDLE_CHECKS, True),
                                                                      "no_duplicate_minutes": False})  # fmt: skip
     result = clock.tick(now + timedelta(minutes=1))
-    # BTC's new day follows; ETH's candles failed a blocking check; SOL has no new day; older days are
-    # left to backfills (only the latest day follows automatically).
+    # BTC's new day follows; ETH's candles failed a blocking check; SOL has no new day; the day before
+    # yesterday does not follow: its own lookback day (three days ago) is missing.
     assert requested(result, "features") == {str(day_key(BTC, yesterday))}
     assert clock.tick(now + timedelta(minutes=2)).total_requested == 0  # handled: not requested twice
+
+
+def test_features_follow_checked_candles_of_older_days_too(clock: Clock) -> None:
+    """A backfill of old candle days: every day whose candles (and lookback day's) are in and checked."""
+    now = datetime.now(UTC).replace(hour=0, minute=20, second=0, microsecond=0)
+    clock.tick(now)
+    passed = dict.fromkeys(CANDLE_CHECKS, True)
+    old_days = [now - timedelta(days=back) for back in (12, 11, 10)]
+    for day in old_days:
+        clock.materialized("raw_candles", str(day_key(BTC, day)), passed)
+        clock.materialized(
+            "raw_candles", str(day_key(ETH, day)), {**passed, "ohlc_consistency": day != old_days[1]}
+        )
+    result = clock.tick(now + timedelta(minutes=1))
+    # BTC: both later days follow (the first has no lookback day stored); ETH: the day whose candles failed
+    # a check is needed by both later days, so neither follows.
+    assert requested(result, "features") == {str(day_key(BTC, day)) for day in old_days[1:]}
+    assert clock.tick(now + timedelta(minutes=2)).total_requested == 0
 
 
 def next_retrain_tick(after: datetime) -> datetime:

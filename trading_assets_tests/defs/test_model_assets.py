@@ -77,6 +77,10 @@ def test_learnable_market_models_pass_gates_and_get_promoted(tmp_path: Path, mod
         "| epoch |" in metadata["learning_curve"].value
         and "mean_predicted" in metadata["reliability_diagram"].value
     )
+    for chart in ("learning_curve_chart", "reliability_chart", "backtest_chart"):
+        assert metadata[chart].value.startswith("![") and "](data:image/png;base64," in metadata[chart].value
+    assert "| actual up |" in metadata["confusion_matrix"].value
+    assert "| test |" in metadata["data_ranges"].value
     spec_result = dg.materialize(
         ALL_ASSETS,
         selection=[dg.AssetKey("ensemble")],
@@ -85,11 +89,13 @@ def test_learnable_market_models_pass_gates_and_get_promoted(tmp_path: Path, mod
         instance=module_instance,
     )
     [materialization] = spec_result.asset_materializations_for_node("ensemble")
-    weights = materialization.metadata["weights"].value
-    assert set(weights) == {
-        t for t in ("lstm", "transformer", "sklearn") if current(models_dir, t, "BTC-USD")
-    }
-    assert sum(weights.values()) == pytest.approx(1.0)
+    comparison = materialization.metadata["model_comparison"].value
+    promoted = [t for t in ("lstm", "transformer", "sklearn") if current(models_dir, t, "BTC-USD")]
+    assert comparison.count("| member |") == len(promoted)
+    for model_type in promoted:
+        assert f"| {model_type} | {current(models_dir, model_type, 'BTC-USD').version} |" in comparison
+    left_out = sorted({"lstm", "transformer", "sklearn"} - set(promoted))
+    assert materialization.metadata["excluded"].value == (", ".join(left_out) or "none")
 
 
 def test_pure_noise_fails_every_accuracy_gate_and_promotes_nothing(tmp_path: Path, module_instance) -> None:

@@ -53,3 +53,32 @@ def test_live_accuracy_warns_below_the_gate(tmp_path: Path, dagster_instance, ri
     if not right:
         assert set(check.metadata["below_gate"].value) == {"sklearn", "ensemble"}
     assert np.isclose(check.metadata["ensemble_outcomes"].value, 100)
+
+
+def test_no_outcomes_yet_is_said_and_does_not_pass(tmp_path: Path, dagster_instance) -> None:
+    db_path = tmp_path / "store.duckdb"
+    ingest_day(
+        SyntheticSource(predictability=0.7), db_path, "BTC-USD", date(2024, 3, 1), max_invalid_share=0.0
+    )
+    result = materialize(db_path, dagster_instance)  # candles, but no recorded signal at all
+    metadata = result.asset_materializations_for_node("live_performance")[0].metadata
+    assert metadata["outcomes"].value == 0 and metadata["status"].value == "no outcomes yet"
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed is False and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.description.startswith("no outcomes yet")
+    assert result.success  # a WARN result never blocks
+
+
+def test_too_few_outcomes_do_not_pass_either(tmp_path: Path, dagster_instance) -> None:
+    db_path = tmp_path / "store.duckdb"
+    ingest_day(
+        SyntheticSource(predictability=0.7), db_path, "BTC-USD", date(2024, 3, 1), max_invalid_share=0.0
+    )
+    signals = [
+        Signal("BTC-USD", START + timedelta(minutes=m), {"ensemble": 0.6}, "flat", 1.0, "sklearn:v1")
+        for m in range(600, 605)
+    ]
+    record_signals(db_path, signals, START + timedelta(hours=20))
+    (check,) = materialize(db_path, dagster_instance).get_asset_check_evaluations()
+    assert check.passed is False
+    assert check.description == "too few outcomes yet: at most 5, 30 needed to judge"

@@ -90,3 +90,75 @@ def test_a_failed_run_alerts(dagster_instance, tmp_path: Path, monkeypatch) -> N
 
 def _logged(tmp_path: Path) -> list:
     return AlertLog(tmp_path / "data" / "alerts").alerts()
+
+
+SYMBOL_PARTITIONS = dg.StaticPartitionsDefinition(["BTC-USD"])
+
+
+@dg.asset(
+    key="lstm_model",
+    partitions_def=SYMBOL_PARTITIONS,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "accuracy_gate", asset="lstm_model", blocking=True, partitions_def=SYMBOL_PARTITIONS
+        )
+    ],
+)
+def gated_model():
+    """Stands in for a model whose blocking accuracy gate fails (no training needed)."""
+    yield dg.MaterializeResult()
+    yield dg.AssetCheckResult(
+        check_name="accuracy_gate",
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"measured": 0.51234, "threshold": 0.68, "samples": 5000},
+    )
+
+
+@dg.asset(deps=[gated_model], partitions_def=SYMBOL_PARTITIONS)
+def promoted_stand_in() -> None:
+    pass
+
+
+def run_failure_context(instance: dg.DagsterInstance, result) -> dg.RunFailureSensorContext:
+    run = instance.get_run_by_id(result.run_id)
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+    return dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alerts", dagster_instance=instance, dagster_run=run, dagster_event=failure
+    ).for_run_failure()
+
+
+def test_a_failed_gate_alerts_once_with_measured_and_threshold_and_the_run_not_again(
+    dagster_instance, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("TA_DATA_DIR", str(tmp_path / "data"))
+    result = dg.materialize(
+        [gated_model, promoted_stand_in], partition_key="BTC-USD", instance=dagster_instance,
+        raise_on_error=False,
+    )  # fmt: skip
+    assert not result.success
+    repository = dg.Definitions(assets=[gated_model, promoted_stand_in]).get_repository_def()
+    check_failure_alerts(dg.build_sensor_context(instance=dagster_instance, repository_def=repository))
+    run_failure_alerts(run_failure_context(dagster_instance, result))
+    [alert] = _logged(tmp_path)
+    assert alert.text == (
+        f"ERROR: check accuracy_gate on lstm_model [BTC-USD] failed in run {result.run_id[:8]}: "
+        "measured 0.5123 vs threshold 0.6800 (5000 samples)"
+    )
+    assert (alert.details["check"], alert.details["partition"]) == ("accuracy_gate", "BTC-USD")
+
+
+def test_a_run_failing_for_another_reason_names_the_step_and_redacts_credentials(
+    dagster_instance, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("TA_DATA_DIR", str(tmp_path / "data"))
+
+    @dg.asset
+    def exchange_down() -> None:
+        raise RuntimeError("GET https://trader:hunter2@proxy.example/candles answered 502")
+
+    result = dg.materialize([exchange_down], instance=dagster_instance, raise_on_error=False)
+    run_failure_alerts(run_failure_context(dagster_instance, result))
+    [alert] = _logged(tmp_path)
+    assert "exchange_down: RuntimeError: GET https://***@proxy.example/candles answered 502" in alert.text
+    assert "hunter2" not in (tmp_path / "data" / "alerts" / "alerts.jsonl").read_text()

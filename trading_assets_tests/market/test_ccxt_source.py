@@ -6,12 +6,14 @@ import math
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 
 import polars as pl
 import pytest
+from dagster._utils.error import serializable_error_info_from_exc_info
 from polars.testing import assert_frame_equal
 
 from trading_assets.bench.exchange import measure_exchange_rate
@@ -238,3 +240,18 @@ def test_the_exchange_benchmark_reports_an_achieved_rate_within_the_limit() -> N
     assert (result["exchange_requests"], result["exchange_rows"]) == (5, 1500)
     assert result["exchange_rate_limit_per_s"] == 50
     assert 0 < result["exchange_requests_per_s"] <= 50 * 1.05
+
+
+def test_a_password_inside_the_api_url_stays_out_of_errors() -> None:
+    with LoopbackExchange(ramp_candles, server_errors=5) as server:
+        with_password = server.url.replace("http://", "http://trader:hunter2@")
+        with (
+            source_for(server, api_url=with_password, max_retries=0) as source,
+            pytest.raises(ExchangeFetchError) as raised,
+        ):
+            source.fetch(SYMBOL, START, END)
+
+    # Not in the message, nor in the chained ccxt/requests errors that quote the URL (as Dagster records them).
+    recorded = serializable_error_info_from_exc_info((raised.type, raised.value, raised.tb))
+    assert "hunter2" not in recorded.to_string()
+    assert "hunter2" not in "".join(traceback.format_exception(raised.value))

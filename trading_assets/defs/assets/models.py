@@ -11,14 +11,21 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
+from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from trading_assets.defs.automation import (
     ENSEMBLE_FOLLOWS_PROMOTIONS,
     PROMOTE_AFTER_PASSING_GATES,
     retrain_on_cadence,
 )
-from trading_assets.defs.metadata import markdown_table
+from trading_assets.defs.metadata import (
+    ASSET_OWNERS,
+    confusion_matrix_table,
+    markdown_image,
+    markdown_mapping,
+    markdown_records,
+)
 from trading_assets.defs.resources import DuckDBStoreResource, ModelStoreResource
 from trading_assets.features.registry import FEATURE_SET_VERSION, MODEL_FEATURES, schema_hash
 from trading_assets.features.store import read_feature_matrix
@@ -27,8 +34,13 @@ from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.gates import GATES, GateResult, GateThresholds
 from trading_assets.ml.train import TrainResult, train_model
 from trading_assets.partitions import symbol_partitions
-from trading_assets.promotion.ensemble import DEFAULT_WEIGHTS, NoPromotedMembers, build_ensemble
-from trading_assets.promotion.registry import promote
+from trading_assets.plots import (
+    equity_curve_png,
+    learning_curve_png,
+    reliability_diagram_png,
+)
+from trading_assets.promotion.ensemble import DEFAULT_WEIGHTS, EnsembleSpec, NoPromotedMembers, build_ensemble
+from trading_assets.promotion.registry import current, promote
 from trading_assets.settings import load_settings
 
 _settings = load_settings()
@@ -39,6 +51,8 @@ TRAINING_TAG = "trading_assets/training"
 TRAINING_POOL = "training"
 #: Trainings that may run at once; each uses cores / TRAINING_SLOTS torch threads.
 TRAINING_SLOTS = 2
+#: Check executions that have a result (not merely planned).
+_FINISHED_CHECKS = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
 
 
 class ModelRunConfig(dg.Config):
@@ -111,20 +125,24 @@ def _training_range(config: ModelRunConfig) -> tuple[date, date]:
 
 
 def _model_metadata(result: TrainResult) -> dict[str, object]:
+    """Scalars rounded for the UI (the manifest keeps them exact), structured values as Markdown tables,
+    and charts: learning curve, reliability diagram, backtest against buy-and-hold."""
     calibrated, uncalibrated = result.metrics["calibrated"], result.metrics["uncalibrated"]
-    manifest = result.manifest
+    backtest, manifest = result.metrics["backtest"], result.manifest
     return {
-        "test_accuracy": calibrated["accuracy"],
-        "test_ece": calibrated["ece"],
-        "test_brier": calibrated["brier"],
-        "test_log_loss": calibrated["log_loss"],
-        "test_roc_auc": calibrated["roc_auc"],
+        "test_accuracy": _rounded(calibrated["accuracy"]),
+        "test_ece": _rounded(calibrated["ece"]),
+        "test_brier": _rounded(calibrated["brier"]),
+        "test_log_loss": _rounded(calibrated["log_loss"]),
+        "test_roc_auc": _rounded(calibrated["roc_auc"]),
         "test_samples": calibrated["samples"],
-        "base_rate": calibrated["base_rate"],
-        "uncalibrated_accuracy": uncalibrated["accuracy"],
-        "uncalibrated_ece": uncalibrated["ece"],
-        "temperature": manifest["calibration"]["temperature"],
-        "confusion_matrix": dg.MetadataValue.json(calibrated["confusion_matrix"]),
+        "base_rate": _rounded(calibrated["base_rate"]),
+        "uncalibrated_accuracy": _rounded(uncalibrated["accuracy"]),
+        "uncalibrated_ece": _rounded(uncalibrated["ece"]),
+        "temperature": _rounded(manifest["calibration"]["temperature"]),
+        "backtest_return": _rounded(backtest["return"]),
+        "buy_and_hold_return": _rounded(backtest["buy_and_hold_return"]),
+        "confusion_matrix": confusion_matrix_table(calibrated["confusion_matrix"]),
         "parameter_count": result.parameter_count,
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
@@ -132,15 +150,31 @@ def _model_metadata(result: TrainResult) -> dict[str, object]:
         "samples_per_s": round(result.samples_per_s, 1),
         "artifact_path": dg.MetadataValue.path(str(result.artifact_dir)),
         "schema_hash": manifest["schema_hash"],
-        "data_ranges": dg.MetadataValue.json(manifest["data_ranges"]),
-        "signal_backtest": dg.MetadataValue.json(result.metrics["backtest"]),
-        "learning_curve": _table(result.learning_curve),
-        "reliability_diagram": _table(result.reliability_table),
+        "data_ranges": markdown_records(
+            [{"split": name, **span} for name, span in manifest["data_ranges"].items()]
+        ),
+        "signal_backtest": markdown_mapping(
+            {name: value for name, value in backtest.items() if not isinstance(value, list | dict)},
+            header=("backtest (test minutes)", "value"),
+        ),
+        "learning_curve": markdown_records(result.learning_curve),
+        "learning_curve_chart": markdown_image("learning curve", learning_curve_png(result.learning_curve)),
+        "reliability_diagram": markdown_records(result.reliability_table),
+        "reliability_chart": markdown_image(
+            "reliability diagram", reliability_diagram_png(result.reliability_table)
+        ),
+        "backtest_chart": markdown_image("backtest vs buy and hold", _backtest_png(backtest)),
     }
 
 
-def _table(rows: list[dict[str, float]]) -> dg.MetadataValue:
-    return markdown_table(pl.DataFrame(rows)) if rows else dg.MetadataValue.md("(empty)")
+def _rounded(value: float) -> float:
+    return round(float(value), 4)
+
+
+def _backtest_png(backtest: dict) -> bytes:
+    """The equity curves of the signal and of buy-and-hold over the test part."""
+    curves = backtest["equity_curve"]
+    return equity_curve_png(curves["strategy"], curves["buy_and_hold"], backtest["fee_bps"])
 
 
 def build_model_asset(model_type: str) -> dg.AssetsDefinition:
@@ -241,11 +275,13 @@ class EnsembleConfig(dg.Config):
 
 
 @dg.asset(
-    description="Weighted ensemble of the symbol's promoted members (weights renormalised over them).",
+    description="Weighted ensemble of the symbol's promoted members (weights renormalised over them); its "
+    "`model_comparison` table shows every model type: promoted version, weight, metrics, or why it is out.",
     group_name="promotion",
     partitions_def=symbol_partitions,
     deps=[dg.AssetKey(f"promoted_{t}_model") for t in MODEL_TYPES],
     automation_condition=ENSEMBLE_FOLLOWS_PROMOTIONS,
+    owners=ASSET_OWNERS,
 )
 def ensemble(
     context: dg.AssetExecutionContext, config: EnsembleConfig, model_store: ModelStoreResource
@@ -260,13 +296,86 @@ def ensemble(
         spec = build_ensemble(model_store.models_dir, symbol, weights)
     except NoPromotedMembers as error:
         raise dg.Failure(description=str(error)) from error
+    comparison = [
+        _comparison_row(context.instance, model_store.models_dir, symbol, model_type, spec)
+        for model_type in MODEL_TYPES
+    ]
     return dg.MaterializeResult(
         metadata={
-            "members": dg.MetadataValue.json([m.__dict__ for m in spec.members]),
-            "weights": dg.MetadataValue.json(spec.weights),
+            "model_comparison": markdown_records(comparison),
+            "members": markdown_records(
+                [
+                    {"model": m.model_type, "version": m.version_at_build, "weight": m.weight}
+                    for m in spec.members
+                ]
+            ),
+            "excluded": ", ".join(row["model"] for row in comparison if row["weight"] is None) or "none",
             "schema_hash": spec.schema_hash,
         }
     )
+
+
+def _comparison_row(
+    instance: dg.DagsterInstance, models_dir: Path, symbol: str, model_type: str, spec: EnsembleSpec
+) -> dict[str, object]:
+    """One model type of `symbol`: the promoted version and its weight and test figures, or, for a type left
+    out, the figures of its latest trained model and why it is out (its failed blocking gates, if any)."""
+    weights = {member.model_type: member.weight for member in spec.members}
+    promoted = current(models_dir, model_type, symbol) if model_type in weights else None
+    if promoted is not None:
+        metrics, backtest = (
+            promoted.manifest["metrics"]["calibrated"],
+            promoted.manifest["metrics"]["backtest"],
+        )
+        figures = (metrics["accuracy"], metrics["ece"], backtest["return"])
+        version, status = promoted.version, "member"
+    else:
+        figures = _latest_model_figures(instance, model_type, symbol)
+        version, status = None, _exclusion_reason(instance, model_type, symbol)
+    accuracy, ece, after_fee_return = figures
+    return {
+        "model": model_type,
+        "promoted version": version,
+        "weight": weights.get(model_type),
+        "accuracy": accuracy,
+        "ECE": ece,
+        "after-fee return": after_fee_return,
+        "status": status,
+    }
+
+
+def _latest_model_figures(
+    instance: dg.DagsterInstance, model_type: str, symbol: str
+) -> tuple[float | None, float | None, float | None]:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(f"{model_type}_model"), asset_partitions=[symbol]),
+        limit=1,
+    ).records
+    metadata = records[0].asset_materialization.metadata if records else {}
+    return tuple(  # type: ignore[return-value]
+        metadata[name].value if name in metadata else None
+        for name in ("test_accuracy", "test_ece", "backtest_return")
+    )
+
+
+def _exclusion_reason(instance: dg.DagsterInstance, model_type: str, symbol: str) -> str:
+    """The latest model's failed blocking gates (`accuracy_gate FAILED: measured ..., threshold ...`), or
+    'not trained' / 'not promoted'."""
+    asset = dg.AssetKey(f"{model_type}_model")
+    failed, evaluated = [], False
+    for spec in _gate_specs(asset):
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            spec.key, limit=1, status=_FINISHED_CHECKS, partition_filter=PartitionKeyFilter(key=symbol)
+        )
+        evaluation = (
+            records[0].event.dagster_event.event_specific_data if records and records[0].event else None
+        )
+        evaluated = evaluated or evaluation is not None
+        if evaluation is not None and spec.blocking and not evaluation.passed:
+            failed.append(evaluation.description or f"{spec.name} failed")
+    if failed:
+        return "excluded: " + "; ".join(failed)
+    return "not promoted" if evaluated else "not trained"
 
 
 model_assets = [build_model_asset(t) for t in MODEL_TYPES]

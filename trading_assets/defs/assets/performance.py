@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 
 from trading_assets.defs.automation import LIVE_PERFORMANCE_FOLLOWS_CANDLES
-from trading_assets.defs.metadata import markdown_table
+from trading_assets.defs.metadata import ASSET_OWNERS, markdown_table
 from trading_assets.defs.resources import DuckDBStoreResource
 from trading_assets.partitions import symbol_partitions
 from trading_assets.runtime.performance import ScoredPerformance, live_performance
@@ -55,6 +55,7 @@ class LivePerformanceConfig(dg.Config):
     ],
     automation_condition=LIVE_PERFORMANCE_FOLLOWS_CANDLES,
     kinds={"duckdb"},
+    owners=ASSET_OWNERS,
 )
 def live_performance_asset(
     context: dg.AssetExecutionContext, config: LivePerformanceConfig, store: DuckDBStoreResource
@@ -71,6 +72,7 @@ def live_performance_asset(
             "window_end": end.isoformat(),
             "window_hours": config.window_hours,
             "outcomes": outcomes.height,
+            "status": NO_OUTCOMES_YET if outcomes.height == 0 else f"{outcomes.height} outcomes",
             "ensemble_accuracy": _value(summary, "ensemble", "accuracy"),
             "ensemble_calibration_error": _value(summary, "ensemble", "calibration_error"),
             "by_member": markdown_table(_summary_table(summary)),
@@ -88,21 +90,35 @@ def _summary_table(summary: list[ScoredPerformance]) -> pl.DataFrame:
     return pl.DataFrame([asdict(s) for s in summary])
 
 
+#: What the check and the materialization say while no recorded signal has its outcome candle yet.
+NO_OUTCOMES_YET = "no outcomes yet"
+
+
 def _live_accuracy_check(
     summary: list[ScoredPerformance], config: LivePerformanceConfig
 ) -> dg.AssetCheckResult:
+    """Passes only when at least one member (or the ensemble) has enough outcomes and none of those is
+    below the gate. Without enough outcomes it does not pass: it is a WARN result saying so (WARN never
+    blocks), so the UI shows "not passed: no outcomes yet" instead of a green check nobody measured."""
     judged = [s for s in summary if s.outcomes >= config.min_outcomes]
     below = [s.scored for s in judged if s.accuracy is not None and s.accuracy < config.min_accuracy]
+    most_outcomes = max((s.outcomes for s in summary), default=0)
+    if below:
+        description = f"realised accuracy below {config.min_accuracy}: {', '.join(below)}"
+    elif most_outcomes == 0:
+        description = f"{NO_OUTCOMES_YET}: no recorded signal in the window has its outcome candle"
+    elif not judged:
+        description = f"too few outcomes yet: at most {most_outcomes}, {config.min_outcomes} needed to judge"
+    else:
+        description = (
+            f"{len(judged)} of {len(summary)} scored with >= {config.min_outcomes} outcomes; none below"
+        )
     return dg.AssetCheckResult(
         asset_key=LIVE_PERFORMANCE,
         check_name="live_accuracy",
-        passed=not below,
+        passed=bool(judged) and not below,
         severity=dg.AssetCheckSeverity.WARN,
-        description=(
-            f"realised accuracy below {config.min_accuracy}: {', '.join(below)}"
-            if below
-            else f"{len(judged)} of {len(summary)} scored with >= {config.min_outcomes} outcomes; none below"
-        ),
+        description=description,
         metadata={
             "min_accuracy": config.min_accuracy,
             "min_outcomes": config.min_outcomes,

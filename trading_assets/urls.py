@@ -1,0 +1,42 @@
+"""URLs from the environment: which schemes are accepted, and the one redaction of credentials in them.
+
+A URL may carry a password (`https://user:secret@proxy.example/`, as `TA_CCXT_API_URL` can). Before any
+URL, or a message that may quote one (an exchange error names the URL it called), reaches a log, metadata,
+run tags or an alert, it goes through `redact` here. No Dagster.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+#: The user-info part of any URL in a text: `scheme://user:password@` or `scheme://token@`.
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
+REDACTED = "***@"
+HTTP_SCHEMES = ("http", "https")
+
+
+def redact(text: str) -> str:
+    """`text` with the credentials of every URL in it replaced by `***`."""
+    return _USERINFO.sub(lambda match: match.group("scheme") + REDACTED, text)
+
+
+def redact_values(value: object) -> object:
+    """`value` with every string inside it (dict keys and values, list items) redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact_values(key): redact_values(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(redact_values(item) for item in value)
+    return value
+
+
+def require_http_url(variable: str, url: str) -> str:
+    """`url` when it is an http(s) URL with a host; otherwise a one-line ValueError naming `variable`."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in HTTP_SCHEMES or not parts.hostname:
+        raise ValueError(
+            f"{variable}={redact(url)!r}: only http:// or https:// URLs with a host are accepted"
+        )
+    return url
