@@ -11,9 +11,11 @@ Faults. Network errors, timeouts, 429 and 5xx answers are retried with exponenti
 decides where ccxt maps an answer to a non-network error class, as it does for Coinbase's JSON 5xx bodies).
 So are answers that cannot be right (`SuspectAnswer`): a 200 body that is not JSON or not candles (ccxt
 quietly returns `[]` for it), candles outside the window asked for (another day, a shifted window; they
-are dropped and counted), candles ccxt had to drop (before the window, no timestamp). An empty page is
-re-asked `empty_page_retries` times before it is taken as the exchange's own gap. Anything else, or
-running out of retries, raises `ExchangeFetchError` naming exchange, symbol, range and window.
+are dropped and counted), candles ccxt had to drop (before the window, no timestamp). A page that is
+empty or starts with a gap is asked again until two answers in a row agree, and only then taken as the
+exchange's own gap (one extra request per gap; a wrong answer repeated identically cannot be told from
+the truth). Anything else, or running out of retries, raises `ExchangeFetchError` naming exchange,
+symbol, range and window.
 Values the exchange sends malformed (non-numeric, missing) come back as nulls, so the project's
 `validate_candles` counts them as invalid; shuffled answers are sorted (by ccxt, and again here).
 
@@ -88,7 +90,6 @@ class CcxtCandleSource:
         page_limit: int = MAX_PAGE_LIMIT,
         backoff_ms: int = 500,
         max_backoff_ms: int = 30_000,
-        empty_page_retries: int = 2,
     ) -> None:
         if not 1 <= page_limit <= MAX_PAGE_LIMIT:
             raise ValueError(f"page_limit must be within 1..{MAX_PAGE_LIMIT}, got {page_limit}")
@@ -98,7 +99,6 @@ class CcxtCandleSource:
         self.page_limit = page_limit
         self.backoff_ms = backoff_ms
         self.max_backoff_ms = max_backoff_ms
-        self.empty_page_retries = empty_page_retries
         self.stats = FetchStats()
         #: The pages of the latest `fetch` (also when it raised).
         self.last_fetch = FetchLog()
@@ -140,8 +140,13 @@ class CcxtCandleSource:
 
     def _page(self, market: str, since: int, limit: int, what: str) -> tuple[list[list], int]:
         """One page of checked ccxt rows within [since, since + limit minutes), oldest first, and the
-        number of requests it took; `what` names symbol and range for the error."""
+        number of requests it took; `what` names symbol and range for the error.
+
+        A page that is empty or starts later than `since` (a gap, or a misplaced answer that looks like
+        one) is asked again until two answers in a row agree.
+        """
         window = f"page [{_iso(since)}, {_iso(since + limit * MINUTE_MS)})"
+        previous: list[list] | None = None
         attempt = 0
         while True:
             self._throttle()
@@ -149,8 +154,11 @@ class CcxtCandleSource:
             try:
                 rows = self._exchange.fetch_ohlcv(market, "1m", since=since, limit=limit)
                 page = self._checked(rows, since, limit, window)
-                if page or attempt >= self.empty_page_retries:
+                if (page and page[0][0] == since) or page == previous:
                     return page, attempt + 1
+                previous = page
+                if attempt >= self.max_retries:
+                    raise SuspectAnswer("answers starting with a gap kept changing")
             except (ccxt.BaseError, SuspectAnswer) as error:
                 if not _is_retryable(error) or attempt >= self.max_retries:
                     raise ExchangeFetchError(

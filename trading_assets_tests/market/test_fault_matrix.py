@@ -211,3 +211,9 @@ def print_matrix(rows: list[tuple[Scenario, Outcome]]) -> None:
     print()
     for line in [header, tuple("-" * w for w in widths), *lines]:
         print(" | ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)))
+
+
+def _short(error: str) -> str:
+    """The error class and what went wrong, without the range it names."""
+    kind, _, message = error.partition(": ")
+    return f"{kind}: ...{message[-90:]}" if len(message) > 90 else error
