@@ -3,6 +3,10 @@
 A candle frame is a polars DataFrame with exactly `CANDLE_SCHEMA`: `minute` is the UTC start of the
 1-minute candle; prices and volume are float64. Sources return the candles of a half-open range
 [start, end) of minutes; minutes without trades are simply absent (gaps, not errors).
+
+A source that fetches in pages (ccxt) also keeps a `FetchLog` of its last fetch in `last_fetch`: the span
+each page covered, so a missing minute inside a page's span is a gap the exchange reported, and a minute
+outside every span would be a gap the client produced.
 """
 
 from __future__ import annotations
@@ -71,17 +75,22 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
 
 @dataclass(frozen=True)
 class ValidationReport:
-    """What validation kept and why it dropped the rest."""
+    """What validation kept and why it dropped the rest.
+
+    `identical_duplicates` counts extra copies of a candle sent more than once with the same values: one
+    copy is kept and the extras are not invalid.
+    """
 
     symbol: str
     day: date
     rows_in: int
     rows_valid: int
     invalid_by_reason: dict[str, int] = field(default_factory=dict)
+    identical_duplicates: int = 0
 
     @property
     def rows_invalid(self) -> int:
-        return self.rows_in - self.rows_valid
+        return sum(self.invalid_by_reason.values())
 
     @property
     def invalid_share(self) -> float:
@@ -90,6 +99,53 @@ class ValidationReport:
 
 class InvalidPartitionError(ValueError):
     """Too many invalid rows in one (symbol, day): nothing of it is stored."""
+
+
+class EmptyDayError(InvalidPartitionError):
+    """The source answered a (symbol, day) with no valid candle: nothing of it is stored."""
+
+
+@dataclass(frozen=True)
+class PageSpan:
+    """One page of a paged fetch: the window asked, the span its answer covered and what it held.
+
+    A page with candles covers [start, last candle + 1 minute); the next page starts there. A page the
+    exchange answered empty (after re-asking) covers its whole window: its minutes are a gap the exchange
+    reported.
+    """
+
+    start: datetime
+    asked_end: datetime
+    covered_end: datetime
+    rows: int
+    attempts: int
+
+    @property
+    def empty(self) -> bool:
+        return self.rows == 0
+
+
+@dataclass
+class FetchLog:
+    """What a paged fetch of one range did: its pages, and the rows it dropped from answers."""
+
+    pages: list[PageSpan] = field(default_factory=list)
+    #: Candles an answer held outside the window asked for (dropped; the page was re-asked).
+    rows_outside_window: int = 0
+    #: Requests repeated after an error, a malformed answer, an empty or misplaced page.
+    retries: int = 0
+
+    @property
+    def empty_pages(self) -> int:
+        return sum(page.empty for page in self.pages)
+
+    def uncovered_minutes(self, start: datetime, end: datetime) -> int:
+        """Minutes of [start, end) outside every page's span: gaps the client produced (0 when exact)."""
+        covered = sum(
+            max(0, (min(p.covered_end, end) - max(p.start, start)) // timedelta(minutes=1))
+            for p in self.pages
+        )
+        return (end - start) // timedelta(minutes=1) - covered
 
 
 # Each rule is a boolean expression that is True for an invalid row. Order matters only for the
@@ -118,11 +174,14 @@ def validate_candles(
 ) -> tuple[pl.DataFrame, ValidationReport]:
     """Keep the valid candles of `symbol` on `day`; count the rest by reason.
 
-    Duplicated minutes are all dropped (no way to tell which copy is right). Raises
+    A candle sent several times with identical values is kept once. Copies of a minute with different
+    values are all dropped as "duplicate timestamp" (no way to tell which copy is right). Raises
     `InvalidPartitionError` naming symbol, day and reasons when the invalid share exceeds
     `max_invalid_share`.
     """
     frame = conform(frame)
+    rows_in = frame.height
+    frame = frame.unique(maintain_order=True)
     start, end = day_bounds(day)
     reason = pl.lit(None, dtype=pl.String)
     checks = [
@@ -136,7 +195,9 @@ def validate_candles(
     counts = labelled.filter(pl.col("_reason").is_not_null()).group_by("_reason").len()
     invalid_by_reason = dict(zip(counts["_reason"].to_list(), counts["len"].to_list(), strict=True))
     valid = labelled.filter(pl.col("_reason").is_null()).drop("_reason").sort("minute")
-    report = ValidationReport(symbol, day, frame.height, valid.height, invalid_by_reason)
+    report = ValidationReport(
+        symbol, day, rows_in, valid.height, invalid_by_reason, identical_duplicates=rows_in - frame.height
+    )
     if report.invalid_share > max_invalid_share:
         reasons = ", ".join(f"{n} {r}" for r, n in sorted(invalid_by_reason.items()))
         raise InvalidPartitionError(

@@ -2,14 +2,22 @@
 
 Paging. ccxt's own `paginate=True` walks back from now and ignores `since`, so the source pages forward
 itself: each request asks at most `page_limit` (<= 300) one-minute candles from `since`, and the next page
-starts after both the last candle returned and the window just asked for, so a gap of any length costs no
-extra requests. Candles at or after `end` are dropped.
+starts one minute after the last candle *returned*, never after the window asked for (ccxt trims a page to
+`limit` rows, so a duplicate in an answer makes the page end a minute early). Only a page the exchange
+answered empty advances by its window; its minutes are a gap the exchange reported. Each fetch leaves a
+`FetchLog` in `last_fetch`: the span every page covered, so gaps are traceable to where they come from.
 
 Faults. Network errors, timeouts, 429 and 5xx answers are retried with exponential backoff (the HTTP status
-decides where ccxt maps an answer to a non-network error class, as it does for Coinbase's JSON 5xx bodies);
-anything else, or running out of retries, raises `ExchangeFetchError` naming exchange, symbol and range.
+decides where ccxt maps an answer to a non-network error class, as it does for Coinbase's JSON 5xx bodies).
+So are answers that cannot be right (`SuspectAnswer`): a 200 body that is not JSON or not candles (ccxt
+quietly returns `[]` for it), candles outside the window asked for (another day, a shifted window; they
+are dropped and counted), candles ccxt had to drop (before the window, no timestamp). A page that is
+empty or starts with a gap is asked again until two answers in a row agree, and only then taken as the
+exchange's own gap (one extra request per gap; a wrong answer repeated identically cannot be told from
+the truth). Anything else, or running out of retries, raises `ExchangeFetchError` naming exchange,
+symbol, range and window.
 Values the exchange sends malformed (non-numeric, missing) come back as nulls, so the project's
-`validate_candles` counts them as invalid; rows without a usable timestamp are dropped by ccxt itself.
+`validate_candles` counts them as invalid; shuffled answers are sorted (by ccxt, and again here).
 
 Credentials come only from the environment (`TA_CCXT_API_KEY`, `TA_CCXT_SECRET`, `TA_CCXT_PASSWORD`);
 public candle endpoints need none. They are handed to ccxt and never logged or put into messages; a
@@ -29,7 +37,7 @@ import ccxt
 import polars as pl
 import requests
 
-from trading_assets.market.candles import conform, empty_candles
+from trading_assets.market.candles import FetchLog, PageSpan, conform, empty_candles
 from trading_assets.urls import redact
 
 MINUTE_MS = 60_000
@@ -50,6 +58,10 @@ _OHLCV_SCHEMA = {
 
 class ExchangeFetchError(RuntimeError):
     """The exchange could not deliver the candles of a range (after retries where retrying made sense)."""
+
+
+class SuspectAnswer(Exception):
+    """A 200 answer that cannot be the candles asked for (malformed, misplaced): re-asked, then a failure."""
 
 
 @dataclass
@@ -90,6 +102,8 @@ class CcxtCandleSource:
         self.backoff_ms = backoff_ms
         self.max_backoff_ms = max_backoff_ms
         self.stats = FetchStats()
+        #: The pages of the latest `fetch` (also when it raised).
+        self.last_fetch = FetchLog()
         self._min_interval_s = 0.0 if rate_limit_ms is None else rate_limit_ms / 1000
         self._last_request_at: float | None = None
         self._exchange = _make_exchange(exchange_id, api_url, timeout_ms, rate_limit_ms is None)
@@ -98,10 +112,12 @@ class CcxtCandleSource:
         started = time.monotonic()
         start_ms, end_ms = _to_ms(start), _to_ms(end)
         what = f"{symbol} candles [{_iso(start_ms)}, {_iso(end_ms)})"
+        self.last_fetch = FetchLog()
         try:
             rows = self._fetch_rows(symbol, start_ms, end_ms, what)
         finally:
             self.stats.seconds += time.monotonic() - started
+            self.stats.retries += self.last_fetch.retries
         self.stats.rows += len(rows)
         return _to_frame(rows)
 
@@ -115,31 +131,72 @@ class CcxtCandleSource:
         since = start_ms
         while since < end_ms:
             limit = min(self.page_limit, math.ceil((end_ms - since) / MINUTE_MS))
-            page = [row for row in self._page(market, since, limit, what) if row[0] < end_ms]
+            page, attempts = self._page(market, since, limit, what)
+            covered_end = page[-1][0] + MINUTE_MS if page else since + limit * MINUTE_MS
+            self.last_fetch.pages.append(
+                PageSpan(_dt(since), _dt(since + limit * MINUTE_MS), _dt(covered_end), len(page), attempts)
+            )
             rows.extend(page)
-            since = _next_since(since, limit, page)
+            since = covered_end
         return rows
 
-    def _page(self, market: str, since: int, limit: int, what: str) -> list[list]:
-        """One page of raw ccxt rows, retried; `what` names symbol and range for the error."""
+    def _page(self, market: str, since: int, limit: int, what: str) -> tuple[list[list], int]:
+        """One page of checked ccxt rows within [since, since + limit minutes), oldest first, and the
+        number of requests it took; `what` names symbol and range for the error.
+
+        A page that is empty or starts later than `since` (a gap, or a misplaced answer that looks like
+        one) is asked again until two answers in a row agree.
+        """
+        window = f"page [{_iso(since)}, {_iso(since + limit * MINUTE_MS)})"
+        previous: list[list] | None = None
         attempt = 0
         while True:
             self._throttle()
             self.stats.requests += 1
             try:
-                return self._exchange.fetch_ohlcv(market, "1m", since=since, limit=limit)
-            except ccxt.BaseError as error:
+                rows = self._exchange.fetch_ohlcv(market, "1m", since=since, limit=limit)
+                page = self._checked(rows, since, limit, window)
+                if (page and page[0][0] == since) or page == previous:
+                    return page, attempt + 1
+                previous = page
+                if attempt >= self.max_retries:
+                    raise SuspectAnswer("answers starting with a gap kept changing")
+            except (ccxt.BaseError, SuspectAnswer) as error:
                 if not _is_retryable(error) or attempt >= self.max_retries:
                     # ccxt's message quotes the URL, which may carry credentials: redacted, unchained.
                     raise ExchangeFetchError(
                         redact(
-                            f"{self.exchange_id}: fetching {what} failed after {attempt + 1} request(s): "
-                            f"{type(error).__name__}: {error}"
+                            f"{self.exchange_id}: fetching {what} failed at {window} after {attempt + 1} "
+                            f"request(s): {type(error).__name__}: {error}"
                         )
                     ) from None
-            self.stats.retries += 1
+            self.last_fetch.retries += 1
             time.sleep(min(self.backoff_ms * 2**attempt, self.max_backoff_ms) / 1000)
             attempt += 1
+
+    def _checked(self, rows: list[list], since: int, limit: int, window: str) -> list[list]:
+        """The rows of [since, since + limit minutes) sorted by time; `SuspectAnswer` for an answer that
+        cannot be that window's candles (a body that is not candles, candles of another window)."""
+        answered = _answer_rows(self._exchange.last_json_response)
+        if answered is None:
+            body = str(self._exchange.last_http_response or "")[:60]
+            raise SuspectAnswer(f"the 200 answer is not a JSON list of candles (body starts {body!r})")
+        window_end = since + limit * MINUTE_MS
+        inside = sorted((row for row in rows if since <= row[0] < window_end), key=lambda row: row[0])
+        outside = len(rows) - len(inside)
+        if outside:
+            self.last_fetch.rows_outside_window += outside
+            stray = sorted(row[0] for row in rows if not since <= row[0] < window_end)
+            raise SuspectAnswer(
+                f"{outside} of {len(rows)} candles lie outside {window} ({_iso(stray[0])} .. {_iso(stray[-1])})"
+            )
+        if answered > len(rows) and len(rows) < limit:
+            # ccxt dropped candles before `since` or without a timestamp; trimming to `limit` is fine
+            self.last_fetch.rows_outside_window += answered - len(rows)
+            raise SuspectAnswer(
+                f"{answered - len(rows)} of {answered} candles of the answer lie before {window}"
+            )
+        return inside
 
     def _throttle(self) -> None:
         if self._last_request_at is not None:
@@ -173,6 +230,7 @@ def _make_exchange(
         raise ValueError(f"unknown ccxt exchange id {exchange_id!r}")
     credentials = {key: os.environ[env] for key, env in CREDENTIAL_ENV.items() if os.environ.get(env)}
     exchange = exchange_class({"timeout": timeout_ms, "enableRateLimit": ccxt_throttle, **credentials})
+    exchange.enableLastJsonResponse = True  # tells a non-JSON 200 body (ccxt returns []) from no candles
     if api_url:
         exchange.urls["api"] = _rebase_urls(exchange.urls["api"], api_url.rstrip("/"))
     return exchange
@@ -201,8 +259,22 @@ def _minimal_market(id_format: str, base: str, quote: str) -> dict:
     }
 
 
-def _is_retryable(error: ccxt.BaseError) -> bool:
-    """429, 408 and 5xx answers and network failures; the HTTP status wins over ccxt's error class."""
+def _answer_rows(answer: object) -> int | None:
+    """Candles in a parsed JSON answer: a list (Coinbase Exchange) or an object holding one (Advanced
+    Trade's `{"candles": [...]}`); None when the body was not JSON or holds no list."""
+    if isinstance(answer, list):
+        return len(answer)
+    if isinstance(answer, dict):
+        lists = [value for value in answer.values() if isinstance(value, list)]
+        return len(lists[0]) if len(lists) == 1 else None
+    return None
+
+
+def _is_retryable(error: ccxt.BaseError | SuspectAnswer) -> bool:
+    """Suspect answers, 429, 408 and 5xx answers and network failures; the HTTP status wins over ccxt's
+    error class."""
+    if isinstance(error, SuspectAnswer):
+        return True
     status = _http_status(error)
     if status is not None:
         return status in (408, 429) or status >= 500
@@ -219,15 +291,6 @@ def _http_status(error: BaseException) -> int | None:
     return None
 
 
-def _next_since(since: int, limit: int, page: list[list]) -> int:
-    """Start of the next page: after the window just asked for and after the last candle returned."""
-    after_window = since + limit * MINUTE_MS
-    if not page:
-        return after_window
-    last_minute = max(row[0] for row in page) // MINUTE_MS * MINUTE_MS
-    return max(after_window, last_minute + MINUTE_MS)
-
-
 def _to_frame(rows: list[list]) -> pl.DataFrame:
     if not rows:
         return empty_candles()
@@ -241,5 +304,9 @@ def _to_ms(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+    return _dt(ms).isoformat()

@@ -12,6 +12,8 @@ import polars as pl
 from trading_assets.market.candles import (
     CandleSource,
     DayQuality,
+    EmptyDayError,
+    FetchLog,
     ValidationReport,
     day_bounds,
     day_quality,
@@ -33,44 +35,76 @@ class IngestReport:
     first_minute: datetime | None
     last_minute: datetime | None
     preview: pl.DataFrame
+    #: The pages of a paged source (ccxt) for this day; None for sources that answer a range at once.
+    fetch_log: FetchLog | None = None
 
 
 def ingest_day(
-    source: CandleSource, db_path: Path, symbol: str, day: date, max_invalid_share: float
+    source: CandleSource,
+    db_path: Path,
+    symbol: str,
+    day: date,
+    max_invalid_share: float,
+    allow_shrink: bool = False,
 ) -> IngestReport:
     """Replace the stored candles of `symbol` on `day` with the source's validated candles."""
-    [report] = ingest_days(source, db_path, symbol, [day], max_invalid_share)
+    [report] = ingest_days(source, db_path, symbol, [day], max_invalid_share, allow_shrink)
     return report
 
 
 def ingest_days(
-    source: CandleSource, db_path: Path, symbol: str, days: Sequence[date], max_invalid_share: float
+    source: CandleSource,
+    db_path: Path,
+    symbol: str,
+    days: Sequence[date],
+    max_invalid_share: float,
+    allow_shrink: bool = False,
 ) -> list[IngestReport]:
     """Replace the stored candles of `symbol` on each of `days` with the source's validated candles.
 
-    Every day is fetched and validated first (an invalid day raises `InvalidPartitionError` before
-    anything is written), then all the days' slices are replaced in one transaction.
+    Every day is fetched and validated first (an invalid day raises `InvalidPartitionError`, a day
+    without a single valid candle `EmptyDayError`, before anything is written), then all the days'
+    slices are replaced in one transaction, which refuses to leave any day with fewer rows than it holds
+    (`ShrinkRefusedError`). `allow_shrink=True` permits both empty days and shrinking rewrites.
     """
     days = sorted(set(days))
     if not days:
         return []
-    validated = []
-    for day in days:
-        fetched = source.fetch(symbol, *day_bounds(day))
-        validated.append((day, *validate_candles(fetched, symbol, day, max_invalid_share)))
+    reports = [_fetch_and_validate(source, symbol, day, max_invalid_share, allow_shrink) for day in days]
     write_candle_slices(
         db_path,
-        pl.concat([valid for _, valid, _ in validated]),
+        pl.concat([valid for valid, _ in reports]),
         symbol,
         [day_bounds(day) for day in days],
         source.name,
         datetime.now(UTC),
+        allow_shrink=allow_shrink,
     )
-    return [_report(source.name, symbol, day, valid, validation) for day, valid, validation in validated]
+    return [report for _, report in reports]
+
+
+def _fetch_and_validate(
+    source: CandleSource, symbol: str, day: date, max_invalid_share: float, allow_shrink: bool
+) -> tuple[pl.DataFrame, IngestReport]:
+    fetched = source.fetch(symbol, *day_bounds(day))
+    fetch_log = getattr(source, "last_fetch", None)
+    valid, validation = validate_candles(fetched, symbol, day, max_invalid_share)
+    if valid.height == 0 and not allow_shrink:
+        raise EmptyDayError(
+            f"{symbol} {day.isoformat()}: source {source.name} answered {fetched.height} candle(s), "
+            "none valid; an empty answer is not an empty day (stored rows kept; run config "
+            "allow_shrink: true stores it)"
+        )
+    return valid, _report(source.name, symbol, day, valid, validation, fetch_log)
 
 
 def _report(
-    source_name: str, symbol: str, day: date, valid: pl.DataFrame, validation: ValidationReport
+    source_name: str,
+    symbol: str,
+    day: date,
+    valid: pl.DataFrame,
+    validation: ValidationReport,
+    fetch_log: FetchLog | None,
 ) -> IngestReport:
     return IngestReport(
         symbol=symbol,
@@ -84,4 +118,5 @@ def _report(
         first_minute=valid["minute"].min() if valid.height else None,
         last_minute=valid["minute"].max() if valid.height else None,
         preview=valid.head(5),
+        fetch_log=fetch_log,
     )

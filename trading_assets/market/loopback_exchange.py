@@ -11,8 +11,11 @@ offline (point it here with `CcxtCandleSource(api_url=server.url)`):
   asks), newest first, at most 300 rows.
 
 Candles come from `candle_fn(product, start, end)`, any candle source's `fetch`. Faults apply to candle
-requests only: omitted minutes (gaps), malformed rows, N answers of 429 or 500 before success, or no
-answer at all (`hang`). Every request is recorded with its time, so tests can measure the request rate.
+requests only: omitted minutes (gaps), malformed rows, N answers of 429 or 500 before success, no
+answer at all (`hang`), and `PageFault`s: the answers real exchanges give on a bad day (a 200 with a
+truncated JSON or an HTML body, an empty page, a duplicated or shuffled candle, the candles of the
+previous day or of a window shifted by an hour), each on the candle requests it names by their ordinal.
+Every request is recorded with its time, so tests can measure the request rate.
 Market listings are not served (ccxt's `load_markets` gets a 404): clients set their markets themselves.
 """
 
@@ -20,12 +23,14 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -47,6 +52,31 @@ _MALFORMATIONS: tuple[tuple[str, str | None], ...] = (
     ("volume", None),
     ("high", ""),
 )
+
+
+class Fault(StrEnum):
+    """What a faulty answer to a candle request looks like (all with status 200)."""
+
+    MALFORMED_JSON = "malformed JSON"  # the body is cut off half-way: not JSON
+    HTML_BODY = "HTML body"  # a maintenance page instead of JSON
+    EMPTY_PAGE = "empty page"  # valid JSON without candles for a window that has them
+    DUPLICATE_ROW = "duplicate row"  # one candle sent twice with identical values
+    SHUFFLED_ROWS = "shuffled rows"  # candles in random order
+    PREVIOUS_DAY = "previous day"  # the candles of the same window a day earlier
+    SHIFTED_HOUR = "shifted by 1 h"  # the candles of the window an hour later
+
+
+#: Every candle request, for a fault that never goes away.
+EVERY_REQUEST = range(10**12)
+
+
+@dataclass(frozen=True)
+class PageFault:
+    """`fault` on the candle requests whose 0-based ordinal is in `requests` (e.g. `range(3, 10**12, 7)`:
+    every 7th from the 4th; `EVERY_REQUEST`: all of them)."""
+
+    fault: Fault
+    requests: Container[int] = EVERY_REQUEST
 
 
 @dataclass(frozen=True)
@@ -76,8 +106,11 @@ class LoopbackExchange:
         rate_limited: int = 0,
         server_errors: int = 0,
         hang: bool = False,
+        faults: Iterable[PageFault] = (),
     ) -> None:
         self.candle_fn = candle_fn
+        self.faults = tuple(faults)
+        self._candle_requests_seen = 0
         self.omit_minutes = frozenset(omit_minutes)
         self.malformed_minutes = sorted(malformed_minutes)
         self.hang = hang
@@ -156,22 +189,50 @@ class LoopbackExchange:
         with self._lock:
             return self._failures.pop(0) if self._failures else None
 
+    def _next_fault(self) -> tuple[int, Fault | None]:
+        """This candle request's ordinal and the fault it gets, if any."""
+        with self._lock:
+            ordinal = self._candle_requests_seen
+            self._candle_requests_seen += 1
+        return ordinal, next((f.fault for f in self.faults if ordinal in f.requests), None)
+
     def _wait_until_stopped(self) -> None:
         self._stopping.wait()
 
-    def _rows(self, product: str, start: datetime, end: datetime) -> list[dict[str, object]]:
+    def _rows(
+        self, product: str, start: datetime, end: datetime, fault: Fault | None = None, ordinal: int = 0
+    ) -> list[dict[str, object]]:
         """Candles of [start, end) as Coinbase-style string dicts, oldest first, faults applied."""
-        frame = self.candle_fn(product, start, end).sort("minute")
-        rows = []
-        for row in frame.iter_rows(named=True):
-            minute = row["minute"]
-            if minute in self.omit_minutes or not start <= minute < end:
-                continue
-            candle: dict[str, object] = {"start": str(int(minute.timestamp()))}
-            candle.update({name: str(row[name]) for name in _FIELDS})
-            if minute in self.malformed_minutes:
-                _malform(candle, self.malformed_minutes.index(minute))
-            rows.append(candle)
+        if fault is Fault.EMPTY_PAGE:
+            return []
+        shift = {Fault.PREVIOUS_DAY: -timedelta(days=1), Fault.SHIFTED_HOUR: timedelta(hours=1)}.get(
+            fault, timedelta(0)
+        )
+        rows = self._clean_rows(product, start + shift, end + shift)
+        if fault is Fault.DUPLICATE_ROW and rows:
+            middle = len(rows) // 2
+            rows.insert(middle, dict(rows[middle]))
+        if fault is Fault.SHUFFLED_ROWS:
+            random.Random(ordinal).shuffle(rows)
+        return rows
+
+    def _clean_rows(self, product: str, start: datetime, end: datetime) -> list[dict[str, object]]:
+        frame = (
+            self.candle_fn(product, start, end)
+            .filter(
+                pl.col("minute").is_between(start, end, closed="left")
+                & ~pl.col("minute").is_in(list(self.omit_minutes))
+            )
+            .sort("minute")
+        )
+        rows = frame.select(
+            pl.col("minute").dt.epoch("s").cast(pl.String).alias("start"),
+            *[pl.col(name).cast(pl.Float64).cast(pl.String) for name in _FIELDS],
+        ).to_dicts()
+        if self.malformed_minutes:
+            for candle, minute in zip(rows, frame["minute"], strict=True):
+                if minute in self.malformed_minutes:
+                    _malform(candle, self.malformed_minutes.index(minute))
         return rows
 
 
@@ -222,18 +283,34 @@ class _Handler(BaseHTTPRequestHandler):
         failure = self.exchange._next_failure()
         if failure is not None:
             return failure, _error_body(failure)
+        ordinal, fault = self.exchange._next_fault()
+        if fault is Fault.HTML_BODY:
+            return HTTPStatus.OK, _RawBody(b"<html><body>Down for maintenance</body></html>", "text/html")
         try:
-            return _candle_answer(self.exchange, product, query, is_advanced)
+            status, body = _candle_answer(self.exchange, product, query, is_advanced, fault, ordinal)
         except (KeyError, ValueError) as error:
             return HTTPStatus.BAD_REQUEST, {"error": "INVALID_ARGUMENT", "message": str(error)}
+        if fault is Fault.MALFORMED_JSON:
+            text = json.dumps(body).encode()
+            return status, _RawBody(text[: max(1, len(text) // 2)], "application/json")
+        return status, body
 
     def _send(self, status: int, body: object) -> None:
-        payload = json.dumps(body).encode()
+        raw = body if isinstance(body, _RawBody) else _RawBody(json.dumps(body).encode(), "application/json")
+        payload = raw.payload
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", raw.content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+
+@dataclass(frozen=True)
+class _RawBody:
+    """An answer body sent as it is (not JSON-encoded)."""
+
+    payload: bytes
+    content_type: str
 
 
 def _error_body(status: int) -> dict[str, str]:
@@ -246,7 +323,12 @@ def _error_body(status: int) -> dict[str, str]:
 
 
 def _candle_answer(
-    exchange: LoopbackExchange, product: str, query: dict[str, str], is_advanced: bool
+    exchange: LoopbackExchange,
+    product: str,
+    query: dict[str, str],
+    is_advanced: bool,
+    fault: Fault | None,
+    ordinal: int,
 ) -> tuple[int, object]:
     if is_advanced:
         if query["granularity"] != "ONE_MINUTE":
@@ -255,12 +337,12 @@ def _candle_answer(
         requested = math.ceil((end - start).total_seconds() / 60)
         if requested > ADVANCED_TRADE_MAX_CANDLES:
             raise ValueError(f"number of candles requested should be less than {ADVANCED_TRADE_MAX_CANDLES}")
-        rows = exchange._rows(product, start, end)
+        rows = exchange._rows(product, start, end, fault, ordinal)
         return HTTPStatus.OK, {"candles": rows[::-1]}
     if query["granularity"] != "60":
         raise ValueError(f"unsupported granularity {query['granularity']}")
     start, end = _iso(query["start"]), _iso(query["end"])
-    rows = exchange._rows(product, start, end + timedelta(minutes=1))[:EXCHANGE_MAX_CANDLES]
+    rows = exchange._rows(product, start, end + timedelta(minutes=1), fault, ordinal)[:EXCHANGE_MAX_CANDLES]
     as_arrays = [
         [int(r["start"]), *(_number(r.get(k)) for k in ("low", "high", "open", "close", "volume"))]
         for r in rows

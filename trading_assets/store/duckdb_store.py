@@ -6,7 +6,8 @@ the *whole* operation (connect, transaction, commit) is retried with exponential
 another process holds the lock. A slice write is one transaction: DELETE the (symbol, [start, end))
 slice (or several slices of one symbol, e.g. a batch of days), INSERT the new rows, COMMIT. A failure or
 a killed process leaves the previous slices intact, and a rerun replaces them with the same rows (no
-duplicates).
+duplicates). Candle slices never shrink silently: a write with fewer rows for a slice than it holds is
+refused inside the transaction (`ShrinkRefusedError`) unless the caller passes `allow_shrink=True`.
 
 Table and column names come from this package's code, never from users; values are SQL parameters.
 """
@@ -53,6 +54,10 @@ class StoreMissingError(FileNotFoundError, LookupError):
 
 class StoreLockTimeout(TimeoutError):
     """Another process held the DuckDB file for longer than the retry budget."""
+
+
+class ShrinkRefusedError(ValueError):
+    """A write would leave fewer rows in a stored slice than it holds: nothing was written."""
 
 
 def is_lock_conflict(error: BaseException) -> bool:
@@ -153,16 +158,22 @@ def replace_slices(
     symbol: str,
     slices: Sequence[tuple[datetime, datetime]],
     ddl: Sequence[str] = (),
+    allow_shrink: bool = True,
 ) -> int:
     """Replace the rows of `symbol` in each [start, end) of `slices` by `rows`, all in one transaction.
 
     Every row must fall in one of the slices (checked before anything is written). Many partitions in one
-    connection and transaction cost one connect instead of one each. Returns the rows written.
+    connection and transaction cost one connect instead of one each. With `allow_shrink=False` a slice
+    that would end with fewer rows than it holds raises `ShrinkRefusedError` and nothing is written.
+    Returns the rows written.
     """
     arrow_rows = rows.to_arrow() if isinstance(rows, pl.DataFrame) else rows
-    _check_rows_in_slices(pl.from_arrow(arrow_rows), table, symbol, slices)
+    incoming = pl.from_arrow(arrow_rows)
+    _check_rows_in_slices(incoming, table, symbol, slices)
 
     def work(connection: duckdb.DuckDBPyConnection) -> int:
+        if not allow_shrink:
+            _refuse_shrink(connection, table, symbol, slices, incoming)
         connection.executemany(
             f'DELETE FROM "{table}" WHERE symbol = ? AND minute >= ? AND minute < ?',
             [[symbol, start, end] for start, end in slices],
@@ -175,6 +186,39 @@ def replace_slices(
         return arrow_rows.num_rows
 
     return run_write(path, work, ddl)
+
+
+def _refuse_shrink(
+    connection: duckdb.DuckDBPyConnection,
+    table: str,
+    symbol: str,
+    slices: Sequence[tuple[datetime, datetime]],
+    incoming: pl.DataFrame,
+) -> None:
+    """Raise `ShrinkRefusedError` naming every slice whose incoming rows are fewer than its stored rows."""
+    if not table_exists(connection, table):
+        return
+    shrinking = []
+    for start, end in slices:
+        [(stored,)] = connection.execute(
+            f'SELECT count(*) FROM "{table}" WHERE symbol = ? AND minute >= ? AND minute < ?',
+            [symbol, start, end],
+        ).fetchall()
+        fetched = incoming.filter(pl.col("minute").is_between(start, end, closed="left")).height
+        if fetched < stored:
+            shrinking.append(f"{_slice_name(start, end)} {stored} rows stored, {fetched} fetched")
+    if shrinking:
+        raise ShrinkRefusedError(
+            f"refusing to shrink {table} of {symbol}: {'; '.join(shrinking)}; stored rows kept "
+            "(run config allow_shrink: true permits a shrinking rewrite)"
+        )
+
+
+def _slice_name(start: datetime, end: datetime) -> str:
+    """A UTC day as its date, any other slice as [start, end)."""
+    if end - start == timedelta(days=1) and start.astimezone(UTC).time() == datetime.min.time():
+        return start.astimezone(UTC).date().isoformat()
+    return f"[{start.isoformat()}, {end.isoformat()})"
 
 
 def _check_rows_in_slices(
@@ -252,9 +296,10 @@ def write_candles(
     end: datetime,
     source: str,
     ingested_at: datetime,
+    allow_shrink: bool = False,
 ) -> int:
     """Replace the (symbol, [start, end)) slice of the candles table with validated candles."""
-    return write_candle_slices(path, candles, symbol, [(start, end)], source, ingested_at)
+    return write_candle_slices(path, candles, symbol, [(start, end)], source, ingested_at, allow_shrink)
 
 
 def write_candle_slices(
@@ -264,9 +309,11 @@ def write_candle_slices(
     slices: Sequence[tuple[datetime, datetime]],
     source: str,
     ingested_at: datetime,
+    allow_shrink: bool = False,
 ) -> int:
     """Replace the (symbol, [start, end)) slices of the candles table with validated candles, in one
-    transaction."""
+    transaction. A slice never ends with fewer rows than it holds unless `allow_shrink`
+    (`ShrinkRefusedError`, nothing written)."""
     rows = candles.select(
         pl.lit(symbol).alias("symbol"),
         "minute",
@@ -278,7 +325,9 @@ def write_candle_slices(
         pl.lit(source).alias("source"),
         pl.lit(ingested_at).cast(pl.Datetime("us", "UTC")).alias("ingested_at"),
     )
-    return replace_slices(path, CANDLES_TABLE, rows, symbol, slices, ddl=[CANDLES_DDL])
+    return replace_slices(
+        path, CANDLES_TABLE, rows, symbol, slices, ddl=[CANDLES_DDL], allow_shrink=allow_shrink
+    )
 
 
 def read_candles(

@@ -101,6 +101,45 @@ def test_a_partition_with_too_many_invalid_rows_fails_and_stores_nothing(
     assert not db_path.exists() or read_candles(db_path, ["BTC-USD"]).height == 0
 
 
+def test_a_shrinking_rewrite_fails_and_keeps_the_day_unless_the_run_allows_it(
+    dagster_instance, tmp_path: Path, db_path: Path
+) -> None:
+    day, key = date(2024, 1, 2), "2024-01-02|BTC-USD"
+    candles = SyntheticSource().fetch("BTC-USD", *day_bounds(day))
+    files = tmp_path / "files"
+    files.mkdir()
+    resources = {
+        "market_data": MarketDataResource(source="files", files_dir=str(files)),
+        "store": DuckDBStoreResource(path=str(db_path)),
+    }
+
+    def materialize(frame: pl.DataFrame, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+        frame.write_parquet(files / "BTC-USD.parquet")
+        return dg.materialize(
+            [raw_candles],
+            partition_key=key,
+            resources=resources,
+            instance=dagster_instance,
+            raise_on_error=False,
+            run_config=run_config,
+        )
+
+    assert materialize(candles).success
+    before = read_candles(db_path, ["BTC-USD"])
+    refused = materialize(candles.head(1000))
+    assert not refused.success
+    [failure] = [e for e in refused.all_events if e.is_step_failure]
+    assert (
+        "refusing to shrink candles of BTC-USD: 2024-01-02 1440 rows stored, 1000 fetched; stored rows kept"
+        in failure.step_failure_data.error.message
+    )
+    assert read_candles(db_path, ["BTC-USD"]).equals(before)
+
+    allowed = {"ops": {"raw_candles": {"config": {"allow_shrink": True}}}}
+    assert materialize(candles.head(1000), allowed).success
+    assert read_candles(db_path, ["BTC-USD"]).height == 1000
+
+
 def run_freshness(instance: dg.DagsterInstance, resources: dict) -> dg.AssetCheckEvaluation:
     result = dg.materialize(
         [raw_candles, raw_candles_freshness],

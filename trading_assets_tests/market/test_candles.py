@@ -56,12 +56,22 @@ def test_each_invalid_row_is_dropped_and_counted_by_reason(change: dict, reason:
     assert valid.height == 1439
 
 
-def test_duplicate_minutes_are_all_dropped() -> None:
+def test_an_identical_duplicate_keeps_one_copy_and_is_not_invalid() -> None:
     frame = good_day()
-    doubled = pl.concat([frame, frame.slice(10, 1)])
-    valid, report = validate_candles(doubled, "BTC-USD", DAY, max_invalid_share=0.01)
+    tripled = pl.concat([frame.slice(10, 1), frame, frame.slice(10, 1)])
+    valid, report = validate_candles(tripled, "BTC-USD", DAY, max_invalid_share=0.0)
+    assert valid.equals(frame)
+    assert (report.rows_in, report.identical_duplicates, report.invalid_by_reason) == (1442, 2, {})
+
+
+def test_conflicting_duplicates_are_all_dropped_and_counted() -> None:
+    frame = good_day()
+    conflicting = frame.slice(10, 1).with_columns(pl.col("volume") + 1.0)
+    valid, report = validate_candles(pl.concat([frame, conflicting]), "BTC-USD", DAY, max_invalid_share=0.01)
     assert report.invalid_by_reason == {"duplicate timestamp": 2}
-    assert valid["minute"].is_unique().all()
+    assert report.rows_invalid == 2 and report.identical_duplicates == 0
+    assert valid.height == 1439 and valid["minute"].is_unique().all()
+    assert frame["minute"][10] not in valid["minute"]
 
 
 def test_too_many_invalid_rows_fail_with_symbol_day_and_reasons() -> None:

@@ -76,7 +76,7 @@ def test_a_range_not_aligned_to_pages_returns_exactly_start_to_end() -> None:
     assert source.stats.requests == 2
 
 
-def test_gaps_come_back_as_missing_minutes_and_cost_no_extra_requests() -> None:
+def test_gaps_come_back_as_missing_minutes_and_every_page_span_is_logged() -> None:
     missing = {at(m) for m in [0, 17, 299, 300, *range(600, 1000), 1439]}
     with LoopbackExchange(ramp_candles, omit_minutes=missing) as server, source_for(server) as source:
         frame = source.fetch(SYMBOL, START, END)
@@ -85,7 +85,21 @@ def test_gaps_come_back_as_missing_minutes_and_cost_no_extra_requests() -> None:
     assert missing.isdisjoint(frame["minute"].to_list())
     quality = day_quality(frame["minute"], DAY)
     assert (quality.gap_count, quality.longest_gap_minutes) == (5, 400)
-    assert source.stats.requests == 5
+    log = source.last_fetch
+    spans = [(p.start, p.covered_end, p.rows, p.attempts) for p in log.pages]
+    # Each page starts a minute after the last candle returned; a page that is empty or starts with a gap
+    # is asked twice (the answers agree), then taken as the exchange's gap; an empty one covers its window.
+    assert spans == [
+        (at(0), at(299), 297, 2),
+        (at(299), at(599), 298, 2),
+        (at(599), at(600), 1, 1),
+        (at(600), at(900), 0, 2),
+        (at(900), at(1200), 200, 2),
+        (at(1200), at(1439), 239, 1),
+        (at(1439), at(1440), 0, 2),
+    ]
+    assert log.uncovered_minutes(START, END) == 0 and log.empty_pages == 2
+    assert source.stats.requests == len(server.candle_requests) == 12
 
 
 @pytest.mark.parametrize("fault", ["rate_limited", "server_errors"])

@@ -55,3 +55,64 @@ def test_real_binance_days_are_complete_and_valid(symbol: str) -> None:
     candles = FilesSource(REAL_MARCH).fetch(symbol, *day_bounds(day))
     valid, report = validate_candles(candles, symbol, day, max_invalid_share=0.0)
     assert valid.height == 1440 and report.rows_invalid == 0
+
+
+@pytest.mark.parametrize(
+    ("unit", "encode"),
+    [
+        ("s", lambda m: m.dt.epoch("s")),
+        ("ms", lambda m: m.dt.epoch("ms")),
+        ("us", lambda m: m.dt.epoch("us")),
+        ("ns", lambda m: m.dt.epoch("ns")),
+        ("float seconds", lambda m: m.dt.epoch("ms") / 1000),
+        ("ISO strings with a zone", lambda m: m.dt.to_string("%Y-%m-%dT%H:%M:%S%z")),
+        ("ISO strings (UTC)", lambda m: m.dt.to_string("%Y-%m-%d %H:%M:%S")),
+    ],
+)
+def test_the_time_unit_is_inferred_from_the_values(tmp_path: Path, unit: str, encode) -> None:
+    start, _ = day_bounds(date(2024, 3, 5))
+    minutes = pl.datetime_range(
+        start, start.replace(hour=2), "1m", time_unit="us", time_zone="UTC", eager=True
+    )
+    path = tmp_path / "BTC-USD.csv"
+    base = pl.Series(range(minutes.len()), dtype=pl.Float64) + 100.0
+    pl.DataFrame(
+        {
+            "timestamp": encode(minutes),
+            "open": base,
+            "high": base + 1,
+            "low": base - 1,
+            "close": base,
+            "volume": base,
+        }
+    ).write_csv(path)
+    assert read_candle_file(path)["minute"].equals(minutes.alias("minute"))
+
+
+def test_times_outside_2009_to_tomorrow_are_refused_naming_file_column_and_unit(tmp_path: Path) -> None:
+    path = tmp_path / "BTC-USD.csv"
+    pl.DataFrame(
+        {
+            "date": [5, 6],
+            "open": [1.0, 1.0],
+            "high": [1.0, 1.0],
+            "low": [1.0, 1.0],
+            "close": [1.0, 1.0],
+            "volume": [1.0, 1.0],
+        }
+    ).write_csv(path)
+    with pytest.raises(
+        ValueError, match=rf"^{path}: column 'date' read as s spans 1970-01-01 .*outside 2009-01-01"
+    ):
+        read_candle_file(path)
+
+
+def test_a_header_only_csv_and_a_corrupt_parquet_name_the_file(tmp_path: Path) -> None:
+    header_only = tmp_path / "BTC-USD.csv"
+    header_only.write_text("date,open,high,low,close,volume\n")
+    with pytest.raises(ValueError, match=rf"^{header_only}: holds no candles"):
+        read_candle_file(header_only)
+    corrupt = tmp_path / "ETH-USD.parquet"
+    corrupt.write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(ValueError, match=rf"^{corrupt}: cannot read it as parquet"):
+        read_candle_file(corrupt)

@@ -8,10 +8,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from trading_assets.market.candles import InvalidPartitionError, consecutive_day_batches, day_bounds
+from trading_assets.market.candles import (
+    EmptyDayError,
+    InvalidPartitionError,
+    consecutive_day_batches,
+    day_bounds,
+)
 from trading_assets.market.ingest import ingest_day, ingest_days
 from trading_assets.market.synthetic import SyntheticSource
-from trading_assets.store.duckdb_store import read_candles
+from trading_assets.store.duckdb_store import ShrinkRefusedError, read_candles
 
 FIRST = date(2024, 3, 1)
 DAYS = [FIRST + timedelta(days=offset) for offset in range(4)]
@@ -51,6 +56,44 @@ def test_an_invalid_day_fails_the_batch_before_anything_is_written(tmp_path: Pat
     with pytest.raises(InvalidPartitionError, match=r"BTC-USD 2024-03-03: 1440 of 1440 candles invalid"):
         ingest_days(CorruptDaySource(DAYS[2]), db_path, "BTC-USD", DAYS, max_invalid_share=0.1)
     assert read_candles(db_path, ["BTC-USD"]).equals(before)
+
+
+class ThinnedSource:
+    """The synthetic market keeping only the first `keep` candles of every day (0: an empty answer)."""
+
+    name = "thinned"
+
+    def __init__(self, keep: int) -> None:
+        self.inner, self.keep = SyntheticSource(), keep
+
+    def fetch(self, symbol: str, start: datetime, end: datetime) -> pl.DataFrame:
+        return self.inner.fetch(symbol, start, end).head(self.keep)
+
+
+def test_an_empty_answer_is_an_error_not_an_empty_day(tmp_path: Path) -> None:
+    db_path = tmp_path / "store.duckdb"
+    ingest_days(SyntheticSource(), db_path, "BTC-USD", DAYS, max_invalid_share=0.0)
+    before = read_candles(db_path, ["BTC-USD"])
+    with pytest.raises(EmptyDayError, match=r"^BTC-USD 2024-03-01: source thinned answered 0 candle\(s\)"):
+        ingest_days(ThinnedSource(0), db_path, "BTC-USD", DAYS, max_invalid_share=0.0)
+    with pytest.raises(EmptyDayError, match=r"^BTC-USD 2024-03-05: "):
+        ingest_day(ThinnedSource(0), db_path, "BTC-USD", date(2024, 3, 5), max_invalid_share=0.0)
+    assert read_candles(db_path, ["BTC-USD"]).equals(before)
+
+
+def test_fewer_rows_than_stored_are_refused_unless_allowed(tmp_path: Path) -> None:
+    db_path = tmp_path / "store.duckdb"
+    ingest_days(SyntheticSource(), db_path, "BTC-USD", DAYS, max_invalid_share=0.0)
+    before = read_candles(db_path, ["BTC-USD"])
+    with pytest.raises(ShrinkRefusedError, match=r"2024-03-01 1440 rows stored, 1200 fetched; 2024-03-02"):
+        ingest_days(ThinnedSource(1200), db_path, "BTC-USD", DAYS, max_invalid_share=0.0)
+    assert read_candles(db_path, ["BTC-USD"]).equals(before)
+
+    reports = ingest_days(ThinnedSource(1200), db_path, "BTC-USD", DAYS, 0.0, allow_shrink=True)
+    assert [r.rows_written for r in reports] == [1200] * 4
+    assert read_candles(db_path, ["BTC-USD"]).height == 4 * 1200
+    ingest_day(ThinnedSource(0), db_path, "BTC-USD", DAYS[0], 0.0, allow_shrink=True)
+    assert read_candles(db_path, ["BTC-USD"]).height == 3 * 1200
 
 
 def test_days_are_cut_into_consecutive_batches_of_bounded_length() -> None:

@@ -13,6 +13,7 @@ import pytest
 from trading_assets.market.candles import day_bounds
 from trading_assets.market.synthetic import SyntheticSource
 from trading_assets.store.duckdb_store import (
+    ShrinkRefusedError,
     StoreLockTimeout,
     candle_integrity,
     candle_integrity_by_day,
@@ -166,3 +167,33 @@ def test_a_writer_killed_mid_write_leaves_a_whole_slice(db_path: Path) -> None:
     assert stored.height == BIG_SLICE_DAYS * 1440
     assert stored["source"].n_unique() == 1, "rows of two versions: a torn write"
     assert stored["minute"].min() == BIG_SLICE_START
+
+
+@pytest.mark.parametrize("kept", [1439, 0])
+def test_a_shrinking_write_is_refused_and_keeps_the_stored_rows(db_path: Path, kept: int) -> None:
+    later = DAY + timedelta(days=1)
+    write_candle_slices(
+        db_path,
+        pl.concat([day_candles(), day_candles(day=later)]),
+        "BTC-USD",
+        [day_bounds(DAY), day_bounds(later)],
+        "synthetic",
+        NOW,
+    )
+    before = read_candles(db_path, ["BTC-USD"])
+    fewer = pl.concat([day_candles().head(kept), day_candles(day=later)])
+    with pytest.raises(
+        ShrinkRefusedError,
+        match=rf"^refusing to shrink candles of BTC-USD: 2024-02-01 1440 rows stored, {kept} fetched; "
+        r"stored rows kept \(run config allow_shrink: true permits",
+    ):
+        write_candle_slices(db_path, fewer, "BTC-USD", [day_bounds(DAY), day_bounds(later)], "synthetic", NOW)
+    assert read_candles(db_path, ["BTC-USD"]).equals(before)
+
+
+def test_allow_shrink_permits_a_shrinking_write(db_path: Path) -> None:
+    write_candles(db_path, day_candles(), "BTC-USD", *day_bounds(DAY), "synthetic", NOW)
+    write_candles(
+        db_path, day_candles().head(100), "BTC-USD", *day_bounds(DAY), "synthetic", NOW, allow_shrink=True
+    )
+    assert read_candles(db_path, ["BTC-USD"]).height == 100

@@ -7,21 +7,26 @@ import dagster as dg
 from trading_assets.defs.checks import PartitionChecks
 from trading_assets.defs.metadata import batch_metadata, iso, markdown_table
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
-from trading_assets.market.candles import InvalidPartitionError
+from trading_assets.market.candles import MINUTES_PER_DAY, InvalidPartitionError, day_bounds
 from trading_assets.market.ingest import IngestReport, ingest_days
 from trading_assets.partitions import DAYS_PER_TRANSACTION, partition_batches, symbol_date_partitions
 from trading_assets.settings import load_settings
-from trading_assets.store.duckdb_store import candle_integrity_by_day, latest_minutes
+from trading_assets.store.duckdb_store import ShrinkRefusedError, candle_integrity_by_day, latest_minutes
 
 _settings = load_settings()
 RAW_CANDLES = dg.AssetKey("raw_candles")
 
 
 class CandleRunConfig(dg.Config):
-    """Per-run quality thresholds (defaults from settings / environment)."""
+    """Per-run quality thresholds (defaults from settings / environment).
+
+    `allow_shrink: true` lets the run store fewer candles for a day than the store holds, or none: a
+    forced rewrite. Without it such a day fails the step and the stored candles stay.
+    """
 
     max_invalid_share: float = _settings.max_invalid_share
     min_coverage: float = _settings.min_coverage
+    allow_shrink: bool = False
 
 
 def _check(name: str, description: str, blocking: bool) -> dg.AssetCheckSpec:
@@ -79,8 +84,10 @@ def raw_candles(
     for symbol, key_of_day in partition_batches(context.partition_keys, DAYS_PER_TRANSACTION):
         days = list(key_of_day)
         try:
-            batch = ingest_days(source, store.db_path, symbol, days, config.max_invalid_share)
-        except InvalidPartitionError as error:
+            batch = ingest_days(
+                source, store.db_path, symbol, days, config.max_invalid_share, config.allow_shrink
+            )
+        except (InvalidPartitionError, ShrinkRefusedError) as error:
             raise dg.Failure(description=str(error), metadata=batch_metadata(symbol, days)) from error
         for report in batch:
             key = key_of_day[report.day]
@@ -120,6 +127,33 @@ def _materialization_metadata(report: IngestReport) -> dict[str, object]:
         "invalid_rows": report.validation.rows_invalid,
         "invalid_by_reason": dg.MetadataValue.json(report.validation.invalid_by_reason),
         "preview": markdown_table(report.preview),
+        "identical_duplicates_merged": report.validation.identical_duplicates,
+        **_fetch_metadata(report),
+    }
+
+
+def _fetch_metadata(report: IngestReport) -> dict[str, object]:
+    """Where the day's gaps come from: the pages of a paged source and the spans they covered.
+
+    A missing minute inside a page's span is a gap the exchange answered with; `client_gap_minutes`
+    counts minutes outside every span (a gap the client made; 0 unless something is wrong).
+    """
+    log = report.fetch_log
+    if log is None:
+        return {}
+    start, end = day_bounds(report.day)
+    spans = [
+        {"start": iso(p.start), "covered_end": iso(p.covered_end), "rows": p.rows, "requests": p.attempts}
+        for p in log.pages
+    ]
+    return {
+        "pages": len(log.pages),
+        "empty_pages": log.empty_pages,
+        "page_retries": log.retries,
+        "rows_dropped_outside_window": log.rows_outside_window,
+        "exchange_gap_minutes": MINUTES_PER_DAY - report.rows_written - report.validation.rows_invalid,
+        "client_gap_minutes": log.uncovered_minutes(start, end),
+        "page_spans": dg.MetadataValue.json(spans[:50]),
     }
 
 
