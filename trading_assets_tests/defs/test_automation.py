@@ -14,6 +14,7 @@ import pytest
 from trading_assets.definitions import defs
 from trading_assets.defs.checks import TargetMaterialization
 from trading_assets.defs.resources import ModelStoreResource
+from trading_assets.ml.gates import GATES
 from trading_assets.partitions import partition_range_tags
 from trading_assets.settings import load_settings
 
@@ -137,8 +138,8 @@ def test_models_retrain_weekly_after_new_checked_features(clock: Clock) -> None:
 def test_promotion_follows_passing_gates_and_the_ensemble_follows_promotion(clock: Clock) -> None:
     now = datetime.now(UTC)
     clock.tick(now)
-    clock.materialized("lstm_model", BTC, {"accuracy_gate": True, "calibration_gate": True})
-    clock.materialized("lstm_model", ETH, {"accuracy_gate": False, "calibration_gate": True})
+    clock.materialized("lstm_model", BTC, dict.fromkeys(GATES, True))
+    clock.materialized("lstm_model", ETH, {**dict.fromkeys(GATES, True), "accuracy_gate": False})
     result = clock.tick(now + timedelta(minutes=1))
     assert requested(result, "promoted_lstm_model") == {BTC}  # ETH failed its accuracy gate
     assert requested(result, "promoted_transformer_model") == set()
