@@ -140,10 +140,10 @@ def runtime(
 ) -> int:
     """The old pipeline's runtime command; only the dry-run mode exists."""
     from trading_assets.market.sources import SourceOptions, build_source
+    from trading_assets.ml.metrics import SignalThresholds
     from trading_assets.runtime.dryrun import (
         DryRunRuntime,
         LiveTradingRefused,
-        SignalThresholds,
         check_mode,
         run_iterations,
     )

@@ -28,12 +28,20 @@ class SignalThresholds:
     short_below: float = 0.45
 
     def signal(self, p_up: float) -> str:
-        return {1.0: "long", -1.0: "short", 0.0: "flat"}[float(self.positions(np.array([p_up]))[0])]
+        if p_up > self.long_above:
+            return "long"
+        if p_up < self.short_below:
+            return "short"
+        return "flat"
 
     def positions(self, probs: np.ndarray) -> np.ndarray:
         """+1 long, -1 short, 0 flat for each probability."""
         probs = np.asarray(probs)
         return np.where(probs > self.long_above, 1.0, np.where(probs < self.short_below, -1.0, 0.0))
+
+
+#: The signal the runtime emits by default and the economics gate judges.
+DEFAULT_SIGNAL = SignalThresholds()
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -201,7 +209,7 @@ def signal_backtest(
     period_returns: np.ndarray,
     fee_bps: float,
     horizon: int = 1,
-    thresholds: SignalThresholds = SignalThresholds(),
+    thresholds: SignalThresholds = DEFAULT_SIGNAL,
 ) -> dict[str, Any]:
     """The runtime's signal traded one `horizon` at a time, after fees, against buy-and-hold and flat.
 

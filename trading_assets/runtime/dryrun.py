@@ -23,6 +23,7 @@ from trading_assets.features.pipeline import READ_LOOKBACK_MINUTES, compute_feat
 from trading_assets.features.registry import MODEL_FEATURES, schema_hash
 from trading_assets.features.store import feature_matrix
 from trading_assets.market.candles import CandleSource
+from trading_assets.ml.metrics import DEFAULT_SIGNAL, SignalThresholds
 from trading_assets.promotion.ensemble import EnsembleScorer, score_latest, seq_len_of
 from trading_assets.store.duckdb_store import run_write
 
@@ -47,21 +48,6 @@ CREATE TABLE IF NOT EXISTS signals (
 
 class LiveTradingRefused(ValueError):
     """Only the dry-run mode exists: this runtime never places orders."""
-
-
-@dataclass(frozen=True)
-class SignalThresholds:
-    """p_up above `long_above` is long, below `short_below` short, flat in between."""
-
-    long_above: float = 0.55
-    short_below: float = 0.45
-
-    def signal(self, p_up: float) -> str:
-        if p_up > self.long_above:
-            return "long"
-        if p_up < self.short_below:
-            return "short"
-        return "flat"
 
 
 @dataclass(frozen=True)
@@ -91,7 +77,7 @@ class DryRunRuntime:
         models_dir: Path,
         symbols: Sequence[str],
         history_start: date,
-        thresholds: SignalThresholds = SignalThresholds(),
+        thresholds: SignalThresholds = DEFAULT_SIGNAL,
     ) -> None:
         self.source = source
         self.db_path = Path(db_path)

@@ -6,11 +6,14 @@ import numpy as np
 import polars as pl
 import pytest
 
+from trading_assets.features.pipeline import compute_features
+from trading_assets.features.registry import FEATURE_SET_VERSION, MODEL_FEATURES, schema_hash
+from trading_assets.features.store import feature_matrix
 from trading_assets.market.synthetic import SyntheticSource
 from trading_assets.ml.artifacts import read_manifest
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.data import Samples
-from trading_assets.ml.gates import GateThresholds, evaluate_gates, recorded_gates
+from trading_assets.ml.gates import GateThresholds, blocking_failures, evaluate_gates, recorded_gates
 from trading_assets.ml.train import report_on_test_part, train_model
 from trading_assets_tests.conftest import SHARED_DATA
 
@@ -141,3 +144,25 @@ def test_gates_are_recorded_in_the_manifest_and_re_read_from_it(trained_sklearn)
     assert not next(g for g in recorded_gates(stricter) if g.name == "accuracy_gate").passed
     with pytest.raises(ValueError, match="never judged"):
         recorded_gates({key: value for key, value in manifest.items() if key != "gates"})
+
+
+def test_on_real_one_minute_candles_no_model_passes_the_gates(tmp_path) -> None:
+    """What the README says: on real Binance minutes the logistic model is near a coin and is not promoted."""
+    if not REAL_BTC.exists():
+        pytest.skip(f"real candles not found at {REAL_BTC} (../shared is absent)")
+    candles = (
+        pl.read_ipc(REAL_BTC)
+        .rename({"date": "minute"})
+        .with_columns(pl.col("minute").dt.cast_time_unit("us"))
+        .head(12 * 1440)
+    )
+    start = candles["minute"][0] + timedelta(days=1)
+    frame = compute_features(candles, start, candles["minute"][-1], history_start=start.date())
+    matrix = feature_matrix(frame)
+    result = train_model(
+        "sklearn", "BTC-USD", matrix.x, matrix.close, matrix.usable, matrix.minutes, list(MODEL_FEATURES),
+        FEATURE_SET_VERSION, schema_hash(), TrainConfig(), tmp_path, observed=matrix.observed,
+    )  # fmt: skip
+    gates = {gate.name: gate for gate in result.gates}
+    assert gates["accuracy_gate"].measured < 0.6 and not gates["accuracy_gate"].passed
+    assert blocking_failures(result.gates)
