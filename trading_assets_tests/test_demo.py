@@ -47,7 +47,8 @@ def test_the_demo_runs_the_whole_chain_through_the_code_location_and_ends_in_a_s
     assert len(log_files) == 1 and str(log_files[0]) in lines[0], lines[0]
     assert "ASSET_MATERIALIZATION" in log_files[0].read_text(), "Dagster's events go to the log file"
 
-    with dg.DagsterInstance.from_ref(dg.InstanceRef.from_dir(str(home))) as instance:
+    print(result.stdout)  # shown when a later assertion fails
+    with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
         assert len(runs) >= 3  # candles, features, models (+ the ensemble when something was promoted)
         assert all(run.remote_job_origin is not None and run.job_name == "__ASSET_JOB" for run in runs)
