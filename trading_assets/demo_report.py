@@ -161,8 +161,8 @@ def summary_table(summary: SymbolSummary) -> Table:
         for row in summary.rows
     ]
     table = Table(
-        title=f"{summary.symbol} (run {summary.run_id[:8]}): test metrics, signal backtest after fees, "
-        "gates (✓ passed, ✗ failed: measured value), promotion, ensemble weight",
+        title=f"{summary.symbol}, run {summary.run_id[:8]}: test metrics, backtest after fees, "
+        "gates (✗ failed: measured value)",
         caption="* warns, does not block promotion" if not all(blocking.values()) else None,
         caption_justify="left",
         title_justify="left",
