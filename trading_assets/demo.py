@@ -1,23 +1,69 @@
 """`trading-assets demo`: the whole chain, offline, into the project's persistent Dagster instance.
 
 candles -> features -> the three models per symbol -> gates -> promotion -> ensemble -> a short dry-run.
-Each stage is a Dagster run in DAGSTER_HOME (default <project>/dagster_home), so the UI shows them all.
+Each stage is a Dagster run in DAGSTER_HOME (default <project>/dagster_home), launched through the code
+location of workspace.yaml exactly as the UI and the daemon launch runs (`trading_assets.demo_runs`), so
+every run can be re-executed from the UI and shows on the Overview timeline.
+
+The terminal gets one line per stage and, at the end, one table per symbol (`trading_assets.demo_report`);
+Dagster's event stream and every process's output go to a log file in DAGSTER_HOME, whose path is printed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import traceback
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TextIO
 
-from trading_assets.settings import PROJECT_ROOT, load_settings
+from trading_assets.settings import PROJECT_ROOT, Settings, load_settings
 
 MODEL_TYPES = ("lstm", "transformer", "sklearn")
+#: Exit codes: every stage ran (whatever the gates decided) / a stage errored / bad arguments.
+EXIT_OK, EXIT_STAGE_ERROR, EXIT_BAD_ARGUMENTS = 0, 1, 2
+
+
+class DemoRefused(ValueError):
+    """An argument the demo cannot run with (the message names it and says why)."""
 
 
 def demo_days(days: int, end_day: date | None = None) -> tuple[date, date]:
     """`days` complete UTC days ending at `end_day` (default: yesterday, the last complete day): (first, last)."""
     last = end_day or datetime.now(UTC).date() - timedelta(days=1)
     return last - timedelta(days=days - 1), last
+
+
+def check_arguments(
+    days: int, epochs: int, iterations: int, sleep_seconds: float, end_day: date | None, today: date
+) -> None:
+    """Raise DemoRefused naming the first argument that makes no sense."""
+    if days < 1:
+        raise DemoRefused(f"--days {days} refused: the demo needs at least 1 day")
+    if epochs < 1:
+        raise DemoRefused(f"--epochs {epochs} refused: training needs at least 1 epoch")
+    if iterations < 0:
+        raise DemoRefused(f"--iterations {iterations} refused: dry-run iterations must be 0 or more")
+    if sleep_seconds < 0:
+        raise DemoRefused(f"--sleep-seconds {sleep_seconds:g} refused: a pause cannot be negative")
+    yesterday = today - timedelta(days=1)
+    if end_day is not None and end_day > yesterday:
+        raise DemoRefused(
+            f"--end-day {end_day} refused: the last complete UTC day is {yesterday} (today is {today})"
+        )
+
+
+def replay_minutes(last_day: date, count: int) -> list[datetime]:
+    """The moments at which the dry-run scores: the last `count` minutes of `last_day`, one minute apart.
+
+    The runtime scores the last complete minute before the moment it is given, so the demo's dry-run
+    prints `count` consecutive minutes, the same ones on every run with the same end day.
+    """
+    midnight = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    return [midnight - timedelta(minutes=count - 1 - index) for index in range(count)]
 
 
 def run_demo(
@@ -27,90 +73,144 @@ def run_demo(
     sleep_seconds: float = 2.0,
     end_day: date | None = None,
 ) -> int:
+    """Run the demo; the exit code (EXIT_OK, EXIT_STAGE_ERROR or EXIT_BAD_ARGUMENTS)."""
+    try:
+        check_arguments(days, epochs, iterations, sleep_seconds, end_day, datetime.now(UTC).date())
+    except DemoRefused as refusal:
+        print(f"trading-assets demo: {refusal}", file=sys.stderr)
+        return EXIT_BAD_ARGUMENTS
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    log_path = home / f"demo-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.log"
+    with _output_to_log(log_path) as terminal:
+        from trading_assets.demo_report import DemoConsole
+
+        console = DemoConsole(terminal)
+        console.line(f"Dagster's event log and all process output: {log_path}")
+        try:
+            return _run_stages(console, days, epochs, iterations, sleep_seconds, end_day)
+        except Exception as error:  # noqa: BLE001 (one line on the terminal, the traceback in the log)
+            traceback.print_exc()
+            console.line(f"demo stopped: {type(error).__name__}: {error} (traceback in {log_path})")
+            return EXIT_STAGE_ERROR
+
+
+def _run_stages(
+    console, days: int, epochs: int, iterations: int, sleep_seconds: float, end_day: date | None
+) -> int:
     import dagster as dg
 
-    from trading_assets.definitions import defs
+    from trading_assets.demo_report import symbol_summary
+    from trading_assets.demo_runs import CodeLocationRuns
     from trading_assets.partitions import partition_range_tags
+    from trading_assets.promotion.registry import current
 
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     first, last = demo_days(days, end_day)
-    print(
+    console.line(
         f"trading-assets demo: source={settings.source} (predictability {settings.synthetic_predictability}), "
         f"symbols={', '.join(settings.symbols)}, {first} .. {last}"
     )
     instance = dg.DagsterInstance.get()
-    job = defs.resolve_implicit_global_asset_job_def()
+    with CodeLocationRuns(instance, PROJECT_ROOT / "workspace.yaml") as runs:
+        # Candles of one extra day first, so the first day's features have their full lookback.
+        data_range = {
+            "raw_candles": partition_range_tags(first - timedelta(days=1), last, settings.symbols),
+            "features": partition_range_tags(first, last, settings.symbols),
+        }
+        for asset, tags in data_range.items():
+            stage = console.stage(asset, runs, [asset], tags=tags)
+            if stage.errors:
+                return EXIT_STAGE_ERROR
+        model_config = {"epochs": epochs, "samples_per_epoch": 3000, "train_start": first.isoformat()}
+        model_assets = [f"{t}_model" for t in MODEL_TYPES] + [f"promoted_{t}_model" for t in MODEL_TYPES]
+        errored = False
+        summaries = []
+        for symbol in settings.symbols:
+            models = console.stage(
+                f"models + gates + promotion {symbol}",
+                runs,
+                model_assets,
+                tags={"dagster/partition": symbol},
+                run_config={"ops": {asset: {"config": model_config} for asset in model_assets}},
+            )
+            ensemble = None
+            if any(current(settings.models_dir, t, symbol) for t in MODEL_TYPES):
+                ensemble = console.stage(
+                    f"ensemble {symbol}", runs, ["ensemble"], tags={"dagster/partition": symbol}
+                )
+            else:
+                console.line(f"- ensemble {symbol}: skipped, no model of {symbol} is promoted")
+            errored = errored or bool(models.errors) or bool(ensemble and ensemble.errors)
+            summaries.append(symbol_summary(symbol, MODEL_TYPES, models, settings.models_dir))
+    dry_run_ok = _dry_run(console, settings, last, iterations, sleep_seconds)
+    console.line(
+        f"Signals: `signals` table of {settings.duckdb_path}. UI: DAGSTER_HOME={os.environ['DAGSTER_HOME']} "
+        ".venv/bin/dagster dev -w workspace.yaml (http://127.0.0.1:3000)"
+    )
+    for summary in summaries:
+        console.summary_table(summary)
+    return EXIT_STAGE_ERROR if errored or not dry_run_ok else EXIT_OK
 
-    def run(label: str, assets: list[str], **target: object) -> dg.ExecuteInProcessResult:
-        result = job.execute_in_process(
-            instance=instance,
-            asset_selection=[dg.AssetKey(a) for a in assets],
-            raise_on_error=False,
-            **target,
-        )
-        checks = result.get_asset_check_evaluations()
-        failed = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in checks if not e.passed]
-        verdict = "succeeded" if result.success else "did not complete"
-        print(f"  {label}: run {result.run_id[:8]} {verdict}; {len(checks) - len(failed)}/{len(checks)} checks passed"
-              + (f"; failed: {', '.join(failed)}" if failed else ""))  # fmt: skip
-        return result
 
-    # Candles of one extra day first, so the first day's features have their full lookback.
-    stages = [
-        run(
-            "raw_candles",
-            ["raw_candles"],
-            tags=partition_range_tags(first - timedelta(days=1), last, settings.symbols),
-        ),
-        run("features", ["features"], tags=partition_range_tags(first, last, settings.symbols)),
-    ]
-    if not all(stage.success for stage in stages):
-        return 1
-    model_config = {"epochs": epochs, "samples_per_epoch": 3000, "train_start": first.isoformat()}
-    model_assets = [f"{t}_model" for t in MODEL_TYPES] + [f"promoted_{t}_model" for t in MODEL_TYPES]
-    for symbol in settings.symbols:
-        run(
-            f"models + gates + promotion {symbol}",
-            model_assets,
-            partition_key=symbol,
-            run_config={"ops": {asset: {"config": model_config} for asset in model_assets}},
-        )
-        run(f"ensemble {symbol}", ["ensemble"], partition_key=symbol)
-    return _dry_run(settings, iterations, sleep_seconds)
-
-
-def _dry_run(settings, iterations: int, sleep_seconds: float) -> int:
+def _dry_run(console, settings: Settings, last_day: date, iterations: int, sleep_seconds: float) -> bool:
+    """Score the last `iterations` minutes of the demo's last day with each promoted ensemble; False when
+    scoring errored."""
     from trading_assets.market.sources import SourceOptions, build_source
     from trading_assets.promotion.ensemble import NoPromotedMembers, read_ensemble
     from trading_assets.runtime.dryrun import DryRunRuntime, run_iterations
 
     deployable = []
     for symbol in settings.symbols:
-        try:
-            spec = read_ensemble(settings.models_dir, symbol)
-        except NoPromotedMembers:
-            print(f"  {symbol}: nothing promoted, no ensemble: left out of the dry-run")
-            continue
-        print(
-            f"  {symbol}: ensemble of "
-            + ", ".join(f"{m.model_type} {m.weight:.2f} ({m.version_at_build})" for m in spec.members)
+        with contextlib.suppress(NoPromotedMembers, FileNotFoundError):
+            read_ensemble(settings.models_dir, symbol)
+            deployable.append(symbol)
+    if not deployable or iterations == 0:
+        console.line(
+            "- dry-run: skipped, " + ("no symbol has an ensemble" if not deployable else "0 iterations")
         )
-        deployable.append(symbol)
-    if not deployable:
-        print("no symbol has a promoted model: nothing to score")
-        return 1
+        return True
     runtime = DryRunRuntime(
         build_source(SourceOptions.from_settings(settings)), settings.duckdb_path, settings.models_dir,
         deployable, settings.history_start,
     )  # fmt: skip
-    run_iterations(runtime, iterations, sleep_seconds)
-    print(
-        f"\nSignals are in the `signals` table of {settings.duckdb_path}; promoted models in {settings.models_dir / 'promoted'}"
-    )
-    print(
-        f"Open the UI: DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml"
-        "  (http://127.0.0.1:3000)"
-    )
-    return 0
+    moments = iter(replay_minutes(last_day, iterations))
+    problems: list[str] = []
+
+    def report(text: str) -> None:
+        print(text)  # the full tables go to the log; problems also to the terminal
+        if "skipped" in text:
+            problems.append(text)
+            console.line(text)
+
+    signals = run_iterations(runtime, iterations, sleep_seconds, report=report, clock=lambda: next(moments))
+    console.signals_table(signals, f"dry-run: the last {iterations} minutes of {last_day} (no orders placed)")
+    return not problems
+
+
+@contextlib.contextmanager
+def _output_to_log(log_path: Path) -> Iterator[TextIO]:
+    """Send file descriptors 1 and 2 (this process and every child it starts: code server, run workers)
+    to `log_path`; yield a stream to the original terminal. Restores both descriptors on the way out."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    terminal = os.fdopen(os.dup(1), "w", encoding=encoding, errors="replace", buffering=1)
+    try:
+        with log_path.open("ab") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            try:
+                yield terminal
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    finally:
+        for descriptor in saved:
+            os.close(descriptor)
+        terminal.close()
