@@ -8,7 +8,10 @@ against the demo's DAGSTER_HOME (default <project>/dagster_home), in its own pro
 - model.png: a model's latest materialization (its metadata: metrics, learning curve, reliability);
 - failed_gate.png: the asset checks of a model whose blocking gate failed in the latest model run, if one did
   (otherwise checks.png: the checks of the first model);
-- ensemble.png: the ensemble asset.
+- ensemble.png: the ensemble asset;
+- chart_<name>.png: each chart of the model's metadata (learning curve, reliability diagram, backtest against
+  buy-and-hold), opened as a person would: the UI shows a long Markdown value behind "[Show Markdown]", so
+  the script clicks it through Chromium's DevTools protocol and captures the dialog.
 
 Chromium is Debian's package (`apt-get install -y chromium`); when it is absent the script says so and
 exits 0. The process group it started is ended on the way out. Needs the settings (TA_*) the demo ran with.
@@ -17,7 +20,10 @@ exits 0. The process group it started is ended on the way out. Needs the setting
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -28,6 +34,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import requests
+import websockets
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -35,7 +42,9 @@ sys.path.insert(0, str(PROJECT_ROOT))
 from trading_assets.bench.dagster_server import HOST, free_port  # noqa: E402
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
-WINDOW = "1600,1300"
+WINDOW = "1600,4600"  # tall enough for the whole of the model page's metadata
+#: Metadata entries of the model page that hold a chart, captured one by one.
+CHARTS = ("learning_curve_chart", "reliability_chart", "backtest_chart")
 #: Virtual time Chromium gives the page's scripts before the screenshot (the UI loads data over GraphQL).
 PAGE_BUDGET_MS = 20000
 
@@ -81,12 +90,15 @@ def main() -> int:
             target = args.out / f"{name}.png"
             _screenshot(chromium, f"{base}{path}", target, args.out / ".chromium-profile")
             print(f"ui_screenshots: {target} ({target.stat().st_size // 1024} KiB) <- {path}")
+        charts = _chart_screenshots(chromium, f"{base}{pages['model']}", args.out)
+        for target in charts:
+            print(f"ui_screenshots: {target} ({target.stat().st_size // 1024} KiB) <- chart dialog")
     finally:
         _stop(server)
         log.close()
         shutil.rmtree(args.out / ".chromium-profile", ignore_errors=True)
-    print(f"ui_screenshots: {len(pages)} pages in {time.monotonic() - started:.0f} s")
-    return 0
+    print(f"ui_screenshots: {len(pages)} pages, {len(charts)} charts in {time.monotonic() - started:.0f} s")
+    return 0 if len(charts) == len(CHARTS) else 1
 
 
 def _pages(home: Path) -> dict[str, str]:
@@ -150,6 +162,98 @@ def _screenshot(chromium: str, url: str, target: Path, profile: Path) -> None:
         capture_output=True,
         timeout=120,
     )
+
+
+def _chart_screenshots(chromium: str, url: str, out: Path) -> list[Path]:
+    """Open `url` in a headless Chromium driven over its DevTools protocol, click each chart's
+    "[Show Markdown]" and capture the dialog that shows it."""
+    port = free_port()
+    browser = subprocess.Popen(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--user-data-dir={out / '.chromium-devtools'}",
+            "--window-size=1400,1000",
+            f"--remote-debugging-address={HOST}",
+            f"--remote-debugging-port={port}",
+            "about:blank",
+        ],  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        return asyncio.run(_capture_charts(port, url, out))
+    finally:
+        _stop(browser)
+        shutil.rmtree(out / ".chromium-devtools", ignore_errors=True)
+
+
+async def _capture_charts(port: int, url: str, out: Path) -> list[Path]:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            pages = requests.get(f"http://{HOST}:{port}/json/list", timeout=2).json()
+            socket_url = next(page["webSocketDebuggerUrl"] for page in pages if page["type"] == "page")
+            break
+        except (requests.RequestException, StopIteration):
+            if time.monotonic() > deadline:
+                raise SystemExit("ui_screenshots: Chromium's DevTools endpoint did not come up") from None
+            time.sleep(0.5)
+    async with websockets.connect(socket_url, max_size=None) as socket:
+        ids = iter(range(1, 1_000_000))
+
+        async def call(method: str, **params: object) -> dict:
+            request_id = next(ids)
+            await socket.send(json.dumps({"id": request_id, "method": method, "params": params}))
+            while True:
+                message = json.loads(await socket.recv())
+                if message.get("id") == request_id:
+                    return message.get("result", {})
+
+        async def evaluate(expression: str) -> object:
+            result = await call("Runtime.evaluate", expression=expression, returnByValue=True)
+            return result.get("result", {}).get("value")
+
+        captured = []
+        for chart in CHARTS:
+            await call("Page.navigate", url=url)
+            clicked = False
+            for _ in range(120):  # the page loads its data over GraphQL
+                await asyncio.sleep(0.5)
+                clicked = await evaluate(_CLICK_SHOW_MARKDOWN % json.dumps(chart))
+                if clicked:
+                    break
+            if not clicked:
+                print(f"ui_screenshots: no {chart} on {url}, skipped")
+                continue
+            for _ in range(20):  # the dialog opens and decodes its image
+                await asyncio.sleep(0.5)
+                if await evaluate("!!document.querySelector('[role=dialog] img')"):
+                    break
+            await asyncio.sleep(0.5)
+            shot = await call("Page.captureScreenshot", format="png")
+            target = out / f"chart_{chart}.png"
+            target.write_bytes(base64.b64decode(shot["data"]))
+            captured.append(target)
+        return captured
+
+
+#: JavaScript: click the "[Show Markdown]" in the metadata row whose label is the given name; true if found.
+_CLICK_SHOW_MARKDOWN = """(() => {
+  const label = %s;
+  for (const row of document.querySelectorAll('tr')) {
+    const cells = row.querySelectorAll('td');
+    if (cells.length < 2 || cells[0].innerText.trim() !== label) continue;
+    const matches = [...cells[1].querySelectorAll('*')].filter(e => e.innerText && e.innerText.trim() === '[Show Markdown]');
+    const target = matches.length ? matches[matches.length - 1] : null;  // the innermost: the link itself
+    if (target) { (target.closest('button, a, [role=button]') || target).click(); return true; }
+  }
+  return false;
+})()"""
 
 
 def _stop(server: subprocess.Popen) -> None:

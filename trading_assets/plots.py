@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import date
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # no display: render to memory only
 
@@ -63,12 +64,13 @@ def reliability_diagram_png(table: Sequence[dict[str, float]]) -> bytes:
 
 
 def equity_curve_png(strategy: Sequence[float], buy_and_hold: Sequence[float], fee_bps: float) -> bytes:
-    """Growth of 1 over the test minutes: the model's long/short signal after fees against buy-and-hold."""
-    figure, axes = _figure(f"Test backtest after {fee_bps:g} bps fees")
-    axes.plot(range(len(strategy)), strategy, label="signal strategy")
-    axes.plot(range(len(buy_and_hold)), buy_and_hold, label="buy and hold")
+    """Growth of 1 over the test part (curves evenly thinned): the runtime's signal after fees and slippage
+    against buy-and-hold."""
+    figure, axes = _figure(f"Test backtest after {fee_bps:g} bps costs per trade")
+    for curve, label in ((strategy, "signal strategy"), (buy_and_hold, "buy and hold")):
+        axes.plot(np.linspace(0.0, 100.0, len(curve)), curve, label=label)
     axes.axhline(1.0, color="grey", lw=0.8, ls=":")
-    axes.set_xlabel("test minute")
+    axes.set_xlabel("share of the test part (%)")
     axes.set_ylabel("equity (start = 1)")
     axes.legend(loc="best", fontsize="small")
     return _png(figure)
