@@ -72,6 +72,9 @@ def test_learnable_market_models_pass_gates_and_get_promoted(tmp_path: Path, mod
     assert current(models_dir, "sklearn", "BTC-USD") is not None
     [lstm_materialization] = result.asset_materializations_for_node("lstm_model")
     metadata = lstm_materialization.metadata
+    assert metadata["verdict"].value.startswith(
+        "promotable" if current(models_dir, "lstm", "BTC-USD") else "NOT promoted"
+    )
     assert metadata["parameter_count"].value == 157_313
     assert (
         "| epoch |" in metadata["learning_curve"].value
@@ -105,6 +108,8 @@ def test_pure_noise_fails_every_accuracy_gate_and_promotes_nothing(tmp_path: Pat
     accuracy = [e for e in result.get_asset_check_evaluations() if e.check_name == "accuracy_gate"]
     assert len(accuracy) == 3 and not any(e.passed for e in accuracy)
     assert all(e.metadata["measured"].value < 0.6 for e in accuracy)
+    [lstm] = result.asset_materializations_for_node("lstm_model")  # recorded, and says why it is not served
+    assert lstm.metadata["verdict"].value.startswith("NOT promoted: accuracy_gate FAILED")
     models_dir = Path(resources["model_store"].path)
     assert history(models_dir) == []
     for model_type in ("lstm", "transformer", "sklearn"):

@@ -31,7 +31,7 @@ from trading_assets.features.registry import FEATURE_SET_VERSION, MODEL_FEATURES
 from trading_assets.features.store import read_feature_matrix
 from trading_assets.market.candles import day_bounds
 from trading_assets.ml.config import TrainConfig
-from trading_assets.ml.gates import GATES, GateResult, GateThresholds
+from trading_assets.ml.gates import GATES, GateResult, GateThresholds, blocking_failures
 from trading_assets.ml.train import TrainResult, train_model
 from trading_assets.partitions import symbol_partitions
 from trading_assets.plots import (
@@ -130,6 +130,7 @@ def _model_metadata(result: TrainResult) -> dict[str, object]:
     calibrated, uncalibrated = result.metrics["calibrated"], result.metrics["uncalibrated"]
     backtest, manifest = result.metrics["backtest"], result.manifest
     return {
+        "verdict": _verdict(result.gates),
         "test_accuracy": _rounded(calibrated["accuracy"]),
         "test_ece": _rounded(calibrated["ece"]),
         "test_brier": _rounded(calibrated["brier"]),
@@ -165,6 +166,14 @@ def _model_metadata(result: TrainResult) -> dict[str, object]:
         ),
         "backtest_chart": markdown_image("backtest vs buy and hold", _backtest_png(backtest)),
     }
+
+
+def _verdict(gates: list[GateResult]) -> str:
+    """First line of the model's metadata: whether it may be promoted, and if not which gates said no."""
+    failed = blocking_failures(gates)
+    if not failed:
+        return f"promotable: all {len(gates)} gates passed"
+    return "NOT promoted: " + "; ".join(gate.describe() for gate in failed)
 
 
 def _rounded(value: float) -> float:
@@ -238,7 +247,10 @@ def build_promoted_asset(model_type: str) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=dg.AssetKey(f"promoted_{model_type}_model"),
-        description=f"The {model_type} model in service for one symbol (only models that passed their gates).",
+        description=(
+            f"The {model_type} model in service for one symbol. Skipped when a blocking gate of "
+            f"{model_type}_model failed: that model's `verdict` metadata and its gate alert name the gate."
+        ),
         group_name="promotion",
         partitions_def=symbol_partitions,
         deps=[model_key],
