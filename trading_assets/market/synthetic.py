@@ -26,8 +26,8 @@ seed 7 (`best_direction_accuracy` is the regime oracle, which no model reaches: 
     0.9   0.75            0.87
 
 Regimes last hours, so following them pays after fees of a few basis points per trade; at p = 0 nothing
-does. Volatility scales z but never flips its sign; the price's daily volatility is held at the profile's
-whatever p is (the trend's share of the variance is divided out).
+does. Volatility scales z but never flips its sign. The trends make a day up to `TREND_VOLATILITY_MULTIPLE`
+times as volatile as the profile says (at p = 0 exactly the profile's volatility).
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ _PRICE_HALF_LIFE_MIN = 120 * 1440
 REGIME_MEAN_MINUTES = 240
 #: Volume multiplier in the minute of a regime switch, decaying with `_SWITCH_BURST_DECAY_MIN`.
 _SWITCH_VOLUME_BURST = 4.0
+#: The trends may make a day at most this many times as volatile as the profile's daily volatility: enough
+#: for a trend's drift (about 1 bp a minute for BTC at p = 0.7) to pay a few basis points of fees per trade.
+TREND_VOLATILITY_MULTIPLE = 2.0
 _SWITCH_BURST_DECAY_MIN = 10.0
 
 
@@ -180,9 +183,10 @@ class SyntheticSource:
         p = self.predictability
         z = p * regime + innovations
         minutes = block * BLOCK_MINUTES + np.arange(n, dtype=np.int64)
-        # Scale so the daily volatility of the price path matches the profile whatever p is: a regime's
-        # drift adds p^2 * (REGIME_MEAN_MINUTES - 1) to the long-run variance per minute of the noise's 1.
-        long_run = 1.0 / math.sqrt(1.0 + p * p * (REGIME_MEAN_MINUTES - 1))
+        # A regime's drift adds p^2 * (REGIME_MEAN_MINUTES - 1) to the long-run variance per minute of the
+        # noise's 1; scaled so a day is at most `TREND_VOLATILITY_MULTIPLE` times as volatile as the profile.
+        trend_multiple = math.sqrt(1.0 + p * p * (REGIME_MEAN_MINUTES - 1))
+        long_run = min(1.0, TREND_VOLATILITY_MULTIPLE / trend_multiple)
         sigma = (
             profile.daily_volatility / math.sqrt(1440) * long_run * _seasonality(minutes) * np.exp(log_vol)
         )

@@ -22,22 +22,26 @@ _EPS = 1e-7
 
 @dataclass(frozen=True)
 class SignalThresholds:
-    """p_up above `long_above` is long, below `short_below` short, flat in between (the runtime's signal)."""
+    """The runtime's signal: long once p_up rises above `long_above`, short once it falls below `short_below`,
+    and in between the position held stays (hysteresis: a probability wandering around 0.5 does not trade
+    every minute). Flat until the first call."""
 
     long_above: float = 0.55
     short_below: float = 0.45
 
-    def signal(self, p_up: float) -> str:
+    def signal(self, p_up: float, held: str = "flat") -> str:
         if p_up > self.long_above:
             return "long"
         if p_up < self.short_below:
             return "short"
-        return "flat"
+        return held
 
     def positions(self, probs: np.ndarray) -> np.ndarray:
-        """+1 long, -1 short, 0 flat for each probability."""
-        probs = np.asarray(probs)
-        return np.where(probs > self.long_above, 1.0, np.where(probs < self.short_below, -1.0, 0.0))
+        """+1 long, -1 short, 0 flat (before the first signal) for each probability in turn."""
+        probs = np.asarray(probs, dtype=np.float64)
+        calls = np.where(probs > self.long_above, 1.0, np.where(probs < self.short_below, -1.0, np.nan))
+        last_call = np.maximum.accumulate(np.where(np.isnan(calls), -1, np.arange(len(calls))))
+        return np.where(last_call >= 0, calls[np.maximum(last_call, 0)], 0.0)
 
 
 #: The signal the runtime emits by default and the economics gate judges.

@@ -83,6 +83,7 @@ class DryRunRuntime:
         self.db_path = Path(db_path)
         self.history_start = history_start
         self.thresholds = thresholds
+        self.held: dict[str, str] = {}  # the signal of each symbol's last tick (the thresholds' hysteresis)
         self.symbols = list(symbols)
         self.scorers = {
             symbol: EnsembleScorer(models_dir, symbol, list(MODEL_FEATURES), schema_hash())
@@ -104,11 +105,12 @@ class DryRunRuntime:
         rows = compute_features(candles, first_scored, latest + timedelta(minutes=1), self.history_start)
         rows = rows.filter(pl.col("minute") <= latest).tail(seq_len)
         probabilities = score_latest(members, feature_matrix(rows).x)
+        self.held[symbol] = self.thresholds.signal(probabilities["ensemble"], self.held.get(symbol, "flat"))
         return Signal(
             symbol=symbol,
             minute=latest,
             probabilities=probabilities,
-            signal=self.thresholds.signal(probabilities["ensemble"]),
+            signal=self.held[symbol],
             latency_ms=(time.perf_counter() - started) * 1000,
             members=",".join(f"{m.model_type}:{m.version}" for m in members),
         )
