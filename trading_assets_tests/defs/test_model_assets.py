@@ -6,13 +6,17 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from trading_assets.defs.assets.candles import raw_candles
-from trading_assets.defs.assets.features import features
-from trading_assets.defs.assets.models import ensemble, model_assets, promoted_assets
+from trading_assets.defs.partitions import partition_range_tags
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource, ModelStoreResource
 from trading_assets.ml.gates import GATES
-from trading_assets.partitions import partition_range_tags
 from trading_assets.promotion.registry import current, history
+from trading_assets_tests.defs.code_location import (
+    ensemble,
+    features,
+    model_assets,
+    promoted_assets,
+    raw_candles,
+)
 
 FIRST, LAST = date(2024, 2, 1), date(2024, 2, 18)
 ALL_ASSETS = [raw_candles, features, *model_assets, *promoted_assets, ensemble]
