@@ -18,8 +18,8 @@ import types
 
 import torch
 
+from trading_assets.ml.fit import pick_device, train_step
 from trading_assets.ml.models import LSTMDirectionModel
-from trading_assets.ml.trainer import pick_device, train_step
 
 
 def shortcut_forward(self: LSTMDirectionModel, x: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,10 @@ import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trading_assets.settings import Settings
 
 BENCHMARKS = ("ingest", "features", "training", "runtime", "backfill")
 MODEL_TYPES = ("lstm", "transformer", "sklearn")
@@ -44,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args)
+        from trading_assets.settings import load_settings
+
+        return args.handler(args, load_settings())
     except Exception as error:
         if not isinstance(error, _expected_refusals()):
             raise
@@ -113,7 +119,11 @@ def _parser() -> argparse.ArgumentParser:
     train = _command(commands, "train", "train one model from the feature store (outside Dagster)")
     train.add_argument("--symbol", required=True, help="a configured symbol (TA_SYMBOLS), e.g. BTC-USD")
     train.add_argument("--model-type", required=True, choices=MODEL_TYPES, help="which model to train")
-    train.add_argument("--epochs", type=POSITIVE_INT, default=15, help="maximum training epochs (early stop)")
+    train.add_argument(
+        "--epochs",
+        type=POSITIVE_INT,
+        help="maximum training epochs, early stop (default: TA_TRAIN_EPOCHS, 15)",
+    )
     train.add_argument("--batch-size", type=POSITIVE_INT, default=64, help="training windows per step")
     train.add_argument("--seq-len", type=POSITIVE_INT, default=60, help="minutes of features per window")
     train.add_argument("--horizon", type=POSITIVE_INT, default=1, help="minutes ahead the label looks")
@@ -182,10 +192,8 @@ def _command(commands: argparse._SubParsersAction, name: str, summary: str) -> a
     return commands.add_parser(name, help=summary, description=summary, formatter_class=_HelpFormatter)
 
 
-def _check_symbols(symbols: list[str]) -> None:
-    from trading_assets.settings import load_settings
-
-    configured = load_settings().symbols
+def _check_symbols(symbols: list[str], settings: Settings) -> None:
+    configured = settings.symbols
     unknown = [symbol for symbol in symbols if symbol not in configured]
     if unknown:
         raise Refused(
@@ -197,7 +205,7 @@ def _bench_module(name: str):
     return importlib.import_module(f"trading_assets.bench.{name}")
 
 
-def _run_bench(args: argparse.Namespace) -> int:
+def _run_bench(args: argparse.Namespace, settings: Settings) -> int:
     """Benchmarks import their module (and so torch) only when they run, keeping other commands quick."""
     module = _bench_module(args.benchmark)
     parser = _OneLineParser(
@@ -218,19 +226,26 @@ def _run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_train(args: argparse.Namespace) -> int:
+def _run_train(args: argparse.Namespace, settings: Settings) -> int:
     from trading_assets.commands import train
 
-    _check_symbols([args.symbol])
+    _check_symbols([args.symbol], settings)
     return train(
-        args.symbol, args.model_type, args.epochs, args.batch_size, args.seq_len, args.horizon, args.seed
+        settings,
+        args.symbol,
+        args.model_type,
+        args.epochs,
+        args.batch_size,
+        args.seq_len,
+        args.horizon,
+        args.seed,
     )
 
 
-def _run_evaluate(args: argparse.Namespace) -> int:
+def _run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from trading_assets.commands import evaluate
 
-    _check_symbols([args.symbol])
+    _check_symbols([args.symbol], settings)
     _check_threshold("--min-accuracy", args.min_accuracy, 0.5, 1.0, low_open=True)
     _check_threshold(
         "--max-calibration-error", args.max_calibration_error, 0.0, 1.0, low_open=True, high_open=True
@@ -238,6 +253,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if not Path(args.model).is_dir():
         raise Refused(f"--model {args.model}: no such artifact directory")
     return evaluate(
+        settings,
         Path(args.model),
         args.symbol,
         args.model_type,
@@ -247,23 +263,29 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     )
 
 
-def _run_promote(args: argparse.Namespace) -> int:
+def _run_promote(args: argparse.Namespace, settings: Settings) -> int:
     from trading_assets.commands import move_promotion, promote_version
 
     if args.rollback or args.forward:
-        return move_promotion(args.symbol, args.model_type, forward=args.forward)
-    return promote_version(args.symbol, args.model_type, args.version)
+        return move_promotion(settings, args.symbol, args.model_type, forward=args.forward)
+    return promote_version(settings, args.symbol, args.model_type, args.version)
 
 
-def _run_runtime(args: argparse.Namespace) -> int:
+def _run_runtime(args: argparse.Namespace, settings: Settings) -> int:
     from trading_assets.commands import runtime
 
     if args.symbols:
-        _check_symbols(args.symbols)
+        _check_symbols(args.symbols, settings)
     if args.short_below > args.long_above:
         raise Refused(f"--short-below {args.short_below} is above --long-above {args.long_above}")
     return runtime(
-        args.mode, args.iterations, args.sleep_seconds, args.symbols, args.long_above, args.short_below
+        settings,
+        args.mode,
+        args.iterations,
+        args.sleep_seconds,
+        args.symbols,
+        args.long_above,
+        args.short_below,
     )
 
 
@@ -278,10 +300,10 @@ def _check_threshold(
         raise Refused(f"{option} {value:g} is {outside}")
 
 
-def _run_demo(args: argparse.Namespace) -> int:
+def _run_demo(args: argparse.Namespace, settings: Settings) -> int:
     from trading_assets.demo import run_demo
 
-    return run_demo(args.days, args.epochs, args.iterations, args.sleep_seconds, args.end_day)
+    return run_demo(settings, args.days, args.epochs, args.iterations, args.sleep_seconds, args.end_day)
 
 
 if __name__ == "__main__":

@@ -4,33 +4,36 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
-from trading_assets.features.registry import FEATURE_SET_VERSION, MODEL_FEATURES, schema_hash
-from trading_assets.settings import load_settings
+from trading_assets.features.registry import MODEL_FEATURES, schema_hash
+from trading_assets.settings import Settings
 
 
 def train(
-    symbol: str, model_type: str, epochs: int, batch_size: int, seq_len: int, horizon: int, seed: int
+    settings: Settings,
+    symbol: str,
+    model_type: str,
+    epochs: int | None,
+    batch_size: int,
+    seq_len: int,
+    horizon: int,
+    seed: int,
 ) -> int:
-    """The old pipeline's trainer command, on the same code as the Dagster model assets."""
-    from trading_assets.features.store import read_feature_matrix
-    from trading_assets.market.candles import day_bounds
+    """The old pipeline's trainer command: the model asset's training call on all stored history up to today
+    (UTC); `epochs` None takes the setting, as the asset does."""
     from trading_assets.ml.config import TrainConfig
-    from trading_assets.ml.train import train_model
+    from trading_assets.ml.train import train_symbol
 
-    settings = load_settings()
-    start = day_bounds(settings.history_start)[0]
-    matrix = read_feature_matrix(settings.duckdb_path, symbol, start, datetime.now(UTC) + timedelta(days=1))
     config = TrainConfig(
-        max_epochs=epochs, batch_size=batch_size, seq_len=seq_len, horizon=horizon, seed=seed,
-        fee_bps=settings.fee_bps, slippage_bps=settings.slippage_bps,
+        max_epochs=epochs or settings.train_epochs, samples_per_epoch=settings.train_samples_per_epoch,
+        batch_size=batch_size, seq_len=seq_len, horizon=horizon, seed=seed, fee_bps=settings.fee_bps,
+        slippage_bps=settings.slippage_bps, concurrent_trainings=settings.concurrent_trainings,
     )  # fmt: skip
-    result = train_model(
-        model_type, symbol, matrix.x, matrix.close, matrix.usable, matrix.minutes, list(MODEL_FEATURES),
-        FEATURE_SET_VERSION, schema_hash(), config, settings.models_dir, progress=lambda p: print(p, flush=True),
-        observed=matrix.observed, thresholds=_thresholds(settings),
+    result = train_symbol(
+        settings.duckdb_path, symbol, model_type, settings.history_start, datetime.now(UTC).date(), config,
+        _thresholds(settings), settings.models_dir, progress=lambda p: print(p, flush=True),
     )  # fmt: skip
     print(
         json.dumps({"artifact": str(result.artifact_dir), "metrics": result.metrics["calibrated"]}, indent=2)
@@ -39,6 +42,7 @@ def train(
 
 
 def evaluate(
+    settings: Settings,
     model: Path,
     symbol: str,
     model_type: str,
@@ -53,7 +57,6 @@ def evaluate(
     from trading_assets.ml.inference import load_model
     from trading_assets.promotion.registry import promote
 
-    settings = load_settings()
     overrides = {"min_accuracy": min_accuracy, "max_calibration_error": max_calibration_error}
     thresholds = replace(_thresholds(settings), **{k: v for k, v in overrides.items() if v is not None})
     manifest = load_model(model, list(MODEL_FEATURES), schema_hash()).manifest
@@ -76,7 +79,7 @@ def evaluate(
     return 0
 
 
-def _thresholds(settings):
+def _thresholds(settings: Settings):
     from trading_assets.ml.gates import GateThresholds
 
     return GateThresholds(
@@ -87,12 +90,11 @@ def _thresholds(settings):
     )
 
 
-def promote_version(symbol: str, model_type: str, version: str | None) -> int:
+def promote_version(settings: Settings, symbol: str, model_type: str, version: str | None) -> int:
     """Promote a trained version (default: the latest) after re-checking its artifact and gates."""
     from trading_assets.ml.artifacts import ModelArtifactError, artifact_dir
     from trading_assets.promotion.registry import PromotionRefused, promote, service_stack
 
-    settings = load_settings()
     trained = artifact_dir(settings.models_dir, model_type, symbol, version or "")
     if version is None:
         versions = sorted(p.name for p in trained.glob("*") if p.is_dir() and not p.name.startswith("."))
@@ -113,16 +115,14 @@ def promote_version(symbol: str, model_type: str, version: str | None) -> int:
     return 0
 
 
-def move_promotion(symbol: str, model_type: str, forward: bool) -> int:
+def move_promotion(settings: Settings, symbol: str, model_type: str, forward: bool) -> int:
     """Roll the version in service back one step on the service stack, or forward one step."""
     from trading_assets.ml.artifacts import ModelArtifactError
     from trading_assets.promotion.registry import PromotionRefused, roll_forward, rollback
 
     move = roll_forward if forward else rollback
     try:
-        restored = move(
-            load_settings().models_dir, model_type, symbol, "cli", list(MODEL_FEATURES), schema_hash()
-        )
+        restored = move(settings.models_dir, model_type, symbol, "cli", list(MODEL_FEATURES), schema_hash())
     except (PromotionRefused, ModelArtifactError) as error:
         print(error, file=sys.stderr)
         return 1
@@ -131,6 +131,7 @@ def move_promotion(symbol: str, model_type: str, forward: bool) -> int:
 
 
 def runtime(
+    settings: Settings,
     mode: str,
     iterations: int,
     sleep_seconds: float,
@@ -153,7 +154,6 @@ def runtime(
     except LiveTradingRefused as error:
         print(error, file=sys.stderr)
         return 2
-    settings = load_settings()
     source = build_source(SourceOptions.from_settings(settings))
     dryrun = DryRunRuntime(
         source, settings.duckdb_path, settings.models_dir, symbols or list(settings.symbols),

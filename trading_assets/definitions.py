@@ -1,30 +1,48 @@
-"""The code location: the one `Definitions` object Dagster loads (`dagster dev -w workspace.yaml`)."""
+"""The code location: the one `Definitions` object Dagster loads (`dagster dev -w workspace.yaml`).
+
+The settings are read here, once, and handed to the factories of `trading_assets.defs`: partitions, run
+config defaults, automation cadence and alert sinks all come from the same `Settings`.
+"""
 
 import dagster as dg
 
-from trading_assets.defs.assets.candles import raw_candles, raw_candles_freshness
-from trading_assets.defs.assets.features import features
-from trading_assets.defs.assets.models import ensemble, model_assets, promoted_assets
-from trading_assets.defs.assets.performance import live_performance_asset
+from trading_assets.defs.assets.candles import build_candle_assets
+from trading_assets.defs.assets.features import build_features_asset
+from trading_assets.defs.assets.models import build_model_assets
+from trading_assets.defs.assets.performance import build_live_performance_asset
 from trading_assets.defs.automation import automation_sensor
 from trading_assets.defs.executors import executor_from_settings
-from trading_assets.defs.jobs import daily_candles_schedule, daily_market_data_job
+from trading_assets.defs.jobs import build_daily_candles_schedule, daily_market_data_job
+from trading_assets.defs.partitions import build_partitions
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource, ModelStoreResource
-from trading_assets.defs.sensors import check_failure_alerts, run_failure_alerts
-from trading_assets.settings import load_settings
+from trading_assets.defs.sensors import build_alert_sensors
+from trading_assets.settings import Settings, load_settings
 
-settings = load_settings()
 
-defs = dg.Definitions(
-    assets=[raw_candles, features, *model_assets, *promoted_assets, ensemble, live_performance_asset],
-    asset_checks=[raw_candles_freshness],
-    sensors=[check_failure_alerts, run_failure_alerts, automation_sensor],
-    jobs=[daily_market_data_job],
-    schedules=[daily_candles_schedule],
-    resources={
-        "market_data": MarketDataResource.from_settings(settings),
-        "store": DuckDBStoreResource(path=str(settings.duckdb_path)),
-        "model_store": ModelStoreResource(path=str(settings.models_dir)),
-    },
-    executor=executor_from_settings(settings),
-)
+def build_definitions(settings: Settings) -> dg.Definitions:
+    partitions = build_partitions(settings)
+    raw_candles, raw_candles_freshness = build_candle_assets(settings, partitions)
+    models = build_model_assets(settings, partitions)
+    return dg.Definitions(
+        assets=[
+            raw_candles,
+            build_features_asset(settings, partitions),
+            *models.models,
+            *models.promoted,
+            models.ensemble,
+            build_live_performance_asset(settings, partitions),
+        ],
+        asset_checks=[raw_candles_freshness],
+        sensors=[*build_alert_sensors(settings), automation_sensor],
+        jobs=[daily_market_data_job],
+        schedules=[build_daily_candles_schedule(settings)],
+        resources={
+            "market_data": MarketDataResource.from_settings(settings),
+            "store": DuckDBStoreResource(path=str(settings.duckdb_path)),
+            "model_store": ModelStoreResource(path=str(settings.models_dir)),
+        },
+        executor=executor_from_settings(settings),
+    )
+
+
+defs = build_definitions(load_settings())

@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
-from trading_assets.settings import PROJECT_ROOT, Settings, load_settings
+from trading_assets.settings import PROJECT_ROOT, Settings, export_dagster_home
 
 MODEL_TYPES = ("lstm", "transformer", "sklearn")
 #: Exit codes: every stage ran (whatever the gates decided) / a stage errored / bad arguments.
@@ -67,6 +67,7 @@ def replay_minutes(last_day: date, count: int) -> list[datetime]:
 
 
 def run_demo(
+    settings: Settings,
     days: int = 14,
     epochs: int = 2,
     iterations: int = 3,
@@ -79,8 +80,8 @@ def run_demo(
     except DemoRefused as refusal:
         print(f"trading-assets demo: {refusal}", file=sys.stderr)
         return EXIT_BAD_ARGUMENTS
-    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / "dagster_home"))
-    home = Path(os.environ["DAGSTER_HOME"])
+    home = settings.dagster_home
+    export_dagster_home(home)
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / f"demo-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.log"
     with _output_to_log(log_path) as terminal:
@@ -89,7 +90,7 @@ def run_demo(
         console = DemoConsole(terminal)
         console.line(f"Dagster's event log and all process output: {log_path}")
         try:
-            return _run_stages(console, days, epochs, iterations, sleep_seconds, end_day)
+            return _run_stages(console, settings, days, epochs, iterations, sleep_seconds, end_day)
         except Exception as error:  # noqa: BLE001 (one line on the terminal, the traceback in the log)
             traceback.print_exc()
             console.line(f"demo stopped: {type(error).__name__}: {error} (traceback in {log_path})")
@@ -97,16 +98,21 @@ def run_demo(
 
 
 def _run_stages(
-    console, days: int, epochs: int, iterations: int, sleep_seconds: float, end_day: date | None
+    console,
+    settings: Settings,
+    days: int,
+    epochs: int,
+    iterations: int,
+    sleep_seconds: float,
+    end_day: date | None,
 ) -> int:
     import dagster as dg
 
+    from trading_assets.defs.partitions import partition_range_tags
     from trading_assets.demo_report import symbol_summary
     from trading_assets.demo_runs import CodeLocationRuns
-    from trading_assets.partitions import partition_range_tags
     from trading_assets.promotion.registry import current
 
-    settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     first, last = demo_days(days, end_day)
     console.line(
@@ -147,7 +153,7 @@ def _run_stages(
             summaries.append(symbol_summary(symbol, MODEL_TYPES, models, settings.models_dir))
     dry_run_ok = _dry_run(console, settings, last, iterations, sleep_seconds)
     console.line(
-        f"Signals: `signals` table of {settings.duckdb_path}. UI: DAGSTER_HOME={os.environ['DAGSTER_HOME']} "
+        f"Signals: `signals` table of {settings.duckdb_path}. UI: DAGSTER_HOME={settings.dagster_home} "
         ".venv/bin/dagster dev -w workspace.yaml (http://127.0.0.1:3000)"
     )
     for summary in summaries:

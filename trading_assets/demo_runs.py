@@ -19,9 +19,12 @@ from typing import Any
 
 import dagster as dg
 from dagster import DagsterEventType, DagsterRunStatus
-from dagster._core.definitions.selector import JobSubsetSelector
-from dagster._core.workspace.context import WorkspaceProcessContext
-from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+from trading_assets.defs.dagster_private import (
+    JobSubsetSelector,
+    WorkspaceFileTarget,
+    WorkspaceProcessContext,
+)
 
 #: The implicit job of all assets that the UI's "Materialize" launches a subset of.
 ASSET_JOB = "__ASSET_JOB"

@@ -7,7 +7,7 @@ environment variable named in `ENVIRONMENT_VARIABLES` (also listed in README.md)
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -15,9 +15,15 @@ from trading_assets.urls import require_http_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-#: Probability of a correct direction call a model can at best reach on the synthetic market at this
-#: predictability (see `trading_assets.market.synthetic`); the demo uses it so the gates can pass.
-DEMO_PREDICTABILITY = 0.7
+#: The synthetic market's default predictability: a model can at best call about 81 % of directions there
+#: (see `trading_assets.market.synthetic`), so on a fresh machine the gates can pass.
+DEFAULT_SYNTHETIC_PREDICTABILITY = 0.7
+#: The environment variable of each ccxt credential setting; read here only, never shown.
+CCXT_CREDENTIAL_ENV = {
+    "ccxt_api_key": "TA_CCXT_API_KEY",
+    "ccxt_secret": "TA_CCXT_SECRET",
+    "ccxt_password": "TA_CCXT_PASSWORD",
+}
 
 ENVIRONMENT_VARIABLES = {
     "TA_SYMBOLS": "comma-separated symbols (default BTC-USD,ETH-USD,SOL-USD)",
@@ -27,12 +33,16 @@ ENVIRONMENT_VARIABLES = {
     "TA_DUCKDB_PATH": "DuckDB file (default <data dir>/trading_assets.duckdb)",
     "TA_SOURCE": "market data source: synthetic | ccxt | files (default synthetic)",
     "TA_SYNTHETIC_SEED": "seed of the synthetic market (default 7)",
-    "TA_SYNTHETIC_PREDICTABILITY": f"learnable share of the synthetic market, 0..0.95 (default {DEMO_PREDICTABILITY})",
+    "TA_SYNTHETIC_PREDICTABILITY": f"learnable share of the synthetic market, 0..0.95 (default {DEFAULT_SYNTHETIC_PREDICTABILITY})",
     "TA_SYNTHETIC_PREDICTABILITY_BY_SYMBOL": "per-symbol overrides, e.g. SOL-USD=0,ETH-USD=0.5 (default none)",
     "TA_CCXT_EXCHANGE": "ccxt exchange id (default coinbase)",
     "TA_CCXT_API_URL": "override of the exchange's REST base URL (proxy or loopback test server)",
     "TA_CCXT_TIMEOUT_MS": "per-request timeout of the ccxt source (default 10000)",
     "TA_CCXT_MAX_RETRIES": "retries for network errors, 429 and 5xx (default 5)",
+    "TA_CCXT_API_KEY": "ccxt apiKey, only if the exchange needs one for candles (never logged)",
+    "TA_CCXT_SECRET": "ccxt secret (never logged)",
+    "TA_CCXT_PASSWORD": "ccxt password (never logged)",
+    "DAGSTER_HOME": "Dagster instance directory of the demo (default <project>/dagster_home)",
     "TA_FILES_DIR": "directory of Parquet/feather/CSV candle files for the files source",
     "TA_MAX_INVALID_SHARE": "share of invalid rows above which a partition fails, 0..1 (default 0.01)",
     "TA_MIN_COVERAGE": "coverage below which the coverage check warns, 0..1 (default 0.95)",
@@ -52,6 +62,7 @@ ENVIRONMENT_VARIABLES = {
     "TA_RETRAIN_CRON": "cadence of automatic model retraining, a cron string in UTC (default weekly: 0 3 * * 1)",
 }
 EXECUTORS = ("in_process", "multiprocess", "dask")
+SOURCES = ("synthetic", "ccxt", "files")
 
 
 #: Earliest accepted TA_HISTORY_START: no crypto market traded before 2009.
@@ -140,12 +151,16 @@ class Settings:
     duckdb_path: Path = PROJECT_ROOT / "data" / "trading_assets.duckdb"
     source: str = "synthetic"
     synthetic_seed: int = 7
-    synthetic_predictability: float = DEMO_PREDICTABILITY
+    synthetic_predictability: float = DEFAULT_SYNTHETIC_PREDICTABILITY
     synthetic_predictability_by_symbol: str | None = None
     ccxt_exchange: str = "coinbase"
     ccxt_api_url: str | None = None
     ccxt_timeout_ms: int = 10_000
     ccxt_max_retries: int = 5
+    #: Credentials, only if the exchange needs them for candles; kept out of repr.
+    ccxt_api_key: str | None = field(default=None, repr=False)
+    ccxt_secret: str | None = field(default=None, repr=False)
+    ccxt_password: str | None = field(default=None, repr=False)
     files_dir: Path | None = None
     max_invalid_share: float = 0.01
     min_coverage: float = 0.95
@@ -163,6 +178,7 @@ class Settings:
     train_epochs: int = 15
     train_samples_per_epoch: int = 200_000
     concurrent_trainings: int = 1
+    dagster_home: Path = PROJECT_ROOT / "dagster_home"
 
     @property
     def alerts_dir(self) -> Path:
@@ -170,51 +186,64 @@ class Settings:
 
 
 def load_settings() -> Settings:
-    """Settings from the environment, defaults for whatever is unset; SettingsError (one line naming the
-    variable) for a value out of range or of the wrong kind."""
-    data_dir = Path(_env("TA_DATA_DIR", str(PROJECT_ROOT / "data"))).resolve()
-    source = _env("TA_SOURCE", "synthetic")
-    if source not in ("synthetic", "ccxt", "files"):
-        raise SettingsError(f"TA_SOURCE={source!r}: expected one of synthetic, ccxt, files")
-    symbols = tuple(s.strip() for s in _env("TA_SYMBOLS", "BTC-USD,ETH-USD,SOL-USD").split(",") if s.strip())
+    """Settings from the environment, the field defaults of `Settings` for whatever is unset; SettingsError
+    (one line naming the variable) for a value out of range or of the wrong kind."""
+    default = Settings()
+    data_dir = Path(_env("TA_DATA_DIR", str(default.data_dir))).resolve()
+    source = _env("TA_SOURCE", default.source)
+    if source not in SOURCES:
+        raise SettingsError(f"TA_SOURCE={source!r}: expected one of {', '.join(SOURCES)}")
+    symbols = tuple(s.strip() for s in _env("TA_SYMBOLS", ",".join(default.symbols)).split(",") if s.strip())
     if not symbols:
         raise SettingsError("TA_SYMBOLS is empty: name at least one symbol, e.g. BTC-USD")
-    files_dir = os.environ.get("TA_FILES_DIR", "").strip()
-    executor = _env("TA_EXECUTOR", "multiprocess")
+    files_dir = _env("TA_FILES_DIR", "")
+    executor = _env("TA_EXECUTOR", default.executor)
     if executor not in EXECUTORS:
         raise SettingsError(f"TA_EXECUTOR={executor!r}: expected one of {', '.join(EXECUTORS)}")
     return Settings(
         symbols=symbols,
-        history_start=_env_date("TA_HISTORY_START", Settings.history_start, EARLIEST_HISTORY_START),
+        history_start=_env_date("TA_HISTORY_START", default.history_start, EARLIEST_HISTORY_START),
         data_dir=data_dir,
-        models_dir=Path(_env("TA_MODELS_DIR", str(PROJECT_ROOT / "models"))).resolve(),
-        duckdb_path=Path(_env("TA_DUCKDB_PATH", str(data_dir / "trading_assets.duckdb"))).resolve(),
+        models_dir=Path(_env("TA_MODELS_DIR", str(default.models_dir))).resolve(),
+        duckdb_path=Path(_env("TA_DUCKDB_PATH", str(data_dir / default.duckdb_path.name))).resolve(),
         source=source,
-        synthetic_seed=_env_int("TA_SYNTHETIC_SEED", 7),
-        synthetic_predictability=_env_float("TA_SYNTHETIC_PREDICTABILITY", DEMO_PREDICTABILITY, 0.0, 0.95),
-        synthetic_predictability_by_symbol=os.environ.get("TA_SYNTHETIC_PREDICTABILITY_BY_SYMBOL", "").strip()
-        or None,
-        ccxt_exchange=_env("TA_CCXT_EXCHANGE", "coinbase"),
-        ccxt_api_url=_env_url("TA_CCXT_API_URL"),
-        ccxt_timeout_ms=_env_int("TA_CCXT_TIMEOUT_MS", 10_000, minimum=1),
-        ccxt_max_retries=_env_int("TA_CCXT_MAX_RETRIES", 5, minimum=0),
-        files_dir=Path(files_dir).resolve() if files_dir else None,
-        max_invalid_share=_env_float("TA_MAX_INVALID_SHARE", 0.01, 0.0, 1.0),
-        min_coverage=_env_float("TA_MIN_COVERAGE", 0.95, 0.0, 1.0),
-        freshness_hours=_env_float("TA_FRESHNESS_HOURS", 48.0, 0.0, 24.0 * 366, low_open=True),
-        min_accuracy=_env_float("TA_MIN_ACCURACY", 0.68, 0.5, 1.0, low_open=True),
-        max_calibration_error=_env_float(
-            "TA_MAX_CALIBRATION_ERROR", 0.05, 0.0, 1.0, low_open=True, high_open=True
+        synthetic_seed=_env_int("TA_SYNTHETIC_SEED", default.synthetic_seed),
+        synthetic_predictability=_env_float(
+            "TA_SYNTHETIC_PREDICTABILITY", default.synthetic_predictability, 0.0, 0.95
         ),
-        min_skill_margin=_env_float("TA_MIN_SKILL_MARGIN", 0.0, -1.0, 1.0),
-        min_excess_return=_env_float("TA_MIN_EXCESS_RETURN", 0.0, -10.0, 10.0),
-        fee_bps=_env_float("TA_FEE_BPS", 5.0, 0.0, 1000.0),
-        slippage_bps=_env_float("TA_SLIPPAGE_BPS", 1.0, 0.0, 1000.0),
+        synthetic_predictability_by_symbol=_env("TA_SYNTHETIC_PREDICTABILITY_BY_SYMBOL", "") or None,
+        ccxt_exchange=_env("TA_CCXT_EXCHANGE", default.ccxt_exchange),
+        ccxt_api_url=_env_url("TA_CCXT_API_URL"),
+        ccxt_timeout_ms=_env_int("TA_CCXT_TIMEOUT_MS", default.ccxt_timeout_ms, minimum=1),
+        ccxt_max_retries=_env_int("TA_CCXT_MAX_RETRIES", default.ccxt_max_retries, minimum=0),
+        **{name: _env(variable, "") or None for name, variable in CCXT_CREDENTIAL_ENV.items()},
+        files_dir=Path(files_dir).resolve() if files_dir else None,
+        max_invalid_share=_env_float("TA_MAX_INVALID_SHARE", default.max_invalid_share, 0.0, 1.0),
+        min_coverage=_env_float("TA_MIN_COVERAGE", default.min_coverage, 0.0, 1.0),
+        freshness_hours=_env_float(
+            "TA_FRESHNESS_HOURS", default.freshness_hours, 0.0, 24.0 * 366, low_open=True
+        ),
+        min_accuracy=_env_float("TA_MIN_ACCURACY", default.min_accuracy, 0.5, 1.0, low_open=True),
+        max_calibration_error=_env_float(
+            "TA_MAX_CALIBRATION_ERROR", default.max_calibration_error, 0.0, 1.0, low_open=True, high_open=True
+        ),
+        min_skill_margin=_env_float("TA_MIN_SKILL_MARGIN", default.min_skill_margin, -1.0, 1.0),
+        min_excess_return=_env_float("TA_MIN_EXCESS_RETURN", default.min_excess_return, -10.0, 10.0),
+        fee_bps=_env_float("TA_FEE_BPS", default.fee_bps, 0.0, 1000.0),
+        slippage_bps=_env_float("TA_SLIPPAGE_BPS", default.slippage_bps, 0.0, 1000.0),
         alert_webhook_url=_env_url("TA_ALERT_WEBHOOK_URL"),
         executor=executor,
-        dask_scheduler=os.environ.get("TA_DASK_SCHEDULER", "").strip() or None,
-        retrain_cron=_env("TA_RETRAIN_CRON", "0 3 * * 1"),
-        train_epochs=_env_int("TA_TRAIN_EPOCHS", 15, minimum=1),
-        train_samples_per_epoch=_env_int("TA_TRAIN_SAMPLES_PER_EPOCH", 200_000, minimum=1),
-        concurrent_trainings=_env_int("TA_CONCURRENT_TRAININGS", 1, minimum=1),
+        dask_scheduler=_env("TA_DASK_SCHEDULER", "") or None,
+        retrain_cron=_env("TA_RETRAIN_CRON", default.retrain_cron),
+        train_epochs=_env_int("TA_TRAIN_EPOCHS", default.train_epochs, minimum=1),
+        train_samples_per_epoch=_env_int(
+            "TA_TRAIN_SAMPLES_PER_EPOCH", default.train_samples_per_epoch, minimum=1
+        ),
+        concurrent_trainings=_env_int("TA_CONCURRENT_TRAININGS", default.concurrent_trainings, minimum=1),
+        dagster_home=Path(_env("DAGSTER_HOME", str(default.dagster_home))),
     )
+
+
+def export_dagster_home(home: Path) -> None:
+    """Point Dagster (`DagsterInstance.get()`) and every process started from here at `home`."""
+    os.environ["DAGSTER_HOME"] = str(home)

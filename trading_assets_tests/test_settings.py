@@ -2,7 +2,13 @@
 
 import pytest
 
-from trading_assets.settings import SettingsError, load_settings
+from trading_assets.settings import (
+    CCXT_CREDENTIAL_ENV,
+    ENVIRONMENT_VARIABLES,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 
 
 @pytest.mark.parametrize(
@@ -62,3 +68,21 @@ def test_values_at_the_edges_of_their_range_are_accepted(
 ) -> None:
     monkeypatch.setenv(variable, value)
     assert getattr(load_settings(), field) == loaded
+
+
+def test_an_empty_environment_gives_the_field_defaults_of_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [*ENVIRONMENT_VARIABLES, *CCXT_CREDENTIAL_ENV.values()]:
+        monkeypatch.delenv(name, raising=False)
+    assert load_settings() == Settings()
+
+
+def test_ccxt_credentials_are_read_but_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TA_CCXT_API_KEY", "key-7f3a9")
+    monkeypatch.setenv("TA_CCXT_PASSWORD", "pass-92c1e")
+    settings = load_settings()
+    assert (settings.ccxt_api_key, settings.ccxt_secret, settings.ccxt_password) == (
+        "key-7f3a9",
+        None,
+        "pass-92c1e",
+    )
+    assert "key-7f3a9" not in repr(settings) and "pass-92c1e" not in repr(settings)

@@ -15,11 +15,11 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
+from trading_assets.defs.partitions import DAYS_PER_TRANSACTION
 from trading_assets.market.candles import consecutive_day_batches
 from trading_assets.market.ingest import ingest_days
 from trading_assets.market.synthetic import SyntheticSource
-from trading_assets.partitions import DAYS_PER_TRANSACTION
-from trading_assets.settings import DEMO_PREDICTABILITY
+from trading_assets.settings import DEFAULT_SYNTHETIC_PREDICTABILITY
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
 
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict:
     first_day = date.fromisoformat(args.start)
     days = [first_day + timedelta(days=i) for i in range(args.days)]
-    source = SyntheticSource(predictability=DEMO_PREDICTABILITY)
+    source = SyntheticSource(predictability=DEFAULT_SYNTHETIC_PREDICTABILITY)
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as directory:
         db_path = Path(directory) / "bench.duckdb"
         started = time.perf_counter()

@@ -19,16 +19,16 @@ from pathlib import Path
 import numpy as np
 
 from trading_assets.features.pipeline import compute_features
-from trading_assets.features.registry import FEATURE_SET_VERSION, MODEL_FEATURES, schema_hash
+from trading_assets.features.registry import MODEL_FEATURES, schema_hash
 from trading_assets.features.store import feature_matrix
 from trading_assets.market.synthetic import SyntheticSource
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.gates import ACCEPT_ANY_MODEL
-from trading_assets.ml.train import train_model
+from trading_assets.ml.train import train_features
 from trading_assets.promotion.ensemble import build_ensemble
 from trading_assets.promotion.registry import promote
 from trading_assets.runtime.dryrun import DryRunRuntime, SignalRecorder
-from trading_assets.settings import DEMO_PREDICTABILITY
+from trading_assets.settings import DEFAULT_SYNTHETIC_PREDICTABILITY
 from trading_assets.store.duckdb_store import query
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
@@ -46,17 +46,15 @@ def _promote_members(source: SyntheticSource, models_dir: Path, start: datetime)
         candles = source.fetch(symbol, start - timedelta(days=1), start + timedelta(days=2))
         matrix = feature_matrix(compute_features(candles, start, start + timedelta(days=2), HISTORY_START))
         for model_type in MEMBERS:
-            result = train_model(
-                model_type, symbol, matrix.x, matrix.close, matrix.usable, matrix.minutes, list(MODEL_FEATURES),
-                FEATURE_SET_VERSION, schema_hash(), TrainConfig(max_epochs=1, samples_per_epoch=512), models_dir,
-                thresholds=ACCEPT_ANY_MODEL,  # the benchmark times scoring, not model quality
-            )  # fmt: skip
+            config = TrainConfig(max_epochs=1, samples_per_epoch=512)
+            # the benchmark times scoring, not model quality: every model passes
+            result = train_features(matrix, symbol, model_type, config, ACCEPT_ANY_MODEL, models_dir)
             promote(result.artifact_dir, models_dir, list(MODEL_FEATURES), schema_hash(), "bench")
         build_ensemble(models_dir, symbol)
 
 
 def run(args: argparse.Namespace) -> dict:
-    source = SyntheticSource(predictability=DEMO_PREDICTABILITY)
+    source = SyntheticSource(predictability=DEFAULT_SYNTHETIC_PREDICTABILITY)
     start = datetime(2024, 5, 1, tzinfo=UTC)
     with tempfile.TemporaryDirectory(prefix="bench-runtime-") as directory:
         models_dir, db_path = Path(directory) / "models", Path(directory) / "bench.duckdb"

@@ -31,7 +31,7 @@ import torch
 
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.data import gather_windows
-from trading_assets.ml.trainer import build_torch_model, pick_device, thread_budget, train_step
+from trading_assets.ml.fit import build_torch_model, pick_device, thread_budget, train_step
 
 DEFAULT_BASELINE = Path(__file__).resolve().parents[2] / ".." / "shared" / "bench" / "baseline_recipe.py"
 EVAL_EVERY = 10_000

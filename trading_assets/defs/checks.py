@@ -12,10 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
-# Not exported at the top level of dagster 1.13; the public AssetCheckEvaluation takes it as an argument.
-from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-    AssetCheckEvaluationTargetMaterializationData as TargetMaterialization,
-)
+from trading_assets.defs.dagster_private import TargetMaterialization
 
 
 class PartitionChecks:

@@ -2,35 +2,50 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import dataclasses
+import typing
 from pathlib import Path
 
 import dagster as dg
+import pydantic
 
 from trading_assets.market.candles import CandleSource
 from trading_assets.market.sources import SourceOptions, build_source
-from trading_assets.settings import Settings
+from trading_assets.settings import CCXT_CREDENTIAL_ENV, Settings
 
 
-class MarketDataResource(dg.ConfigurableResource):
-    """Which market data source the assets read (synthetic, ccxt or files) and its options."""
-
-    source: str = "synthetic"
-    synthetic_seed: int = 7
-    synthetic_predictability: float = 0.0
-    synthetic_predictability_by_symbol: str | None = None
-    ccxt_exchange: str = "coinbase"
-    ccxt_api_url: str | None = None
-    ccxt_timeout_ms: int = 10_000
-    ccxt_max_retries: int = 5
-    files_dir: str | None = None
+class _MarketData(dg.ConfigurableResource):
+    """Which market data source the assets read (synthetic, ccxt or files) and its options: the fields of
+    `SourceOptions`, with its defaults. Credentials are `dg.EnvVar`s, so Dagster shows their names only."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MarketDataResource:
-        return cls(**asdict(SourceOptions.from_settings(settings)))
+        options = dataclasses.asdict(SourceOptions.from_settings(settings))
+        secrets = {
+            name: dg.EnvVar(variable) for name, variable in CCXT_CREDENTIAL_ENV.items() if options[name]
+        }
+        return cls(**{**options, **secrets})
 
     def build(self) -> CandleSource:
-        return build_source(SourceOptions(**self.model_dump()))
+        return build_source(SourceOptions(**self.model_dump(include=_OPTION_NAMES)))
+
+
+def _option_fields() -> dict[str, tuple[object, pydantic.fields.FieldInfo]]:
+    hints = typing.get_type_hints(SourceOptions)
+    return {
+        option.name: (hints[option.name], pydantic.Field(default=option.default, repr=option.repr))
+        for option in dataclasses.fields(SourceOptions)
+    }
+
+
+_OPTION_NAMES = {option.name for option in dataclasses.fields(SourceOptions)}
+MarketDataResource = pydantic.create_model(
+    "MarketDataResource",
+    __base__=_MarketData,
+    __module__=__name__,
+    __doc__=_MarketData.__doc__,
+    **_option_fields(),
+)
 
 
 class DuckDBStoreResource(dg.ConfigurableResource):

@@ -1,14 +1,14 @@
 """Sensors that turn failed check evaluations and failed runs into alerts (log, JSONL, webhook)."""
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import (
-    AssetCheckExecutionRecord,
-    AssetCheckExecutionRecordStatus,
-)
-from dagster._utils.error import SerializableErrorInfo
 
 from trading_assets.alerts import Alert, AlertLog, redacted
-from trading_assets.settings import load_settings
+from trading_assets.defs.dagster_private import (
+    AssetCheckExecutionRecord,
+    AssetCheckExecutionRecordStatus,
+    SerializableErrorInfo,
+)
+from trading_assets.settings import Settings
 
 #: Failed executions per check looked at each tick; older ones were alerted on earlier ticks.
 RECENT_FAILURES_PER_CHECK = 100
@@ -118,8 +118,9 @@ def _root_cause(error: SerializableErrorInfo | None) -> str:
     return (error.message.strip().splitlines() or [error.cls_name or "error"])[0]
 
 
-def _deliver(context: dg.SensorEvaluationContext | dg.RunFailureSensorContext, log: AlertLog) -> None:
-    url = load_settings().alert_webhook_url
+def _deliver(
+    context: dg.SensorEvaluationContext | dg.RunFailureSensorContext, log: AlertLog, url: str | None
+) -> None:
     if not url:
         return
     report = log.deliver_outbox(url)
@@ -129,38 +130,41 @@ def _deliver(context: dg.SensorEvaluationContext | dg.RunFailureSensorContext, l
         )
 
 
-@dg.sensor(
-    name="check_failure_alerts",
-    description="One alert per failed asset-check evaluation (gates and data quality): log, JSONL, webhook.",
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-def check_failure_alerts(context: dg.SensorEvaluationContext) -> dg.SkipReason:
-    settings = load_settings()
-    log = AlertLog(settings.alerts_dir)
-    storage = context.instance.event_log_storage
-    raised = 0
-    for check_key in context.repository_def.asset_graph.asset_check_keys:
-        failures = storage.get_asset_check_execution_history(
-            check_key, limit=RECENT_FAILURES_PER_CHECK, status={AssetCheckExecutionRecordStatus.FAILED}
-        )
-        for record in failures:
-            raised += _raise(context, log, check_alert(record), settings.alert_webhook_url)
-    _deliver(context, log)
-    return dg.SkipReason(f"{raised} new alert(s)")
+def build_alert_sensors(settings: Settings) -> list[dg.SensorDefinition]:
+    """`check_failure_alerts` and `run_failure_alerts`, writing to the settings' alerts directory and webhook."""
+    alerts_dir, webhook_url = settings.alerts_dir, settings.alert_webhook_url
 
+    @dg.sensor(
+        name="check_failure_alerts",
+        description="One alert per failed asset-check evaluation (gates and data quality): log, JSONL, webhook.",
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def check_failure_alerts(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+        log = AlertLog(alerts_dir)
+        storage = context.instance.event_log_storage
+        raised = 0
+        for check_key in context.repository_def.asset_graph.asset_check_keys:
+            failures = storage.get_asset_check_execution_history(
+                check_key, limit=RECENT_FAILURES_PER_CHECK, status={AssetCheckExecutionRecordStatus.FAILED}
+            )
+            for record in failures:
+                raised += _raise(context, log, check_alert(record), webhook_url)
+        _deliver(context, log, webhook_url)
+        return dg.SkipReason(f"{raised} new alert(s)")
 
-@dg.run_failure_sensor(
-    name="run_failure_alerts",
-    description="One alert per failed run through the same sinks as the check alerts, naming the failed "
-    "steps; none for a run whose steps failed only on blocking checks (each check raised its own alert).",
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    monitor_all_code_locations=False,
-)
-def run_failure_alerts(context: dg.RunFailureSensorContext) -> None:
-    settings = load_settings()
-    log = AlertLog(settings.alerts_dir)
-    alert = run_failure_alert(context.instance, context.dagster_run, context.failure_event.message or "")
-    if alert is not None:
-        _raise(context, log, alert, settings.alert_webhook_url)
-    _deliver(context, log)
+    @dg.run_failure_sensor(
+        name="run_failure_alerts",
+        description="One alert per failed run through the same sinks as the check alerts, naming the failed "
+        "steps; none for a run whose steps failed only on blocking checks (each check raised its own alert).",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        monitor_all_code_locations=False,
+    )
+    def run_failure_alerts(context: dg.RunFailureSensorContext) -> None:
+        log = AlertLog(alerts_dir)
+        alert = run_failure_alert(context.instance, context.dagster_run, context.failure_event.message or "")
+        if alert is not None:
+            _raise(context, log, alert, webhook_url)
+        _deliver(context, log, webhook_url)
+
+    return [check_failure_alerts, run_failure_alerts]

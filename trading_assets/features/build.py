@@ -76,6 +76,5 @@ def _raise_if_days_missing(candles: pl.DataFrame, symbol: str, days: list[date])
         shown = ", ".join(day.isoformat() for day in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise MissingCandlesError(
-            f"no stored candles for {symbol} on {shown}{more}: "
-            f"materialize raw_candles {missing[0].isoformat()}|{symbol} first"
+            f"no stored candles for {symbol} on {shown}{more}: the features of a day need its candles"
         )

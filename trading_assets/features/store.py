@@ -171,16 +171,31 @@ def feature_summary(frame: pl.DataFrame) -> pl.DataFrame:
     )  # fmt: skip
 
 
-def check_feature_ranges(frame: pl.DataFrame, day: date | None = None) -> list[str]:
-    """Problems with a features frame: missing columns, null/NaN/infinite values, values outside a
-    feature's bounds, and (given `day`) minutes that are not exactly the day's 1,440."""
+class FeatureProblems(NamedTuple):
+    """What is wrong with a features frame, by kind; each entry one line naming the feature or the rows."""
+
+    missing_columns: list[str]
+    non_finite: list[str]  # null, NaN or infinite values
+    out_of_bounds: list[str]  # values outside a feature's bounds
+    minutes: list[str]  # rows that are not exactly the day's 1,440 minutes
+
+    def all(self) -> list[str]:
+        return [*self.missing_columns, *self.non_finite, *self.out_of_bounds, *self.minutes]
+
+
+def feature_problems(frame: pl.DataFrame, day: date | None = None) -> FeatureProblems:
+    """Missing columns (then nothing else is checked), null/NaN/infinite values, values outside a feature's
+    bounds, and (given `day`) minutes that are not exactly the day's 1,440."""
     missing = [name for name in STORED_COLUMNS if name not in frame.columns]
     if missing:
-        return [f"missing column(s) {missing}"]
-    problems = [*_non_finite(frame), *_out_of_bounds(frame)]
-    if day is not None:
-        problems += _coverage(frame, day)
-    return problems
+        return FeatureProblems([f"missing column(s) {missing}"], [], [], [])
+    minutes = _coverage(frame, day) if day is not None else []
+    return FeatureProblems([], _non_finite(frame), _out_of_bounds(frame), minutes)
+
+
+def check_feature_ranges(frame: pl.DataFrame, day: date | None = None) -> list[str]:
+    """Every problem of `feature_problems`, as lines."""
+    return feature_problems(frame, day).all()
 
 
 def _non_finite(frame: pl.DataFrame) -> list[str]:

@@ -27,7 +27,6 @@ password inside the API URL is redacted from errors (`trading_assets.urls.redact
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,7 +42,6 @@ from trading_assets.urls import redact
 MINUTE_MS = 60_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_PAGE_LIMIT = 300
-CREDENTIAL_ENV = {"apiKey": "TA_CCXT_API_KEY", "secret": "TA_CCXT_SECRET", "password": "TA_CCXT_PASSWORD"}
 #: Exchanges whose market id is known from the symbol, so no `load_markets` round trip is needed.
 _MARKET_ID_FORMATS = {"coinbase": "{base}-{quote}", "coinbaseexchange": "{base}-{quote}"}
 _OHLCV_SCHEMA = {
@@ -79,7 +77,8 @@ class CcxtCandleSource:
 
     `api_url` replaces the origin of every REST URL of the exchange (a proxy or the loopback test server).
     `rate_limit_ms=None` keeps ccxt's own per-exchange throttle; a number replaces it by at most one
-    request per `rate_limit_ms`, retries included. Not thread-safe: use one instance per thread.
+    request per `rate_limit_ms`, retries included. `credentials`: ccxt's apiKey / secret / password, only
+    for an exchange that wants them (never logged). Not thread-safe: use one instance per thread.
     """
 
     def __init__(
@@ -92,6 +91,7 @@ class CcxtCandleSource:
         page_limit: int = MAX_PAGE_LIMIT,
         backoff_ms: int = 500,
         max_backoff_ms: int = 30_000,
+        credentials: dict[str, str] | None = None,
     ) -> None:
         if not 1 <= page_limit <= MAX_PAGE_LIMIT:
             raise ValueError(f"page_limit must be within 1..{MAX_PAGE_LIMIT}, got {page_limit}")
@@ -106,7 +106,9 @@ class CcxtCandleSource:
         self.last_fetch = FetchLog()
         self._min_interval_s = 0.0 if rate_limit_ms is None else rate_limit_ms / 1000
         self._last_request_at: float | None = None
-        self._exchange = _make_exchange(exchange_id, api_url, timeout_ms, rate_limit_ms is None)
+        self._exchange = _make_exchange(
+            exchange_id, api_url, timeout_ms, rate_limit_ms is None, credentials or {}
+        )
 
     def fetch(self, symbol: str, start: datetime, end: datetime) -> pl.DataFrame:
         started = time.monotonic()
@@ -223,12 +225,11 @@ class CcxtCandleSource:
 
 
 def _make_exchange(
-    exchange_id: str, api_url: str | None, timeout_ms: int, ccxt_throttle: bool
+    exchange_id: str, api_url: str | None, timeout_ms: int, ccxt_throttle: bool, credentials: dict[str, str]
 ) -> ccxt.Exchange:
     exchange_class = getattr(ccxt, exchange_id, None)
     if exchange_class is None:
         raise ValueError(f"unknown ccxt exchange id {exchange_id!r}")
-    credentials = {key: os.environ[env] for key, env in CREDENTIAL_ENV.items() if os.environ.get(env)}
     exchange = exchange_class({"timeout": timeout_ms, "enableRateLimit": ccxt_throttle, **credentials})
     exchange.enableLastJsonResponse = True  # tells a non-JSON 200 body (ccxt returns []) from no candles
     if api_url:

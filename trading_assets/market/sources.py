@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
@@ -11,39 +11,37 @@ import polars as pl
 from trading_assets.market.candles import CandleSource
 from trading_assets.market.files_source import FilesSource
 from trading_assets.market.synthetic import SyntheticSource
-from trading_assets.settings import Settings
-
-SOURCE_NAMES = ("synthetic", "ccxt", "files")
+from trading_assets.settings import SOURCES, Settings
 
 
 @dataclass(frozen=True)
 class SourceOptions:
-    """Everything that selects and configures a source; the Dagster resource and the CLI fill it."""
+    """Everything that selects and configures a source; the CLI fills it from the settings, the Dagster
+    resource is generated from its fields. Defaults are the settings' defaults."""
 
-    source: str = "synthetic"
-    synthetic_seed: int = 7
-    synthetic_predictability: float = 0.0
+    source: str = Settings.source
+    synthetic_seed: int = Settings.synthetic_seed
+    synthetic_predictability: float = Settings.synthetic_predictability
     #: "SYMBOL=p,SYMBOL=p": symbols whose synthetic market has another predictability (e.g. one made to fail)
     synthetic_predictability_by_symbol: str | None = None
-    ccxt_exchange: str = "coinbase"
+    ccxt_exchange: str = Settings.ccxt_exchange
     ccxt_api_url: str | None = None
-    ccxt_timeout_ms: int = 10_000
-    ccxt_max_retries: int = 5
+    ccxt_timeout_ms: int = Settings.ccxt_timeout_ms
+    ccxt_max_retries: int = Settings.ccxt_max_retries
+    ccxt_api_key: str | None = field(default=None, repr=False)
+    ccxt_secret: str | None = field(default=None, repr=False)
+    ccxt_password: str | None = field(default=None, repr=False)
     files_dir: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SourceOptions:
-        return cls(
-            source=settings.source,
-            synthetic_seed=settings.synthetic_seed,
-            synthetic_predictability=settings.synthetic_predictability,
-            synthetic_predictability_by_symbol=settings.synthetic_predictability_by_symbol,
-            ccxt_exchange=settings.ccxt_exchange,
-            ccxt_api_url=settings.ccxt_api_url,
-            ccxt_timeout_ms=settings.ccxt_timeout_ms,
-            ccxt_max_retries=settings.ccxt_max_retries,
-            files_dir=str(settings.files_dir) if settings.files_dir else None,
-        )
+        values = {option.name: getattr(settings, option.name) for option in fields(cls)}
+        return cls(**{**values, "files_dir": str(settings.files_dir) if settings.files_dir else None})
+
+    def ccxt_credentials(self) -> dict[str, str]:
+        """The credentials that are set, under ccxt's names."""
+        given = {"apiKey": self.ccxt_api_key, "secret": self.ccxt_secret, "password": self.ccxt_password}
+        return {name: value for name, value in given.items() if value}
 
 
 def parse_predictability_overrides(text: str | None) -> dict[str, float]:
@@ -97,5 +95,6 @@ def build_source(options: SourceOptions) -> CandleSource:
             api_url=options.ccxt_api_url,
             timeout_ms=options.ccxt_timeout_ms,
             max_retries=options.ccxt_max_retries,
+            credentials=options.ccxt_credentials(),
         )
-    raise ValueError(f"unknown market data source {options.source!r}; expected one of {SOURCE_NAMES}")
+    raise ValueError(f"unknown market data source {options.source!r}; expected one of {SOURCES}")

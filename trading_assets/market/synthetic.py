@@ -21,7 +21,7 @@ seed 7 (`best_direction_accuracy` is the regime oracle, which no model reaches: 
     p     last-move rule  oracle   what it means
     0.0   0.50            0.50     pure noise: no model can beat a coin; every gate must fail
     0.5   0.61            0.74
-    0.7   0.69            0.81     DEMO_PREDICTABILITY: a model that tracks the regime passes every gate,
+    0.7   0.69            0.81     the default (settings): a model that tracks the regime passes every gate,
                                    the sign-of-the-last-move rule does not beat it (skill_gate)
     0.9   0.75            0.87
 

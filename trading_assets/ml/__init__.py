@@ -2,9 +2,9 @@
 
 from trading_assets.ml.artifacts import ModelArtifactError
 from trading_assets.ml.config import MODEL_TYPES, TrainConfig
+from trading_assets.ml.fit import EpochProgress, thread_budget
 from trading_assets.ml.inference import LoadedModel, load_model
-from trading_assets.ml.train import TrainResult, train_model
-from trading_assets.ml.trainer import EpochProgress, thread_budget
+from trading_assets.ml.train import TrainResult, train_features, train_model, train_symbol
 
 __all__ = [
     "MODEL_TYPES",
@@ -15,5 +15,7 @@ __all__ = [
     "TrainResult",
     "load_model",
     "thread_budget",
+    "train_features",
     "train_model",
+    "train_symbol",
 ]

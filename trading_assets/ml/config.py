@@ -43,7 +43,7 @@ class TrainConfig:
     calibration_bins: int = 15
     fee_bps: float = 5.0  # backtest: exchange fee per unit of position change
     slippage_bps: float = 1.0  # backtest: price impact per unit of position change, on top of the fee
-    concurrent_trainings: int | None = None  # None: TA_CONCURRENT_TRAININGS, else 1
+    concurrent_trainings: int = 1  # trainings sharing this machine's cores (each gets cores / N threads)
     device: str = "auto"  # "auto" picks CUDA when available
 
     def to_dict(self) -> dict[str, Any]:

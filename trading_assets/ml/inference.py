@@ -20,9 +20,9 @@ from trading_assets.ml.artifacts import (
 )
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.data import Scaler, windows_of_rows
+from trading_assets.ml.fit import build_torch_model
 from trading_assets.ml.linear import SUMMARIES, LogisticDirectionModel
 from trading_assets.ml.models import parameter_count
-from trading_assets.ml.trainer import build_torch_model
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,27 @@
-"""`train_model`: the training entry point the Dagster asset and the CLI call."""
+"""Training entry points: `train_symbol` (a symbol's stored features in, checked artifact out) is the one call
+the Dagster model asset, the CLI and the benchmarks use; `train_features` does the same for a feature matrix
+in memory; `train_model` is the array-level core both call."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from trading_assets.features.registry import FEATURE_SET_VERSION, MODEL_FEATURES, schema_hash
+from trading_assets.features.store import FeatureMatrix, read_feature_matrix
+from trading_assets.market.candles import day_bounds
 from trading_assets.ml import metrics
 from trading_assets.ml.artifacts import artifact_dir, library_versions, new_version, write_artifact
 from trading_assets.ml.config import MODEL_TYPES, TrainConfig
 from trading_assets.ml.data import Samples, Splits, chronological_splits, fit_scaler, make_samples
-from trading_assets.ml.gates import GateResult, GateThresholds, evaluate_gates, gate_record
-from trading_assets.ml.linear import SUMMARIES, fit_logistic
-from trading_assets.ml.models import parameter_count
-from trading_assets.ml.trainer import (
+from trading_assets.ml.fit import (
     FitOutcome,
     ProgressCallback,
     build_torch_model,
@@ -26,6 +30,9 @@ from trading_assets.ml.trainer import (
     predict_logits,
     thread_budget,
 )
+from trading_assets.ml.gates import GateResult, GateThresholds, evaluate_gates, gate_record
+from trading_assets.ml.linear import SUMMARIES, fit_logistic
+from trading_assets.ml.models import parameter_count
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,45 @@ class _Fitted:
     val_logits: np.ndarray
     test_logits: np.ndarray
     outcome: FitOutcome
+
+
+def train_symbol(
+    db_path: Path,
+    symbol: str,
+    model_type: str,
+    first_day: date,
+    last_day: date,
+    config: TrainConfig,
+    thresholds: GateThresholds,
+    models_dir: Path,
+    progress: ProgressCallback | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train `model_type` on the stored model features of `symbol` from `first_day` to `last_day` (inclusive),
+    judge it by `thresholds` and write its artifact under `models_dir`; `log` hears how many rows it read."""
+    matrix = read_feature_matrix(db_path, symbol, day_bounds(first_day)[0], day_bounds(last_day)[1])
+    if log is not None:
+        log(f"{model_type} {symbol}: {len(matrix.x)} feature rows, {int(matrix.usable.sum())} usable")
+    return train_features(matrix, symbol, model_type, config, thresholds, models_dir, progress)
+
+
+def train_features(
+    matrix: FeatureMatrix,
+    symbol: str,
+    model_type: str,
+    config: TrainConfig,
+    thresholds: GateThresholds,
+    models_dir: Path,
+    progress: ProgressCallback | None = None,
+) -> TrainResult:
+    """`train_model` on a feature matrix of the current feature set (`MODEL_FEATURES`)."""
+    if tuple(matrix.names) != MODEL_FEATURES:
+        raise ValueError(f"{symbol}: the feature matrix holds {list(matrix.names)}, not the model features")
+    return train_model(
+        model_type, symbol, matrix.x, matrix.close, matrix.usable, matrix.minutes, list(MODEL_FEATURES),
+        FEATURE_SET_VERSION, schema_hash(), config, models_dir, progress=progress, observed=matrix.observed,
+        thresholds=thresholds,
+    )  # fmt: skip
 
 
 def train_model(

@@ -117,7 +117,9 @@ def read_ensemble(models_dir: Path, symbol: str) -> EnsembleSpec:
     """
     path = ensemble_path(models_dir, symbol)
     if not path.is_file():
-        raise NoPromotedMembers(f"no ensemble for {symbol} at {path}: materialize the ensemble asset first")
+        raise NoPromotedMembers(
+            f"no ensemble for {symbol} at {path}: none has been built from its promoted models"
+        )
     try:
         raw = json.loads(path.read_text())
         spec = EnsembleSpec(

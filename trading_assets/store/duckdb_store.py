@@ -119,7 +119,7 @@ def run_read(path: Path, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
     `work` must copy what it needs (Arrow/polars) before returning: the connection closes after.
     """
     if not path.exists():
-        raise StoreMissingError(f"DuckDB store {path} does not exist yet: materialize raw_candles first")
+        raise StoreMissingError(f"DuckDB store {path} does not exist yet: no candles have been stored")
 
     def operation() -> T:
         with _connect(path, read_only=True) as connection:
@@ -265,7 +265,9 @@ def read_range(
 
     def work(connection: duckdb.DuckDBPyConnection) -> pl.DataFrame:
         if not table_exists(connection, table):
-            raise StoreMissingError(f"table {table!r} does not exist in {path}: materialize it first")
+            raise StoreMissingError(
+                f"table {table!r} does not exist in {path}: nothing has been written to it yet"
+            )
         return relation_to_polars(connection.sql(query, params=parameters))
 
     return run_read(path, work)

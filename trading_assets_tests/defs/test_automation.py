@@ -13,9 +13,9 @@ import pytest
 
 from trading_assets.definitions import defs
 from trading_assets.defs.checks import TargetMaterialization
+from trading_assets.defs.partitions import partition_range_tags
 from trading_assets.defs.resources import ModelStoreResource
 from trading_assets.ml.gates import GATES
-from trading_assets.partitions import partition_range_tags
 from trading_assets.settings import load_settings
 
 CANDLE_CHECKS = ("ohlc_consistency", "no_duplicate_minutes", "stored_rows")  # blocking

@@ -18,15 +18,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from trading_assets.defs.assets.candles import raw_candles
-from trading_assets.defs.assets.features import features
 from trading_assets.defs.executors import executor_from_settings
+from trading_assets.defs.partitions import partition_range_tags
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
 from trading_assets.features.registry import FEATURE_NAMES
 from trading_assets.features.store import read_features
-from trading_assets.partitions import date_partitions, partition_range_tags, symbol_partitions
 from trading_assets.settings import Settings, load_settings
 from trading_assets.store.duckdb_store import read_candles
+from trading_assets_tests.defs.code_location import date_partitions, features, raw_candles, symbol_partitions
 from trading_assets_tests.servers.dask_cluster import DaskCluster, dask_cluster
 
 FIRST, LAST = date(2024, 2, 1), date(2024, 2, 3)  # FIRST is only the lookback of the feature days after it

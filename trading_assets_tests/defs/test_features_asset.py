@@ -5,15 +5,15 @@ import dagster as dg
 from trading_assets.definitions import defs
 from trading_assets.defs.assets import candles as candles_module
 from trading_assets.defs.assets import features as features_module
-from trading_assets.defs.assets.candles import raw_candles
-from trading_assets.defs.assets.features import _partition_checks, features
+from trading_assets.defs.assets.features import _partition_checks
+from trading_assets.defs.partitions import partition_range_tags
 from trading_assets.features.build import build_feature_day
 from trading_assets.features.registry import FEATURE_NAMES, schema_hash
 from trading_assets.features.store import read_feature_days, read_features
 from trading_assets.market.ingest import ingest_days
 from trading_assets.market.synthetic import SyntheticSource
-from trading_assets.partitions import partition_range_tags
 from trading_assets.store.duckdb_store import run_write
+from trading_assets_tests.defs.code_location import features, raw_candles
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
 HISTORY_START = date(2023, 11, 10)

@@ -3,7 +3,10 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from trading_assets.definitions import defs
-from trading_assets.defs.jobs import daily_candles_schedule
+from trading_assets.defs.jobs import build_daily_candles_schedule
+from trading_assets.settings import load_settings
+
+daily_candles_schedule = build_daily_candles_schedule(load_settings())
 
 
 def test_the_schedule_asks_for_yesterday_of_every_symbol_in_one_run(dagster_instance) -> None:

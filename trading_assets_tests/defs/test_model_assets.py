@@ -6,13 +6,17 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from trading_assets.defs.assets.candles import raw_candles
-from trading_assets.defs.assets.features import features
-from trading_assets.defs.assets.models import ensemble, model_assets, promoted_assets
+from trading_assets.defs.partitions import partition_range_tags
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource, ModelStoreResource
 from trading_assets.ml.gates import GATES
-from trading_assets.partitions import partition_range_tags
 from trading_assets.promotion.registry import current, history
+from trading_assets_tests.defs.code_location import (
+    ensemble,
+    features,
+    model_assets,
+    promoted_assets,
+    raw_candles,
+)
 
 #: 14 days, as the demo trains on; the test part (Feb 12-14) is weekdays, where the trends pay clearly.
 FIRST, LAST = date(2024, 2, 1), date(2024, 2, 14)

@@ -7,12 +7,12 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from trading_assets.defs.assets.performance import live_performance_asset
 from trading_assets.defs.resources import DuckDBStoreResource
 from trading_assets.market.ingest import ingest_day
 from trading_assets.market.synthetic import SyntheticSource
 from trading_assets.runtime.dryrun import Signal, record_signals
 from trading_assets.store.duckdb_store import query
+from trading_assets_tests.defs.code_location import live_performance_asset
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
 

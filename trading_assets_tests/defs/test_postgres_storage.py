@@ -18,11 +18,10 @@ import pytest
 import yaml
 from dagster._core.scheduler.instigation import InstigatorType, TickData, TickStatus
 
-from trading_assets.defs.assets.candles import raw_candles
-from trading_assets.defs.assets.features import features
+from trading_assets.defs.partitions import partition_range_tags
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
-from trading_assets.partitions import partition_range_tags
 from trading_assets.store.duckdb_store import read_candles
+from trading_assets_tests.defs.code_location import features, raw_candles
 from trading_assets_tests.servers.postgres import PostgresServer, postgres_server
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,13 +5,14 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from trading_assets.defs.assets.candles import _partition_checks, raw_candles, raw_candles_freshness
+from trading_assets.defs.assets.candles import _partition_checks
+from trading_assets.defs.partitions import partition_range_tags
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
 from trading_assets.market.candles import day_bounds
 from trading_assets.market.ingest import ingest_day
 from trading_assets.market.synthetic import SyntheticSource
-from trading_assets.partitions import partition_range_tags
 from trading_assets.store.duckdb_store import candle_integrity_by_day, read_candles, run_write
+from trading_assets_tests.defs.code_location import raw_candles, raw_candles_freshness
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
 

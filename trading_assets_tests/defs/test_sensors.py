@@ -7,14 +7,24 @@ import pytest
 
 from trading_assets.alerts import AlertLog
 from trading_assets.definitions import defs
-from trading_assets.defs.assets.candles import raw_candles
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
-from trading_assets.defs.sensors import check_failure_alerts, run_failure_alerts
+from trading_assets.defs.sensors import build_alert_sensors
 from trading_assets.market.candles import day_bounds
 from trading_assets.market.synthetic import SyntheticSource
+from trading_assets.settings import load_settings
+from trading_assets_tests.defs.code_location import raw_candles
 from trading_assets_tests.webhook_receiver import WebhookReceiver
 
 DAY = date(2024, 1, 2)
+
+
+def check_failure_alerts(context: dg.SensorEvaluationContext) -> None:
+    """The sensor as the code location builds it from the current environment (alert dir, webhook)."""
+    build_alert_sensors(load_settings())[0](context)
+
+
+def run_failure_alerts(context: dg.RunFailureSensorContext) -> None:
+    build_alert_sensors(load_settings())[1](context)
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ from trading_assets.bench.exchange import measure_exchange_rate
 from trading_assets.market.candles import CANDLE_SCHEMA, day_bounds, day_quality, validate_candles
 from trading_assets.market.ccxt_source import CcxtCandleSource, ExchangeFetchError
 from trading_assets.market.loopback_exchange import LoopbackExchange
+from trading_assets.market.sources import SourceOptions
+from trading_assets.settings import load_settings
 
 DAY = date(2024, 3, 5)
 START, END = day_bounds(DAY)
@@ -207,20 +209,23 @@ def test_api_url_works_for_coinbase_exchange_too() -> None:
     assert source.stats.requests == 5
 
 
-def test_credentials_come_from_the_environment_and_stay_out_of_errors(
+def test_credentials_come_from_the_settings_and_stay_out_of_errors_and_reprs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TA_CCXT_API_KEY", "key-7f3a9")
     monkeypatch.setenv("TA_CCXT_SECRET", "secret-b41c0")
+    settings = load_settings()
+    options = SourceOptions.from_settings(settings)
     with (
         LoopbackExchange(ramp_candles, server_errors=5) as server,
-        source_for(server, max_retries=0) as source,
+        source_for(server, max_retries=0, credentials=options.ccxt_credentials()) as source,
         pytest.raises(ExchangeFetchError) as raised,
     ):
         source.fetch(SYMBOL, START, END)
 
-    assert source._exchange.apiKey == "key-7f3a9"
-    assert "key-7f3a9" not in str(raised.value) and "secret-b41c0" not in str(raised.value)
+    assert (source._exchange.apiKey, source._exchange.secret) == ("key-7f3a9", "secret-b41c0")
+    shown = [str(raised.value), repr(settings), repr(options)]
+    assert not [text for text in shown if "key-7f3a9" in text or "secret-b41c0" in text]
 
 
 def test_the_loopback_server_shuts_down_cleanly_even_with_a_hanging_request() -> None:

@@ -5,7 +5,7 @@ import pytest
 
 from trading_assets.ml import TrainConfig
 
-FEATURES = ["open", "high", "low", "close", "volume"]
+COLUMNS = ["open", "high", "low", "close", "volume"]
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ def market() -> Market:
     """1,600 minutes whose next move follows feature 0; a gap of unusable windows in the middle."""
     rng = np.random.default_rng(0)
     rows = 1600
-    x = rng.standard_normal((rows, len(FEATURES))).astype(np.float32)
+    x = rng.standard_normal((rows, len(COLUMNS))).astype(np.float32)
     moves = 0.002 * np.tanh(2 * x[:, 0]) + 0.0004 * rng.standard_normal(rows)
     close = 100 * np.exp(np.cumsum(np.concatenate([[0.0], moves[:-1]])))
     usable = np.ones(rows, bool)

@@ -17,7 +17,7 @@ from trading_assets.ml.gates import GateThresholds, blocking_failures, evaluate_
 from trading_assets.ml.train import report_on_test_part, train_model
 from trading_assets_tests.conftest import SHARED_DATA
 
-from .conftest import FEATURES
+from .conftest import COLUMNS
 
 REAL_BTC = SHARED_DATA / "binance_2026-03_paparocketeer-freqtrade-bot" / "BTC_USDT-1m.feather"
 CONFIG = TrainConfig()
@@ -127,7 +127,7 @@ def test_backtest_follows_the_horizon() -> None:
 def trained_sklearn(market, tmp_path_factory):
     config = TrainConfig(seq_len=10, max_epochs=1, samples_per_epoch=512)
     result = train_model(
-        "sklearn", "BTC-USD", market.x, market.close, market.usable, market.minutes, FEATURES, "fs-1",
+        "sklearn", "BTC-USD", market.x, market.close, market.usable, market.minutes, COLUMNS, "fs-1",
         "schema-5", config, tmp_path_factory.mktemp("models"),
     )  # fmt: skip
     return result, read_manifest(result.artifact_dir)

@@ -8,14 +8,14 @@ from trading_assets.ml import ModelArtifactError, TrainConfig, load_model, train
 from trading_assets.ml.artifacts import sha256_of, write_artifact
 from trading_assets.ml.models import LSTMDirectionModel
 
-from .conftest import FEATURES
+from .conftest import COLUMNS
 
 SCHEMA = "schema-5"
 
 
 def _train(model_type, market, config, tmp_path):
     return train_model(
-        model_type, "BTC/USD", market.x, market.close, market.usable, market.minutes, FEATURES, "fs-1",
+        model_type, "BTC/USD", market.x, market.close, market.usable, market.minutes, COLUMNS, "fs-1",
         SCHEMA, config, tmp_path,
     )  # fmt: skip
 
@@ -31,7 +31,7 @@ def test_each_model_type_trains_and_round_trips(model_type, market, tmp_path):
     config = TrainConfig(seq_len=10, max_epochs=6, samples_per_epoch=1024, batch_size=32, d_model=16)
     result = _train(model_type, market, config, tmp_path)
     assert result.artifact_dir.parent == tmp_path / model_type / "BTC-USD"
-    loaded = load_model(result.artifact_dir, FEATURES, SCHEMA)
+    loaded = load_model(result.artifact_dir, COLUMNS, SCHEMA)
     rows = market.x[-40:]
     probs = loaded.predict_proba(rows)
     assert probs.shape == (31,) and np.all((probs >= 0) & (probs <= 1))
@@ -43,9 +43,9 @@ def test_lstm_artifact_manifest(lstm_artifact):
     result = lstm_artifact
     manifest = json.loads((result.artifact_dir / "manifest.json").read_text())
     assert manifest["weights_sha256"] == sha256_of(result.artifact_dir / "weights.pt")
-    assert manifest["feature_names"] == FEATURES and manifest["schema_hash"] == SCHEMA
+    assert manifest["feature_names"] == COLUMNS and manifest["schema_hash"] == SCHEMA
     assert manifest["parameter_count"] == result.parameter_count
-    assert set(manifest["scaler"]) == set(FEATURES) and manifest["calibration"]["temperature"] > 0
+    assert set(manifest["scaler"]) == set(COLUMNS) and manifest["calibration"]["temperature"] > 0
     train, val, test = (manifest["data_ranges"][k] for k in ("train", "val", "test"))
     assert train["first_minute"] == "2024-01-01T00:01Z" and train["last_row"] < val["first_row"]
     assert val["last_row"] < test["first_row"] and test["last_minute"] == "2024-01-02T02:39Z"
@@ -68,7 +68,7 @@ def test_lstm_artifact_manifest(lstm_artifact):
 
 
 def test_loaded_lstm_predicts_like_the_trained_network(lstm_artifact, market):
-    loaded = load_model(lstm_artifact.artifact_dir, FEATURES, SCHEMA)
+    loaded = load_model(lstm_artifact.artifact_dir, COLUMNS, SCHEMA)
     windows = market.x[-25:-5][None]
     scaled = torch.from_numpy((windows[:, -10:] - loaded.scaler.mean) / loaded.scaler.std)
     with torch.no_grad():
@@ -88,7 +88,7 @@ def test_old_pipeline_model_is_refused_by_a_31_feature_store(lstm_artifact):
 
 def test_same_names_with_another_schema_hash_are_refused(lstm_artifact):
     with pytest.raises(ModelArtifactError, match="schema schema-5.*schema other"):
-        load_model(lstm_artifact.artifact_dir, FEATURES, "other")
+        load_model(lstm_artifact.artifact_dir, COLUMNS, "other")
 
 
 def _copy(artifact, tmp_path):
@@ -102,25 +102,25 @@ def test_truncated_weights_are_refused(lstm_artifact, tmp_path):
     weights = directory / "weights.pt"
     weights.write_bytes(weights.read_bytes()[:1000])
     with pytest.raises(ModelArtifactError, match="sha256"):
-        load_model(directory, FEATURES, SCHEMA)
+        load_model(directory, COLUMNS, SCHEMA)
     manifest = json.loads((directory / "manifest.json").read_text())
     manifest["weights_sha256"] = sha256_of(weights)
     (directory / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelArtifactError, match="cannot read weights"):
-        load_model(directory, FEATURES, SCHEMA)
+        load_model(directory, COLUMNS, SCHEMA)
 
 
 def test_weights_that_are_not_what_the_manifest_says_are_refused(lstm_artifact, tmp_path):
     directory = _copy(lstm_artifact, tmp_path)
     weights = directory / "weights.pt"
-    torch.save(LSTMDirectionModel(len(FEATURES), hidden=8, bidirectional=False).state_dict(), weights)
+    torch.save(LSTMDirectionModel(len(COLUMNS), hidden=8, bidirectional=False).state_dict(), weights)
     with pytest.raises(ModelArtifactError, match="sha256"):
-        load_model(directory, FEATURES, SCHEMA)
+        load_model(directory, COLUMNS, SCHEMA)
     manifest = json.loads((directory / "manifest.json").read_text())
     manifest["weights_sha256"] = sha256_of(weights)
     (directory / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelArtifactError, match="do not fit the manifest's architecture"):
-        load_model(directory, FEATURES, SCHEMA)
+        load_model(directory, COLUMNS, SCHEMA)
 
 
 def test_a_failed_write_leaves_no_artifact(market, tiny_config, tmp_path, monkeypatch):

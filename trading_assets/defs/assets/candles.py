@@ -1,84 +1,87 @@
 """`raw_candles`: one UTC day of 1-minute candles per symbol, with per-partition quality checks."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 
 from trading_assets.defs.checks import PartitionChecks
 from trading_assets.defs.metadata import batch_metadata, iso, markdown_table
+from trading_assets.defs.partitions import DAYS_PER_TRANSACTION, Partitions, partition_batches
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
 from trading_assets.market.candles import MINUTES_PER_DAY, InvalidPartitionError, day_bounds
 from trading_assets.market.ingest import IngestReport, ingest_days
-from trading_assets.partitions import DAYS_PER_TRANSACTION, partition_batches, symbol_date_partitions
-from trading_assets.settings import load_settings
+from trading_assets.settings import Settings
 from trading_assets.store.duckdb_store import ShrinkRefusedError, candle_integrity_by_day, latest_minutes
 
-_settings = load_settings()
 RAW_CANDLES = dg.AssetKey("raw_candles")
 
-
-class CandleRunConfig(dg.Config):
-    """Per-run quality thresholds (defaults from settings / environment).
-
-    `allow_shrink: true` lets the run store fewer candles for a day than the store holds, or none: a
-    forced rewrite. Without it such a day fails the step and the stored candles stay.
-    """
-
-    max_invalid_share: float = _settings.max_invalid_share
-    min_coverage: float = _settings.min_coverage
-    allow_shrink: bool = False
-
-
-def _check(name: str, description: str, blocking: bool) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(
-        name,
-        asset=RAW_CANDLES,
-        description=description,
-        blocking=blocking,
-        partitions_def=symbol_date_partitions,
-    )
-
-
-CANDLE_CHECKS = [
-    _check(
-        "coverage", "Share of the day's 1,440 minutes present (warns below min_coverage).", blocking=False
-    ),
-    _check(
-        "ohlc_consistency",
-        "Stored candles have low <= open, close <= high and positive prices.",
-        blocking=True,
-    ),
-    _check("no_duplicate_minutes", "At most one stored candle per (symbol, minute).", blocking=True),
-    _check(
-        "stored_rows",
+#: name: (description, blocking) of the per-partition checks.
+_CHECKS = {
+    "coverage": ("Share of the day's 1,440 minutes present (warns below min_coverage).", False),
+    "ohlc_consistency": ("Stored candles have low <= open, close <= high and positive prices.", True),
+    "no_duplicate_minutes": ("At most one stored candle per (symbol, minute).", True),
+    "stored_rows": (
         "The stored (symbol, day) slice holds exactly the rows this run wrote (a lost write fails).",
-        blocking=True,
+        True,
     ),
-]
+}
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            RAW_CANDLES,
-            description="One UTC day of validated 1-minute OHLCV candles for one symbol, in DuckDB.",
-            group_name="market_data",
-            partitions_def=symbol_date_partitions,
-            kinds={"duckdb", "polars"},
-        )
-    ],
-    check_specs=CANDLE_CHECKS,
-    # Optional outputs: the checks are reported per partition as AssetCheckEvaluation events below.
-    can_subset=True,
-    partitions_def=symbol_date_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-)
-def raw_candles(
-    context: dg.AssetExecutionContext,
-    config: CandleRunConfig,
-    market_data: MarketDataResource,
-    store: DuckDBStoreResource,
-):
+def build_candle_assets(
+    settings: Settings, partitions: Partitions
+) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
+    """`raw_candles` over the symbol x date partitions, its run config defaulting to the settings' quality
+    thresholds, and the freshness check of the configured symbols."""
+
+    class CandleRunConfig(dg.Config):
+        """Per-run quality thresholds (defaults from settings / environment).
+
+        `allow_shrink: true` lets the run store fewer candles for a day than the store holds, or none: a
+        forced rewrite. Without it such a day fails the step and the stored candles stay.
+        """
+
+        max_invalid_share: float = settings.max_invalid_share
+        min_coverage: float = settings.min_coverage
+        allow_shrink: bool = False
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                RAW_CANDLES,
+                description="One UTC day of validated 1-minute OHLCV candles for one symbol, in DuckDB.",
+                group_name="market_data",
+                partitions_def=partitions.symbol_date,
+                kinds={"duckdb", "polars"},
+            )
+        ],
+        check_specs=[
+            dg.AssetCheckSpec(
+                name,
+                asset=RAW_CANDLES,
+                description=description,
+                blocking=blocking,
+                partitions_def=partitions.symbol_date,
+            )
+            for name, (description, blocking) in _CHECKS.items()
+        ],  # fmt: skip
+        # Optional outputs: the checks are reported per partition as AssetCheckEvaluation events below.
+        can_subset=True,
+        partitions_def=partitions.symbol_date,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def raw_candles(
+        context: dg.AssetExecutionContext,
+        config: CandleRunConfig,
+        market_data: MarketDataResource,
+        store: DuckDBStoreResource,
+    ):
+        yield from _materialize(context, config, market_data, store)
+
+    return raw_candles, _freshness_check(settings.symbols, settings.freshness_hours)
+
+
+def _materialize(context: dg.AssetExecutionContext, config, market_data, store: DuckDBStoreResource):
     source = market_data.build()
     reports: dict[str, IngestReport] = {}
     for symbol, key_of_day in partition_batches(context.partition_keys, DAYS_PER_TRANSACTION):
@@ -201,31 +204,37 @@ def _partition_checks(
     ]
 
 
-@dg.asset_check(
-    asset=RAW_CANDLES,
-    name="freshness",
-    description="The newest stored candle of every symbol is younger than freshness_hours.",
-    blocking=False,
-)
-def raw_candles_freshness(store: DuckDBStoreResource) -> dg.AssetCheckResult:
-    settings = load_settings()
+def _freshness_check(symbols: tuple[str, ...], freshness_hours: float) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=RAW_CANDLES,
+        name="freshness",
+        description="The newest stored candle of every symbol is younger than freshness_hours.",
+        blocking=False,
+    )
+    def raw_candles_freshness(store: DuckDBStoreResource) -> dg.AssetCheckResult:
+        return _freshness(store.db_path, symbols, freshness_hours)
+
+    return raw_candles_freshness
+
+
+def _freshness(db_path: Path, symbols: tuple[str, ...], freshness_hours: float) -> dg.AssetCheckResult:
     now = datetime.now(UTC)
-    latest = latest_minutes(store.db_path, settings.symbols)
+    latest = latest_minutes(db_path, symbols)
     age_hours = {
         symbol: round((now - latest[symbol]).total_seconds() / 3600, 2) if symbol in latest else None
-        for symbol in settings.symbols
+        for symbol in symbols
     }
-    stale = [symbol for symbol, age in age_hours.items() if age is None or age > settings.freshness_hours]
+    stale = [symbol for symbol, age in age_hours.items() if age is None or age > freshness_hours]
     return dg.AssetCheckResult(
         passed=not stale,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "age_hours": dg.MetadataValue.json(age_hours),
-            "freshness_hours": settings.freshness_hours,
+            "freshness_hours": freshness_hours,
             "stale_symbols": dg.MetadataValue.json(stale),
             "checked_at": now.isoformat(),
         },
         description=None
         if not stale
-        else f"stale: {', '.join(stale)} (older than {timedelta(hours=settings.freshness_hours)})",
+        else f"stale: {', '.join(stale)} (older than {timedelta(hours=freshness_hours)})",
     )

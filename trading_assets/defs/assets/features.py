@@ -1,19 +1,21 @@
 """`features`: the 39 engineered features of one (symbol, day) in the DuckDB feature store."""
 
+from datetime import date
+
 import dagster as dg
 import polars as pl
 
 from trading_assets.defs.automation import FEATURES_FOLLOW_CANDLES
 from trading_assets.defs.checks import PartitionChecks
 from trading_assets.defs.metadata import batch_metadata, markdown_table
+from trading_assets.defs.partitions import DAYS_PER_TRANSACTION, Partitions, partition_batches
 from trading_assets.defs.resources import DuckDBStoreResource
 from trading_assets.features.build import FeatureDayReport, MissingCandlesError, build_feature_days
 from trading_assets.features.registry import FEATURE_NAMES, FEATURE_SET_VERSION, MODEL_FEATURES, schema_hash
-from trading_assets.features.store import check_feature_ranges, feature_summary, read_feature_days
-from trading_assets.partitions import DAYS_PER_TRANSACTION, partition_batches, symbol_date_partitions
-from trading_assets.settings import load_settings
+from trading_assets.features.store import feature_problems, feature_summary, read_feature_days
+from trading_assets.settings import Settings
 
-FEATURES = dg.AssetKey("features")
+FEATURES_ASSET = dg.AssetKey("features")
 
 #: A day's features read its own candles and the previous day's (the longest lookback).
 _CANDLES_OF_DAY_AND_PREVIOUS_DAY = dg.MultiPartitionMapping(
@@ -25,59 +27,63 @@ _CANDLES_OF_DAY_AND_PREVIOUS_DAY = dg.MultiPartitionMapping(
     }
 )
 
-
-class FeatureRunConfig(dg.Config):
-    min_usable_share: float = load_settings().min_coverage
-
-
-def _check(name: str, description: str, blocking: bool) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(
-        name,
-        asset=FEATURES,
-        description=description,
-        blocking=blocking,
-        partitions_def=symbol_date_partitions,
-    )
-
-
-FEATURE_CHECKS = [
-    _check("finite_values", "Stored rows have no null, NaN or infinite feature value.", blocking=True),
-    _check(
-        "value_ranges",
-        "Bounded features stay in range (RSI in [0, 100], %R in [-100, 0], ...).",
-        blocking=True,
-    ),
-    _check(
-        "stored_rows",
+#: name: (description, blocking) of the per-partition checks.
+_CHECKS = {
+    "finite_values": ("Stored rows have no null, NaN or infinite feature value.", True),
+    "value_ranges": ("Bounded features stay in range (RSI in [0, 100], %R in [-100, 0], ...).", True),
+    "stored_rows": (
         "The stored (symbol, day) slice holds exactly the rows this run wrote (a lost write fails).",
-        blocking=True,
+        True,
     ),
-    _check(
-        "usable_coverage", "Share of the day's minutes usable for training (warns when low).", blocking=False
-    ),
-]
+    "usable_coverage": ("Share of the day's minutes usable for training (warns when low).", False),
+}
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            FEATURES,
-            description=f"{len(FEATURE_NAMES)} engineered features ({len(MODEL_FEATURES)} used by models) "
-            "of one (symbol, UTC day), computed from the day's candles plus a day of lookback.",
-            group_name="feature_store",
-            partitions_def=symbol_date_partitions,
-            deps=[dg.AssetDep("raw_candles", partition_mapping=_CANDLES_OF_DAY_AND_PREVIOUS_DAY)],
-            kinds={"duckdb", "polars"},
-            automation_condition=FEATURES_FOLLOW_CANDLES,
-        )
-    ],
-    check_specs=FEATURE_CHECKS,
-    can_subset=True,
-    partitions_def=symbol_date_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-)
-def features(context: dg.AssetExecutionContext, config: FeatureRunConfig, store: DuckDBStoreResource):
-    history_start = load_settings().history_start
+def build_features_asset(settings: Settings, partitions: Partitions) -> dg.AssetsDefinition:
+    """`features` over the symbol x date partitions; warm-up counted from the settings' history start."""
+
+    class FeatureRunConfig(dg.Config):
+        min_usable_share: float = settings.min_coverage
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                FEATURES_ASSET,
+                description=f"{len(FEATURE_NAMES)} engineered features ({len(MODEL_FEATURES)} used by models) "
+                "of one (symbol, UTC day), computed from the day's candles plus a day of lookback.",
+                group_name="feature_store",
+                partitions_def=partitions.symbol_date,
+                deps=[dg.AssetDep("raw_candles", partition_mapping=_CANDLES_OF_DAY_AND_PREVIOUS_DAY)],
+                kinds={"duckdb", "polars"},
+                automation_condition=FEATURES_FOLLOW_CANDLES,
+            )
+        ],
+        check_specs=[
+            dg.AssetCheckSpec(
+                name,
+                asset=FEATURES_ASSET,
+                description=description,
+                blocking=blocking,
+                partitions_def=partitions.symbol_date,
+            )
+            for name, (description, blocking) in _CHECKS.items()
+        ],  # fmt: skip
+        can_subset=True,
+        partitions_def=partitions.symbol_date,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
+    def features(context: dg.AssetExecutionContext, config: FeatureRunConfig, store: DuckDBStoreResource):
+        yield from _materialize(context, store, settings.history_start, config.min_usable_share)
+
+    return features
+
+
+def _materialize(
+    context: dg.AssetExecutionContext,
+    store: DuckDBStoreResource,
+    history_start: date,
+    min_usable_share: float,
+):
     reports: dict[str, FeatureDayReport] = {}
     # Days in order, so a backfill that also materializes raw_candles reads complete lookbacks.
     for symbol, key_of_day in partition_batches(context.partition_keys, DAYS_PER_TRANSACTION):
@@ -94,12 +100,12 @@ def features(context: dg.AssetExecutionContext, config: FeatureRunConfig, store:
             f"{symbol} {days[0]}..{days[-1]}: features of {len(batch)} day(s) in one transaction, "
             f"{sum(report.rows for report in batch):,} rows"
         )
-    yield dg.MaterializeResult(asset_key=FEATURES)
-    checks = PartitionChecks(context, FEATURES)
+    yield dg.MaterializeResult(asset_key=FEATURES_ASSET)
+    checks = PartitionChecks(context, FEATURES_ASSET)
     for symbol, key_of_day in partition_batches(reports, DAYS_PER_TRANSACTION):
         stored = read_feature_days(store.db_path, symbol, list(key_of_day))
         for day, key in key_of_day.items():
-            yield from _partition_checks(checks, key, reports[key], stored[day], config.min_usable_share)
+            yield from _partition_checks(checks, key, reports[key], stored[day], min_usable_share)
 
 
 def _metadata(report: FeatureDayReport) -> dict[str, object]:
@@ -129,9 +135,9 @@ def _partition_checks(
     min_usable_share: float,
 ) -> list[dg.AssetCheckEvaluation]:
     """The checks of one partition, on the rows read back from the store."""
-    problems = check_feature_ranges(stored, report.day)
-    finite = [p for p in problems if "null, NaN or infinite" in p]
-    ranges = [p for p in problems if p not in finite]
+    problems = feature_problems(stored, report.day)
+    finite = problems.non_finite
+    ranges = [*problems.missing_columns, *problems.out_of_bounds, *problems.minutes]
     usable_share = float(stored["usable"].mean()) if stored.height else 0.0
     common = {"symbol": report.symbol, "date": report.day.isoformat(), "stored_rows": stored.height}
 

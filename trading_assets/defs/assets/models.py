@@ -9,16 +9,16 @@ any path.
 
 from datetime import date
 from pathlib import Path
+from typing import NamedTuple
 
 import dagster as dg
-from dagster._core.event_api import PartitionKeyFilter
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from trading_assets.defs.automation import (
     ENSEMBLE_FOLLOWS_PROMOTIONS,
     PROMOTE_AFTER_PASSING_GATES,
     retrain_on_cadence,
 )
+from trading_assets.defs.dagster_private import FINISHED_CHECK_STATUSES, PartitionKeyFilter
 from trading_assets.defs.metadata import (
     ASSET_OWNERS,
     confusion_matrix_table,
@@ -26,14 +26,12 @@ from trading_assets.defs.metadata import (
     markdown_mapping,
     markdown_records,
 )
+from trading_assets.defs.partitions import Partitions
 from trading_assets.defs.resources import DuckDBStoreResource, ModelStoreResource
-from trading_assets.features.registry import FEATURE_SET_VERSION, MODEL_FEATURES, schema_hash
-from trading_assets.features.store import read_feature_matrix
-from trading_assets.market.candles import day_bounds
+from trading_assets.features.registry import MODEL_FEATURES, schema_hash
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.gates import GATES, GateResult, GateThresholds, blocking_failures
-from trading_assets.ml.train import TrainResult, train_model
-from trading_assets.partitions import symbol_partitions
+from trading_assets.ml.train import TrainResult, train_symbol
 from trading_assets.plots import (
     equity_curve_png,
     learning_curve_png,
@@ -41,9 +39,8 @@ from trading_assets.plots import (
 )
 from trading_assets.promotion.ensemble import DEFAULT_WEIGHTS, EnsembleSpec, NoPromotedMembers, build_ensemble
 from trading_assets.promotion.registry import current, promote
-from trading_assets.settings import load_settings
+from trading_assets.settings import Settings
 
-_settings = load_settings()
 MODEL_TYPES = ("lstm", "transformer", "sklearn")
 #: Steps tagged with this key share the training slots of the multiprocess executor (definitions.py),
 #: and training steps of all runs share the `training` pool (limit in dagster_home/dagster.yaml).
@@ -51,27 +48,46 @@ TRAINING_TAG = "trading_assets/training"
 TRAINING_POOL = "training"
 #: Trainings that may run at once; each uses cores / TRAINING_SLOTS torch threads.
 TRAINING_SLOTS = 2
-#: Check executions that have a result (not merely planned).
-_FINISHED_CHECKS = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
 
 
-class ModelRunConfig(dg.Config):
+class ModelAssets(NamedTuple):
+    models: list[dg.AssetsDefinition]  # `<type>_model`
+    promoted: list[dg.AssetsDefinition]  # `promoted_<type>_model`
+    ensemble: dg.AssetsDefinition
+
+
+def build_model_assets(settings: Settings, partitions: Partitions) -> ModelAssets:
+    """The model, promotion and ensemble assets per symbol; run config defaults and the retraining cadence
+    from the settings."""
+    run_config = _model_run_config(settings)
+    models = [_build_model_asset(t, run_config, partitions, settings) for t in MODEL_TYPES]
+    promoted = [_build_promoted_asset(t, partitions) for t in MODEL_TYPES]
+    return ModelAssets(models, promoted, _build_ensemble(partitions))
+
+
+class _ModelRunConfig(dg.Config):
     """Training and gate settings of one model run (defaults: all stored history, settings' gates)."""
 
-    epochs: int = _settings.train_epochs
+    epochs: int
     batch_size: int = 64
-    samples_per_epoch: int = _settings.train_samples_per_epoch
+    samples_per_epoch: int
     seq_len: int = 60
     horizon: int = 1
     train_start: str | None = None
     train_end: str | None = None
     seed: int = 0
-    min_accuracy: float = _settings.min_accuracy
-    max_calibration_error: float = _settings.max_calibration_error
-    min_skill_margin: float = _settings.min_skill_margin
-    min_excess_return: float = _settings.min_excess_return
-    fee_bps: float = _settings.fee_bps
-    slippage_bps: float = _settings.slippage_bps
+    min_accuracy: float
+    max_calibration_error: float
+    min_skill_margin: float
+    min_excess_return: float
+    fee_bps: float
+    slippage_bps: float
+
+    def training_range(self, history_start: date) -> tuple[date, date]:
+        """From `train_start` (default: `history_start`) to `train_end` (default: today), inclusive."""
+        start = date.fromisoformat(self.train_start) if self.train_start else history_start
+        end = date.fromisoformat(self.train_end) if self.train_end else date.today()
+        return start, end
 
     def thresholds(self) -> GateThresholds:
         return GateThresholds(
@@ -92,10 +108,24 @@ class ModelRunConfig(dg.Config):
         )
 
 
-def _gate_specs(asset: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+def _model_run_config(settings: Settings) -> type[_ModelRunConfig]:
+    class ModelRunConfig(_ModelRunConfig):
+        epochs: int = settings.train_epochs
+        samples_per_epoch: int = settings.train_samples_per_epoch
+        min_accuracy: float = settings.min_accuracy
+        max_calibration_error: float = settings.max_calibration_error
+        min_skill_margin: float = settings.min_skill_margin
+        min_excess_return: float = settings.min_excess_return
+        fee_bps: float = settings.fee_bps
+        slippage_bps: float = settings.slippage_bps
+
+    return ModelRunConfig
+
+
+def _gate_specs(asset: dg.AssetKey, partitions: Partitions) -> list[dg.AssetCheckSpec]:
     return [
         dg.AssetCheckSpec(
-            name, asset=asset, description=description, blocking=True, partitions_def=symbol_partitions
+            name, asset=asset, description=description, blocking=True, partitions_def=partitions.symbol
         )
         for name, description in GATES.items()
     ]
@@ -116,12 +146,6 @@ def _gate_result(gate: GateResult) -> dg.AssetCheckResult:
         },
         description=gate.describe(),
     )
-
-
-def _training_range(config: ModelRunConfig) -> tuple[date, date]:
-    start = date.fromisoformat(config.train_start) if config.train_start else _settings.history_start
-    end = date.fromisoformat(config.train_end) if config.train_end else date.today()
-    return start, end
 
 
 def _model_metadata(result: TrainResult) -> dict[str, object]:
@@ -186,14 +210,16 @@ def _backtest_png(backtest: dict) -> bytes:
     return equity_curve_png(curves["strategy"], curves["buy_and_hold"], backtest["fee_bps"])
 
 
-def build_model_asset(model_type: str) -> dg.AssetsDefinition:
+def _build_model_asset(
+    model_type: str, run_config: type[_ModelRunConfig], partitions: Partitions, settings: Settings
+) -> dg.AssetsDefinition:
     key = dg.AssetKey(f"{model_type}_model")
 
     @dg.asset(
         key=key,
         description=f"The {model_type} direction model of one symbol, trained on all its stored features.",
         group_name="models",
-        partitions_def=symbol_partitions,
+        partitions_def=partitions.symbol,
         deps=[
             dg.AssetDep(
                 "features",
@@ -202,29 +228,24 @@ def build_model_asset(model_type: str) -> dg.AssetsDefinition:
                 ),
             )
         ],
-        check_specs=_gate_specs(key),
+        check_specs=_gate_specs(key, partitions),
         op_tags={TRAINING_TAG: model_type},
         pool=TRAINING_POOL,
-        automation_condition=retrain_on_cadence(_settings.retrain_cron),
+        automation_condition=retrain_on_cadence(settings.retrain_cron),
         kinds={"pytorch" if model_type != "sklearn" else "scikitlearn"},
     )
     def model_asset(
         context: dg.AssetExecutionContext,
-        config: ModelRunConfig,
+        config: run_config,
         store: DuckDBStoreResource,
         model_store: ModelStoreResource,
     ):
         symbol = context.partition_key
-        first, last = _training_range(config)
-        matrix = read_feature_matrix(store.db_path, symbol, day_bounds(first)[0], day_bounds(last)[1])
-        context.log.info(
-            f"{model_type} {symbol}: {len(matrix.x)} feature rows, {int(matrix.usable.sum())} usable"
-        )
-        result = train_model(
-            model_type, symbol, matrix.x, matrix.close, matrix.usable, matrix.minutes,
-            list(MODEL_FEATURES), FEATURE_SET_VERSION, schema_hash(), config.train_config(),
+        first, last = config.training_range(settings.history_start)
+        result = train_symbol(
+            store.db_path, symbol, model_type, first, last, config.train_config(), config.thresholds(),
             model_store.models_dir, progress=lambda p: context.log.info(f"{model_type} {symbol}: {p}"),
-            observed=matrix.observed, thresholds=config.thresholds(),
+            log=context.log.info,
         )  # fmt: skip
         yield dg.MaterializeResult(metadata=_model_metadata(result))
         for gate in result.gates:
@@ -242,7 +263,7 @@ def _latest_artifact(context: dg.AssetExecutionContext, model_key: dg.AssetKey, 
     return Path(records[0].asset_materialization.metadata["artifact_path"].value)
 
 
-def build_promoted_asset(model_type: str) -> dg.AssetsDefinition:
+def _build_promoted_asset(model_type: str, partitions: Partitions) -> dg.AssetsDefinition:
     model_key = dg.AssetKey(f"{model_type}_model")
 
     @dg.asset(
@@ -252,7 +273,7 @@ def build_promoted_asset(model_type: str) -> dg.AssetsDefinition:
             f"{model_type}_model failed: that model's `verdict` metadata and its gate alert name the gate."
         ),
         group_name="promotion",
-        partitions_def=symbol_partitions,
+        partitions_def=partitions.symbol,
         deps=[model_key],
         automation_condition=PROMOTE_AFTER_PASSING_GATES,
     )
@@ -286,17 +307,26 @@ class EnsembleConfig(dg.Config):
     sklearn_weight: float = DEFAULT_WEIGHTS["sklearn"]
 
 
-@dg.asset(
-    description="Weighted ensemble of the symbol's promoted members (weights renormalised over them); its "
-    "`model_comparison` table shows every model type: promoted version, weight, metrics, or why it is out.",
-    group_name="promotion",
-    partitions_def=symbol_partitions,
-    deps=[dg.AssetKey(f"promoted_{t}_model") for t in MODEL_TYPES],
-    automation_condition=ENSEMBLE_FOLLOWS_PROMOTIONS,
-    owners=ASSET_OWNERS,
-)
-def ensemble(
-    context: dg.AssetExecutionContext, config: EnsembleConfig, model_store: ModelStoreResource
+def _build_ensemble(partitions: Partitions) -> dg.AssetsDefinition:
+    @dg.asset(
+        description="Weighted ensemble of the symbol's promoted members (weights renormalised over them); its "
+        "`model_comparison` table shows every model type: promoted version, weight, metrics, or why it is out.",
+        group_name="promotion",
+        partitions_def=partitions.symbol,
+        deps=[dg.AssetKey(f"promoted_{t}_model") for t in MODEL_TYPES],
+        automation_condition=ENSEMBLE_FOLLOWS_PROMOTIONS,
+        owners=ASSET_OWNERS,
+    )
+    def ensemble(
+        context: dg.AssetExecutionContext, config: EnsembleConfig, model_store: ModelStoreResource
+    ) -> dg.MaterializeResult:
+        return _ensemble(context, config, model_store.models_dir)
+
+    return ensemble
+
+
+def _ensemble(
+    context: dg.AssetExecutionContext, config: EnsembleConfig, models_dir: Path
 ) -> dg.MaterializeResult:
     symbol = context.partition_key
     weights = {
@@ -305,12 +335,11 @@ def ensemble(
         "sklearn": config.sklearn_weight,
     }
     try:
-        spec = build_ensemble(model_store.models_dir, symbol, weights)
+        spec = build_ensemble(models_dir, symbol, weights)
     except NoPromotedMembers as error:
         raise dg.Failure(description=str(error)) from error
     comparison = [
-        _comparison_row(context.instance, model_store.models_dir, symbol, model_type, spec)
-        for model_type in MODEL_TYPES
+        _comparison_row(context.instance, models_dir, symbol, model_type, spec) for model_type in MODEL_TYPES
     ]
     return dg.MaterializeResult(
         metadata={
@@ -375,20 +404,19 @@ def _exclusion_reason(instance: dg.DagsterInstance, model_type: str, symbol: str
     'not trained' / 'not promoted'."""
     asset = dg.AssetKey(f"{model_type}_model")
     failed, evaluated = [], False
-    for spec in _gate_specs(asset):
+    for gate in GATES:  # every gate is a blocking check
         records = instance.event_log_storage.get_asset_check_execution_history(
-            spec.key, limit=1, status=_FINISHED_CHECKS, partition_filter=PartitionKeyFilter(key=symbol)
+            dg.AssetCheckKey(asset, gate),
+            limit=1,
+            status=FINISHED_CHECK_STATUSES,
+            partition_filter=PartitionKeyFilter(key=symbol),
         )
         evaluation = (
             records[0].event.dagster_event.event_specific_data if records and records[0].event else None
         )
         evaluated = evaluated or evaluation is not None
-        if evaluation is not None and spec.blocking and not evaluation.passed:
-            failed.append(evaluation.description or f"{spec.name} failed")
+        if evaluation is not None and not evaluation.passed:
+            failed.append(evaluation.description or f"{gate} failed")
     if failed:
         return "excluded: " + "; ".join(failed)
     return "not promoted" if evaluated else "not trained"
-
-
-model_assets = [build_model_asset(t) for t in MODEL_TYPES]
-promoted_assets = [build_promoted_asset(t) for t in MODEL_TYPES]

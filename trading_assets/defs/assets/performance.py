@@ -8,14 +8,13 @@ import polars as pl
 
 from trading_assets.defs.automation import LIVE_PERFORMANCE_FOLLOWS_CANDLES
 from trading_assets.defs.metadata import ASSET_OWNERS, markdown_table
+from trading_assets.defs.partitions import Partitions
 from trading_assets.defs.resources import DuckDBStoreResource
-from trading_assets.partitions import symbol_partitions
 from trading_assets.runtime.performance import ScoredPerformance, live_performance
-from trading_assets.settings import load_settings
+from trading_assets.settings import Settings
 from trading_assets.store.duckdb_store import StoreMissingError
 
 LIVE_PERFORMANCE = dg.AssetKey("live_performance")
-_settings = load_settings()
 
 
 class LivePerformanceConfig(dg.Config):
@@ -24,40 +23,56 @@ class LivePerformanceConfig(dg.Config):
     window_hours: float = 24.0
     horizon: int = 1
     min_outcomes: int = 30
-    min_accuracy: float = _settings.min_accuracy
+    min_accuracy: float  # default: the settings' accuracy gate
     as_of: str | None = None  # ISO timestamp closing the window; default now
 
     def window_end(self) -> datetime:
         return datetime.fromisoformat(self.as_of).astimezone(UTC) if self.as_of else datetime.now(UTC)
 
 
-@dg.asset(
-    key=LIVE_PERFORMANCE,
-    description="Realised accuracy, calibration error and count of the dry-run's signals, per member and "
-    "for the ensemble, over a rolling window (signals joined with the candles that arrived later).",
-    group_name="observation",
-    partitions_def=symbol_partitions,
-    deps=[
-        dg.AssetDep("ensemble"),
-        dg.AssetDep(
-            "raw_candles",
-            partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="symbol"),
-        ),
-    ],
-    check_specs=[
-        dg.AssetCheckSpec(
-            "live_accuracy",
-            asset=LIVE_PERFORMANCE,
-            description="Warns when a member's or the ensemble's realised accuracy is below the gate.",
-            blocking=False,
-            partitions_def=symbol_partitions,
-        )
-    ],
-    automation_condition=LIVE_PERFORMANCE_FOLLOWS_CANDLES,
-    kinds={"duckdb"},
-    owners=ASSET_OWNERS,
-)
-def live_performance_asset(
+def build_live_performance_asset(settings: Settings, partitions: Partitions) -> dg.AssetsDefinition:
+    """`live_performance` per symbol; its check's accuracy gate defaults to the settings' gate."""
+
+    class LiveRunConfig(LivePerformanceConfig):
+        min_accuracy: float = settings.min_accuracy
+
+    @dg.asset(
+        key=LIVE_PERFORMANCE,
+        description="Realised accuracy, calibration error and count of the dry-run's signals, per member and "
+        "for the ensemble, over a rolling window (signals joined with the candles that arrived later).",
+        group_name="observation",
+        partitions_def=partitions.symbol,
+        deps=[
+            dg.AssetDep("ensemble"),
+            dg.AssetDep(
+                "raw_candles",
+                partition_mapping=dg.MultiToSingleDimensionPartitionMapping(
+                    partition_dimension_name="symbol"
+                ),
+            ),
+        ],
+        check_specs=[
+            dg.AssetCheckSpec(
+                "live_accuracy",
+                asset=LIVE_PERFORMANCE,
+                description="Warns when a member's or the ensemble's realised accuracy is below the gate.",
+                blocking=False,
+                partitions_def=partitions.symbol,
+            )
+        ],
+        automation_condition=LIVE_PERFORMANCE_FOLLOWS_CANDLES,
+        kinds={"duckdb"},
+        owners=ASSET_OWNERS,
+    )
+    def live_performance_asset(
+        context: dg.AssetExecutionContext, config: LiveRunConfig, store: DuckDBStoreResource
+    ):
+        yield from _live_performance(context, config, store)
+
+    return live_performance_asset
+
+
+def _live_performance(
     context: dg.AssetExecutionContext, config: LivePerformanceConfig, store: DuckDBStoreResource
 ):
     symbol = context.partition_key

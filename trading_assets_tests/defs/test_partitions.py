@@ -2,7 +2,7 @@ from datetime import date
 
 import dagster as dg
 
-from trading_assets.partitions import keys_by_symbol_day, partition_batches, split_key
+from trading_assets.defs.partitions import keys_by_symbol_day, partition_batches, split_key
 
 
 def test_keys_are_grouped_by_symbol_and_ordered_by_day_as_given() -> None:

@@ -1,25 +1,35 @@
-"""Partitions: symbol (static, from settings) x date (daily UTC from the history start)."""
+"""Partitions: symbol (static, from settings) x date (daily UTC from the history start), and partition keys."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import date
 
 import dagster as dg
 
 from trading_assets.market.candles import consecutive_day_batches
-from trading_assets.settings import load_settings
-
-_settings = load_settings()
+from trading_assets.settings import Settings
 
 #: Consecutive days of one symbol that a multi-partition step reads, writes in one DuckDB transaction and
 #: checks with one query: one connection per batch instead of several per day, and the file lock held
 #: well under a second at a time, so parallel runs interleave.
 DAYS_PER_TRANSACTION = 31
 
-symbol_partitions = dg.StaticPartitionsDefinition(list(_settings.symbols))
-date_partitions = dg.DailyPartitionsDefinition(start_date=_settings.history_start.isoformat(), timezone="UTC")
-symbol_date_partitions = dg.MultiPartitionsDefinition({"symbol": symbol_partitions, "date": date_partitions})
+
+@dataclass(frozen=True)
+class Partitions:
+    """The partitions of the code location: per symbol, per UTC day, and per (symbol, day)."""
+
+    symbol: dg.StaticPartitionsDefinition
+    date: dg.DailyPartitionsDefinition
+    symbol_date: dg.MultiPartitionsDefinition
+
+
+def build_partitions(settings: Settings) -> Partitions:
+    symbol = dg.StaticPartitionsDefinition(list(settings.symbols))
+    day = dg.DailyPartitionsDefinition(start_date=settings.history_start.isoformat(), timezone="UTC")
+    return Partitions(symbol, day, dg.MultiPartitionsDefinition({"symbol": symbol, "date": day}))
 
 
 def split_key(key: str | dg.MultiPartitionKey) -> tuple[str, date]:

@@ -16,7 +16,6 @@ from torch import nn
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.data import Samples, gather_windows
 from trading_assets.ml.models import LSTMDirectionModel, TransformerDirectionModel
-from trading_assets.settings import load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +43,8 @@ class FitOutcome:
 ProgressCallback = Callable[[EpochProgress], None]
 
 
-def thread_budget(concurrent_trainings: int | None = None) -> int:
-    """Torch threads for one of N trainings sharing this process's cores: about cores / N, at least 1.
-
-    N defaults to the setting `concurrent_trainings` (TA_CONCURRENT_TRAININGS, default 1).
-    """
-    if concurrent_trainings is None:
-        concurrent_trainings = load_settings().concurrent_trainings
+def thread_budget(concurrent_trainings: int) -> int:
+    """Torch threads for one of N trainings sharing this process's cores: about cores / N, at least 1."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, cores // max(1, concurrent_trainings))
 

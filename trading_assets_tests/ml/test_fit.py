@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.data import chronological_splits, fit_scaler, gather_windows, make_samples
-from trading_assets.ml.trainer import build_torch_model, fit_torch, predict_logits, thread_budget
+from trading_assets.ml.fit import build_torch_model, fit_torch, predict_logits, thread_budget
 
 
 @pytest.mark.parametrize(("cores", "concurrent", "expected"), [(8, 4, 2), (8, 1, 8), (2, 3, 1), (16, 3, 5)])
@@ -12,10 +13,9 @@ def test_thread_budget_shares_cores(monkeypatch, cores, concurrent, expected):
     assert thread_budget(concurrent) == expected
 
 
-def test_thread_budget_reads_concurrency_from_environment(monkeypatch):
+def test_thread_budget_of_default_config_uses_every_core(monkeypatch):
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(12)))
-    monkeypatch.setenv("TA_CONCURRENT_TRAININGS", "3")
-    assert thread_budget() == 4
+    assert thread_budget(TrainConfig().concurrent_trainings) == 12
 
 
 def _fit(market, config, progress=None):
@@ -55,7 +55,7 @@ def test_best_weights_are_restored_and_patience_stops_early(market, tiny_config)
 
 
 def test_train_seq_len_shortens_training_windows_only(market, tiny_config, monkeypatch):
-    from trading_assets.ml import trainer
+    from trading_assets.ml import fit
 
     lengths = []
 
@@ -63,7 +63,7 @@ def test_train_seq_len_shortens_training_windows_only(market, tiny_config, monke
         lengths.append(seq_len)
         return gather_windows(x, ends, seq_len)
 
-    monkeypatch.setattr(trainer, "gather_windows", recording)
+    monkeypatch.setattr(fit, "gather_windows", recording)
     config = type(tiny_config)(**{**tiny_config.to_dict(), "train_seq_len": 4, "max_epochs": 1})
     _fit(market, config)
     assert set(lengths) == {4, 10} and lengths[-1] == 10 and lengths[0] == 4

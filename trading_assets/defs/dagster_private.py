@@ -1,0 +1,53 @@
+"""Every name this package takes from Dagster's private modules (`dagster._...`), in one place.
+
+Dagster 1.13 does not export these at the top level; a Dagster upgrade may move or change them. The pin is
+`DAGSTER_VERSION` (pyproject.toml pins the same); `trading_assets_tests/defs/test_dagster_private.py` fails
+on another version and names what to re-check here.
+"""
+
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData as TargetMaterialization,
+)
+from dagster._core.definitions.selector import JobSubsetSelector
+from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.storage.asset_check_execution_record import (
+    AssetCheckExecutionRecord,
+    AssetCheckExecutionRecordStatus,
+)
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import WorkspaceFileTarget
+from dagster._utils.error import SerializableErrorInfo
+
+#: The Dagster release these names were checked against.
+DAGSTER_VERSION = "1.13.27"
+
+#: Check executions that have a result (not merely planned).
+FINISHED_CHECK_STATUSES = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
+
+#: What each name is used for: re-check these uses when DAGSTER_VERSION changes.
+USES = {
+    "TargetMaterialization": "defs/checks.py: per-partition check evaluations name the materialization they "
+    "checked (AssetCheckEvaluation(target_materialization_data=...))",
+    "PartitionKeyFilter": "defs/assets/models.py: a symbol's latest gate executions "
+    "(event_log_storage.get_asset_check_execution_history(partition_filter=...))",
+    "AssetCheckExecutionRecord": "defs/sensors.py: a failed check execution turned into an alert",
+    "AssetCheckExecutionRecordStatus": "defs/sensors.py and models.py: filter check executions by status",
+    "SerializableErrorInfo": "defs/sensors.py: the type of a failed run's error (root cause of an alert)",
+    "JobSubsetSelector": "demo_runs.py: select the assets of a run launched through the code location",
+    "WorkspaceProcessContext": "demo_runs.py: load workspace.yaml's code location as the webserver does",
+    "WorkspaceFileTarget": "demo_runs.py: the workspace.yaml target of WorkspaceProcessContext",
+}
+
+__all__ = [
+    "DAGSTER_VERSION",
+    "FINISHED_CHECK_STATUSES",
+    "USES",
+    "AssetCheckExecutionRecord",
+    "AssetCheckExecutionRecordStatus",
+    "JobSubsetSelector",
+    "PartitionKeyFilter",
+    "SerializableErrorInfo",
+    "TargetMaterialization",
+    "WorkspaceFileTarget",
+    "WorkspaceProcessContext",
+]

@@ -1,0 +1,24 @@
+"""`train_features` trains on the model features only: a matrix of other columns is refused, naming them."""
+
+import numpy as np
+import pytest
+
+from trading_assets.features.store import FeatureMatrix
+from trading_assets.ml.config import TrainConfig
+from trading_assets.ml.gates import GateThresholds
+from trading_assets.ml.train import train_features
+
+
+def test_a_matrix_of_other_columns_is_refused_before_training(tmp_path) -> None:
+    rows = 10
+    matrix = FeatureMatrix(
+        x=np.zeros((rows, 1), dtype=np.float32),
+        minutes=np.arange(rows).astype("datetime64[m]"),
+        close=np.ones(rows),
+        usable=np.ones(rows, dtype=bool),
+        observed=np.ones(rows, dtype=bool),
+        names=("rsi_14",),
+    )
+    with pytest.raises(ValueError, match=r"BTC-USD: the feature matrix holds \['rsi_14'\]"):
+        train_features(matrix, "BTC-USD", "lstm", TrainConfig(), GateThresholds(), tmp_path / "models")
+    assert not (tmp_path / "models").exists()
