@@ -35,7 +35,7 @@ from pathlib import Path
 
 import duckdb
 
-from trading_assets.bench.dagster_server import BackfillStatus, DagsterServer
+from trading_assets_bench.harness.dagster_server import BackfillStatus, DagsterServer
 from trading_assets.settings import PROJECT_ROOT
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
