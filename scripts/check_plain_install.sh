@@ -20,13 +20,15 @@ git ls-files -z --cached --others --exclude-standard | tar -c --null -T - -f - |
 
 "${PYTHON:-python3}" -m venv "$tmp/venv"
 python=$tmp/venv/bin/python
-pip=("$python" -m pip -q)
+# pip's notes about this machine's local index locations are noise, as in scripts/setup.sh; pip's exit
+# status still decides (pipefail).
+pip() { "$python" -m pip -q "$@" 2>&1 | { grep -v "^WARNING: Location" || true; }; }
 # As scripts/setup.sh: torch 2.13.0 first (the CPU wheel on this project's machines), then the project.
-"${pip[@]}" install "torch==${TORCH_VERSION:-2.13.0}"
-"${pip[@]}" install "$tmp/src"
+pip install "torch==${TORCH_VERSION:-2.13.0}"
+pip install "$tmp/src"
 
 cd "$tmp"  # nothing importable from the current directory
-"$python" - <<'EOF'
+PYTHONWARNINGS=ignore "$python" - <<'EOF'  # (Dagster's beta/preview notes are not failures)
 import importlib
 import importlib.util
 import pkgutil

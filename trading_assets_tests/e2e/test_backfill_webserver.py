@@ -35,9 +35,9 @@ import pytest
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from trading_assets.alerts import AlertLog
-from trading_assets_bench.harness.dagster_server import BackfillStatus, DagsterServer, processes_with_env
 from trading_assets.promotion.registry import current, history
 from trading_assets.settings import PROJECT_ROOT
+from trading_assets_bench.harness.dagster_server import BackfillStatus, DagsterServer, processes_with_env
 
 pytestmark = pytest.mark.slow
 

@@ -16,9 +16,9 @@ import pytest
 from dagster._utils.error import serializable_error_info_from_exc_info
 from polars.testing import assert_frame_equal
 
-from trading_assets_bench.exchange import measure_exchange_rate
 from trading_assets.market.candles import CANDLE_SCHEMA, day_bounds, day_quality, validate_candles
 from trading_assets.market.ccxt_source import CcxtCandleSource, ExchangeFetchError
+from trading_assets_bench.exchange import measure_exchange_rate
 from trading_assets_bench.harness.loopback_exchange import LoopbackExchange
 
 DAY = date(2024, 3, 5)
