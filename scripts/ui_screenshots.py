@@ -39,7 +39,7 @@ import websockets
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from trading_assets.bench.dagster_server import HOST, free_port  # noqa: E402
+from trading_assets_bench.harness.dagster_server import HOST, free_port  # noqa: E402
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 WINDOW = "1600,4600"  # tall enough for the whole of the model page's metadata

@@ -202,12 +202,24 @@ def _check_symbols(symbols: list[str], settings: Settings) -> None:
 
 
 def _bench_module(name: str):
-    return importlib.import_module(f"trading_assets.bench.{name}")
+    """The benchmark's module from the separate trading_assets_bench package, imported only when asked."""
+    try:
+        return importlib.import_module(f"trading_assets_bench.{name}")
+    except ModuleNotFoundError as error:
+        missing = error.name or ""
+        if missing.startswith("trading_assets") and missing != "trading_assets_bench":
+            raise
+        raise Refused(
+            f"the {name} benchmark needs {missing}, which is not installed: "
+            "pip install -e '.[bench]' in a source checkout (or '.[dev]')"
+        ) from None
 
 
 def _run_bench(args: argparse.Namespace, settings: Settings) -> int:
     """Benchmarks import their module (and so torch) only when they run, keeping other commands quick."""
     module = _bench_module(args.benchmark)
+    from trading_assets_bench import BenchmarkRefused
+
     parser = _OneLineParser(
         prog=f"trading-assets bench {args.benchmark}",
         description=module.__doc__,
@@ -216,7 +228,10 @@ def _run_bench(args: argparse.Namespace, settings: Settings) -> int:
     parser.add_argument("--json", dest="json_path", help="also write the JSON result to this file")
     module.add_arguments(parser)
     options = parser.parse_args(args.options)
-    result = module.run(options)
+    try:
+        result = module.run(options)
+    except BenchmarkRefused as error:
+        raise Refused(str(error)) from None
     text = json.dumps(result, indent=2, default=str)
     print(text)
     if options.json_path:

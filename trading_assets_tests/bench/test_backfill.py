@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from trading_assets import cli
-from trading_assets.bench import backfill
-from trading_assets.bench.dagster_server import multi_partition_key
+from trading_assets_bench import backfill
+from trading_assets_bench.harness.dagster_server import multi_partition_key
 
 
 def test_defaults_and_registration() -> None:

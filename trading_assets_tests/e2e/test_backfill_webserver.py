@@ -1,6 +1,6 @@
 """End to end through `dagster dev`: backfills launched over GraphQL exactly as the UI launches them.
 
-One module-scoped scenario starts webserver + daemon (`trading_assets.bench.dagster_server`) in its own
+One module-scoped scenario starts webserver + daemon (`trading_assets_bench.harness.dagster_server`) in its own
 process group on a free loopback port, with a temporary DAGSTER_HOME (the shipped dagster.yaml: queued
 runs, at most 3 at once, training pool), data and models directory, and:
 
@@ -35,9 +35,9 @@ import pytest
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from trading_assets.alerts import AlertLog
-from trading_assets.bench.dagster_server import BackfillStatus, DagsterServer, processes_with_env
 from trading_assets.promotion.registry import current, history
 from trading_assets.settings import PROJECT_ROOT
+from trading_assets_bench.harness.dagster_server import BackfillStatus, DagsterServer, processes_with_env
 
 pytestmark = pytest.mark.slow
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from trading_assets.bench.dagster_server import DagsterServer, processes_with_env
 from trading_assets.defs.partitions import partition_range_tags
 from trading_assets.demo_runs import CodeLocationRuns
 from trading_assets.settings import PROJECT_ROOT
+from trading_assets_bench.harness.dagster_server import DagsterServer, processes_with_env
 
 pytestmark = pytest.mark.slow
 

@@ -16,12 +16,12 @@ import pytest
 from dagster._utils.error import serializable_error_info_from_exc_info
 from polars.testing import assert_frame_equal
 
-from trading_assets.bench.exchange import measure_exchange_rate
 from trading_assets.market.candles import CANDLE_SCHEMA, day_bounds, day_quality, validate_candles
 from trading_assets.market.ccxt_source import CcxtCandleSource, ExchangeFetchError
-from trading_assets.market.loopback_exchange import LoopbackExchange
 from trading_assets.market.sources import SourceOptions
 from trading_assets.settings import load_settings
+from trading_assets_bench.exchange import measure_exchange_rate
+from trading_assets_bench.harness.loopback_exchange import LoopbackExchange
 
 DAY = date(2024, 3, 5)
 START, END = day_bounds(DAY)

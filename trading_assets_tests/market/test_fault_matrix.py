@@ -21,8 +21,8 @@ import pytest
 from trading_assets.market.candles import InvalidPartitionError, day_bounds
 from trading_assets.market.ccxt_source import CcxtCandleSource, ExchangeFetchError
 from trading_assets.market.ingest import ingest_days
-from trading_assets.market.loopback_exchange import EVERY_REQUEST, Fault, LoopbackExchange, PageFault
 from trading_assets.store.duckdb_store import ShrinkRefusedError, read_candles
+from trading_assets_bench.harness.loopback_exchange import EVERY_REQUEST, Fault, LoopbackExchange, PageFault
 from trading_assets_tests.conftest import SHARED_DATA
 
 REAL_DIR = SHARED_DATA / "binance_2026-03_paparocketeer-freqtrade-bot"

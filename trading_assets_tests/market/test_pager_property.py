@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from trading_assets.market.candles import InvalidPartitionError, day_bounds
 from trading_assets.market.ccxt_source import CcxtCandleSource, ExchangeFetchError
 from trading_assets.market.ingest import ingest_day
-from trading_assets.market.loopback_exchange import Fault, LoopbackExchange, PageFault
 from trading_assets.market.synthetic import SyntheticSource
 from trading_assets.store.duckdb_store import ShrinkRefusedError, StoreMissingError, read_candles
+from trading_assets_bench.harness.loopback_exchange import Fault, LoopbackExchange, PageFault
 
 DAY = date(2024, 3, 5)
 START, END = day_bounds(DAY)

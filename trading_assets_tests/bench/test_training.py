@@ -4,7 +4,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from trading_assets.bench import training
+from trading_assets_bench import training
 
 
 def _args(*argv: str) -> argparse.Namespace:

@@ -32,8 +32,10 @@ import torch
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.data import gather_windows
 from trading_assets.ml.fit import build_torch_model, pick_device, thread_budget, train_step
+from trading_assets_bench import BenchmarkRefused
 
-DEFAULT_BASELINE = Path(__file__).resolve().parents[2] / ".." / "shared" / "bench" / "baseline_recipe.py"
+#: The old pipeline's recipe, outside this repository (next to a checkout in ../shared); --baseline overrides.
+DEFAULT_BASELINE = Path(__file__).resolve().parents[1] / ".." / "shared" / "bench" / "baseline_recipe.py"
 EVAL_EVERY = 10_000
 VAL_WINDOWS = 4096
 
@@ -87,6 +89,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         x, y = make_data(args.rows, args.features)
         np.savez(args.write_data, x=x, y=y)
         return {"written": str(args.write_data), "rows": args.rows, "features": args.features}
+    if not args.skip_baseline:
+        _check_baseline(args.baseline)
     torch.set_num_threads(thread_budget(1))
     device = pick_device(args.device)
     if args.target_val_loss is None:
@@ -333,12 +337,17 @@ def run_baseline(script: Path, arguments: list[str]) -> dict[str, Any]:
     It starts through a shell that forks it: Linux carries a process's peak RSS across exec, so a child
     exec'd straight from this (large) process would report this process's peak as its own.
     """
-    if not Path(script).is_file():
-        raise FileNotFoundError(
-            f"baseline recipe {script} not found; pass --baseline PATH or --skip-baseline"
-        )
+    _check_baseline(script)
     command = [sys.executable, str(script), *arguments, "--json"]
     done = subprocess.run(
         ["/bin/sh", "-c", '"$@"; exit $?', "sh", *command], capture_output=True, text=True, check=True
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _check_baseline(script: Path) -> None:
+    """Refuse before measuring anything when the baseline recipe (outside this repository) is absent."""
+    if not Path(script).is_file():
+        raise BenchmarkRefused(
+            f"baseline recipe {Path(script).resolve()} not found: pass --baseline PATH or --skip-baseline"
+        )

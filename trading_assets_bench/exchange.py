@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from trading_assets.market.ccxt_source import MAX_PAGE_LIMIT, CcxtCandleSource
-from trading_assets.market.loopback_exchange import LoopbackExchange
 from trading_assets.market.synthetic import SyntheticSource
+from trading_assets_bench.harness.loopback_exchange import LoopbackExchange
 
 BENCH_START = datetime(2024, 1, 1, tzinfo=UTC)
 BENCH_SYMBOL = "BTC-USD"

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> dict:
             for report in ingest_days(source, db_path, symbol, batch, max_invalid_share=0.0)
         )
         seconds = time.perf_counter() - started
-    from trading_assets.bench.exchange import measure_exchange_rate
+    from trading_assets_bench.exchange import measure_exchange_rate
 
     exchange = measure_exchange_rate(
         requests=args.exchange_requests, rate_limit_ms=args.exchange_rate_limit_ms

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import argparse
 
-from trading_assets.bench.features import add_arguments, run
+from trading_assets_bench.features import add_arguments, run
 
 
 def test_bench_reports_the_documented_keys_from_a_single_threaded_child() -> None:
