@@ -380,6 +380,19 @@ def candle_integrity_by_day(path: Path, symbol: str, days: Sequence[date]) -> di
     return {day: stored.get(day, dict(_NO_CANDLES)) for day in days}
 
 
+def stored_minutes_per_day(path: Path, symbol: str, first_day: date, last_day: date) -> dict[date, int]:
+    """Stored candle minutes of each UTC day of `symbol` in [first_day, last_day] that has any."""
+    start = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
+    end = datetime(last_day.year, last_day.month, last_day.day, tzinfo=UTC) + timedelta(days=1)
+    result = query(
+        path,
+        "SELECT CAST(timezone('UTC', minute) AS DATE) AS day, count(*) AS minutes FROM candles "
+        "WHERE symbol = ? AND minute >= ? AND minute < ? GROUP BY day",
+        [symbol, start, end],
+    )
+    return dict(zip(result["day"].to_list(), result["minutes"].to_list(), strict=True))
+
+
 def latest_minutes(path: Path, symbols: Sequence[str]) -> dict[str, datetime]:
     """The newest stored candle minute of each symbol that has any."""
     result = query(

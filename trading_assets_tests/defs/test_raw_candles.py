@@ -166,6 +166,10 @@ def test_freshness_passes_for_yesterday_and_warns_for_old_candles(
     assert not stale.passed and stale.severity == dg.AssetCheckSeverity.WARN
     assert stale.metadata["stale_symbols"].value == list(SYMBOLS)
     assert stale.metadata["freshness_hours"].value == 48.0
+    for symbol in SYMBOLS:  # a coverage chart per symbol, of the 30 days up to the newest stored candle
+        assert stale.metadata[f"coverage_{symbol}"].value.startswith(
+            f"![{symbol} coverage](data:image/png;base64,"
+        )
 
 
 class _EvaluationsByName:

@@ -20,6 +20,7 @@ from trading_assets.store.duckdb_store import (
     query,
     read_candles,
     replace_slice,
+    stored_minutes_per_day,
     with_lock_retry,
     write_candle_slices,
     write_candles,
@@ -197,3 +198,11 @@ def test_allow_shrink_permits_a_shrinking_write(db_path: Path) -> None:
         db_path, day_candles().head(100), "BTC-USD", *day_bounds(DAY), "synthetic", NOW, allow_shrink=True
     )
     assert read_candles(db_path, ["BTC-USD"]).height == 100
+
+
+def test_stored_minutes_per_day_counts_each_utc_day(db_path: Path) -> None:
+    day = date(2024, 1, 2)
+    candles = SyntheticSource(predictability=0.0).fetch("BTC-USD", *day_bounds(day))
+    write_candles(db_path, candles.head(1000), "BTC-USD", *day_bounds(day), "synthetic", NOW)
+    counts = stored_minutes_per_day(db_path, "BTC-USD", day - timedelta(days=1), day + timedelta(days=1))
+    assert counts == {day: 1000}

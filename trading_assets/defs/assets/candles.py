@@ -1,18 +1,24 @@
 """`raw_candles`: one UTC day of 1-minute candles per symbol, with per-partition quality checks."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 
 from trading_assets.defs.checks import PartitionChecks
-from trading_assets.defs.metadata import batch_metadata, iso, markdown_table
+from trading_assets.defs.metadata import batch_metadata, iso, markdown_image, markdown_table
 from trading_assets.defs.partitions import DAYS_PER_TRANSACTION, Partitions, partition_batches
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
 from trading_assets.market.candles import MINUTES_PER_DAY, InvalidPartitionError, day_bounds
 from trading_assets.market.ingest import IngestReport, ingest_days
+from trading_assets.plots import candle_coverage_png
 from trading_assets.settings import Settings
-from trading_assets.store.duckdb_store import ShrinkRefusedError, candle_integrity_by_day, latest_minutes
+from trading_assets.store.duckdb_store import (
+    ShrinkRefusedError,
+    candle_integrity_by_day,
+    latest_minutes,
+    stored_minutes_per_day,
+)
 
 RAW_CANDLES = dg.AssetKey("raw_candles")
 
@@ -78,7 +84,7 @@ def build_candle_assets(
     ):
         yield from _materialize(context, config, market_data, store)
 
-    return raw_candles, _freshness_check(settings.symbols, settings.freshness_hours)
+    return raw_candles, _freshness_check(settings.symbols, settings.freshness_hours, settings.min_coverage)
 
 
 def _materialize(context: dg.AssetExecutionContext, config, market_data, store: DuckDBStoreResource):
@@ -204,20 +210,45 @@ def _partition_checks(
     ]
 
 
-def _freshness_check(symbols: tuple[str, ...], freshness_hours: float) -> dg.AssetChecksDefinition:
+def _freshness_check(
+    symbols: tuple[str, ...], freshness_hours: float, min_coverage: float
+) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=RAW_CANDLES,
         name="freshness",
-        description="The newest stored candle of every symbol is younger than freshness_hours.",
+        description="The newest stored candle of every symbol is younger than freshness_hours; charts each "
+        "symbol's coverage over the last 30 days.",
         blocking=False,
     )
     def raw_candles_freshness(store: DuckDBStoreResource) -> dg.AssetCheckResult:
-        return _freshness(store.db_path, symbols, freshness_hours)
+        return _freshness(store.db_path, symbols, freshness_hours, min_coverage)
 
     return raw_candles_freshness
 
 
-def _freshness(db_path: Path, symbols: tuple[str, ...], freshness_hours: float) -> dg.AssetCheckResult:
+#: Days of stored candles the freshness check charts per symbol.
+COVERAGE_CHART_DAYS = 30
+
+
+def _coverage_charts(
+    db_path: Path, symbols: tuple[str, ...], last_day: date, min_coverage: float
+) -> dict[str, dg.MetadataValue]:
+    """Per symbol, the share of each of the last `COVERAGE_CHART_DAYS` days' 1,440 minutes that is stored."""
+    first_day = last_day - timedelta(days=COVERAGE_CHART_DAYS - 1)
+    days = [first_day + timedelta(days=offset) for offset in range(COVERAGE_CHART_DAYS)]
+    charts = {}
+    for symbol in symbols:
+        stored = stored_minutes_per_day(db_path, symbol, first_day, last_day)
+        coverage = [stored.get(day, 0) / MINUTES_PER_DAY for day in days]
+        charts[f"coverage_{symbol}"] = markdown_image(
+            f"{symbol} coverage", candle_coverage_png(days, coverage, min_coverage)
+        )
+    return charts
+
+
+def _freshness(
+    db_path: Path, symbols: tuple[str, ...], freshness_hours: float, min_coverage: float
+) -> dg.AssetCheckResult:
     now = datetime.now(UTC)
     latest = latest_minutes(db_path, symbols)
     age_hours = {
@@ -233,6 +264,7 @@ def _freshness(db_path: Path, symbols: tuple[str, ...], freshness_hours: float) 
             "freshness_hours": freshness_hours,
             "stale_symbols": dg.MetadataValue.json(stale),
             "checked_at": now.isoformat(),
+            **_coverage_charts(db_path, symbols, max(latest.values(), default=now).date(), min_coverage),
         },
         description=None
         if not stale
