@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from trading_assets.defs.checks import PartitionChecks
-from trading_assets.defs.metadata import batch_metadata, iso, markdown_image, markdown_table
+from trading_assets.defs.metadata import ASSET_OWNERS, batch_metadata, iso, markdown_image, markdown_table
 from trading_assets.defs.partitions import DAYS_PER_TRANSACTION, Partitions, partition_batches
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
 from trading_assets.market.candles import MINUTES_PER_DAY, InvalidPartitionError, day_bounds
@@ -57,6 +57,7 @@ def build_candle_assets(
                 RAW_CANDLES,
                 description="One UTC day of validated 1-minute OHLCV candles for one symbol, in DuckDB.",
                 group_name="market_data",
+                owners=ASSET_OWNERS,
                 partitions_def=partitions.symbol_date,
                 kinds={"duckdb", "polars"},
             )

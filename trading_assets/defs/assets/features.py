@@ -7,7 +7,7 @@ import polars as pl
 
 from trading_assets.defs.automation import FEATURES_FOLLOW_CANDLES
 from trading_assets.defs.checks import PartitionChecks
-from trading_assets.defs.metadata import batch_metadata, markdown_table
+from trading_assets.defs.metadata import ASSET_OWNERS, batch_metadata, markdown_table
 from trading_assets.defs.partitions import DAYS_PER_TRANSACTION, Partitions, partition_batches
 from trading_assets.defs.resources import DuckDBStoreResource
 from trading_assets.features.build import FeatureDayReport, MissingCandlesError, build_feature_days
@@ -52,6 +52,7 @@ def build_features_asset(settings: Settings, partitions: Partitions) -> dg.Asset
                 description=f"{len(FEATURE_NAMES)} engineered features ({len(MODEL_FEATURES)} used by models) "
                 "of one (symbol, UTC day), computed from the day's candles plus a day of lookback.",
                 group_name="feature_store",
+                owners=ASSET_OWNERS,
                 partitions_def=partitions.symbol_date,
                 deps=[dg.AssetDep("raw_candles", partition_mapping=_CANDLES_OF_DAY_AND_PREVIOUS_DAY)],
                 kinds={"duckdb", "polars"},
