@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
-BENCHMARKS = ("ingest", "features", "training", "runtime", "backfill")
+BENCHMARKS = ("ingest", "features", "training", "runtime", "backfill", "retrain")
 MODEL_TYPES = ("lstm", "transformer", "sklearn")
 #: Exit code of a refused command (bad arguments or settings), as argparse uses.
 REFUSED = 2
