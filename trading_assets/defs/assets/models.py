@@ -9,6 +9,7 @@ any path.
 
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 from dagster._core.event_api import PartitionKeyFilter
@@ -56,7 +57,12 @@ _FINISHED_CHECKS = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecuti
 
 
 class ModelRunConfig(dg.Config):
-    """Training and gate settings of one model run (defaults: all stored history, settings' gates)."""
+    """Training and gate settings of one model run (defaults: all stored history, settings' gates).
+
+    `mode`: "cold" trains from scratch; "warm" fine-tunes the promoted model in service on the new data plus
+    a replay sample of older data (`TrainConfig.warm`), or trains cold, saying why, when there is none or it
+    does not fit (another architecture, feature schema or window). The manifest records `parent_version`.
+    """
 
     epochs: int = _settings.train_epochs
     batch_size: int = 64
@@ -66,6 +72,7 @@ class ModelRunConfig(dg.Config):
     train_start: str | None = None
     train_end: str | None = None
     seed: int = 0
+    mode: Literal["cold", "warm"] = "cold"
     min_accuracy: float = _settings.min_accuracy
     max_calibration_error: float = _settings.max_calibration_error
     min_skill_margin: float = _settings.min_skill_margin
@@ -89,6 +96,7 @@ class ModelRunConfig(dg.Config):
             fee_bps=self.fee_bps,
             slippage_bps=self.slippage_bps,
             concurrent_trainings=TRAINING_SLOTS,
+            warm_start=self.mode == "warm",
         )
 
 
@@ -211,12 +219,18 @@ def build_model_asset(model_type: str) -> dg.AssetsDefinition:
         context.log.info(
             f"{model_type} {symbol}: {len(matrix.x)} feature rows, {int(matrix.usable.sum())} usable"
         )
+        in_service = current(model_store.models_dir, model_type, symbol) if config.mode == "warm" else None
         result = train_model(
             model_type, symbol, matrix.x, matrix.close, matrix.usable, matrix.minutes,
             list(MODEL_FEATURES), FEATURE_SET_VERSION, schema_hash(), config.train_config(),
             model_store.models_dir, progress=lambda p: context.log.info(f"{model_type} {symbol}: {p}"),
             observed=matrix.observed, thresholds=config.thresholds(),
+            parent=in_service.directory if in_service else None,
         )  # fmt: skip
+        context.log.info(
+            f"{model_type} {symbol}: {result.manifest['training_mode']} training"
+            + (f" from {result.manifest['parent_version']}" if result.manifest["parent_version"] else "")
+        )
         yield dg.MaterializeResult(metadata=_model_metadata(result))
         for gate in result.gates:
             yield _gate_result(gate)
