@@ -77,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "share of the history an epoch sees as at two years)",
     )
     parser.add_argument("--max-epochs", type=int, help="override the defaults' maximum epochs")
+    parser.add_argument(
+        "--warm-samples-per-epoch", type=int, help="override the defaults' windows per warm epoch (likewise)"
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -85,7 +88,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     run_config = ModelRunConfig()
     config = run_config.train_config()
-    overrides = {"samples_per_epoch": args.samples_per_epoch, "max_epochs": args.max_epochs}
+    overrides = {
+        "samples_per_epoch": args.samples_per_epoch,
+        "max_epochs": args.max_epochs,
+        "warm_samples_per_epoch": args.warm_samples_per_epoch,
+    }
     config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
     parallel = args.parallel or TRAINING_SLOTS
     first = args.end_day - timedelta(days=args.days - 1)
