@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from trading_assets.settings import Settings
 
-BENCHMARKS = ("ingest", "features", "training", "runtime", "backfill")
+BENCHMARKS = ("ingest", "features", "training", "runtime", "backfill", "retrain")
 MODEL_TYPES = ("lstm", "transformer", "sklearn")
 #: Exit code of a refused command (bad arguments or settings), as argparse uses.
 REFUSED = 2

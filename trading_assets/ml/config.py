@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 MODEL_TYPES = ("lstm", "transformer", "sklearn")
+WINDOW_SAMPLINGS = ("random", "even")
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,12 @@ class TrainConfig:
     every window. The learning rate follows a one-cycle schedule peaking at `learning_rate`.
     `train_seq_len` (None: seq_len) trains on the last steps of each window only, cutting the cost per
     sample; validation, test and inference always see seq_len steps, and the model function is unchanged.
+    `evals_per_epoch` validates that many times per epoch; `patience` counts validations without a new best.
+    `window_sampling`: "random" draws an epoch's windows uniformly; "even" draws one window from each of
+    `samples_per_epoch` equal stretches of the training history, so every epoch covers all of it.
+    `warm_start` asks for a warm retrain (see `train_model(parent=...)`): the parent's weights and scaler are
+    the start, and it trains `warm_epochs` x `warm_samples_per_epoch` windows at `warm_learning_rate`, each
+    epoch drawing `replay_fraction` of them from training windows the parent trained on, the rest newer.
     """
 
     seq_len: int = 60
@@ -29,6 +36,13 @@ class TrainConfig:
     patience: int = 5
     samples_per_epoch: int | None = 200_000
     learning_rate: float = 3e-3
+    evals_per_epoch: int = 1
+    window_sampling: str = "random"  # "random" | "even"
+    warm_start: bool = False
+    warm_epochs: int = 3
+    warm_samples_per_epoch: int = 20_000
+    warm_learning_rate: float = 3e-4
+    replay_fraction: float = 0.5
     weight_decay: float = 0.0
     seed: int = 0
     bidirectional: bool = True
@@ -45,6 +59,27 @@ class TrainConfig:
     slippage_bps: float = 1.0  # backtest: price impact per unit of position change, on top of the fee
     concurrent_trainings: int = 1  # trainings sharing this machine's cores (each gets cores / N threads)
     device: str = "auto"  # "auto" picks CUDA when available
+
+    def __post_init__(self) -> None:
+        if self.window_sampling not in WINDOW_SAMPLINGS:
+            raise ValueError(
+                f"window_sampling must be one of {WINDOW_SAMPLINGS}, not {self.window_sampling!r}"
+            )
+        if self.evals_per_epoch < 1 or not 0.0 <= self.replay_fraction < 1.0:
+            raise ValueError(
+                f"evals_per_epoch must be >= 1 ({self.evals_per_epoch}), replay_fraction in [0, 1) "
+                f"({self.replay_fraction})"
+            )
+
+    def warm(self) -> TrainConfig:
+        """The recipe a warm start runs (`warm_start` on, the warm epochs, samples and learning rate)."""
+        return replace(
+            self,
+            warm_start=True,
+            max_epochs=self.warm_epochs,
+            samples_per_epoch=self.warm_samples_per_epoch,
+            learning_rate=self.warm_learning_rate,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -84,14 +84,27 @@ def chronological_splits(samples: Samples, train_fraction: float, val_fraction: 
     return Splits(*parts)
 
 
-def fit_scaler(x: np.ndarray, train: Samples, seq_len: int) -> Scaler:
-    """Mean and std per feature over the rows the training windows cover (finite values only)."""
-    rows = x[max(0, int(train.ends[0]) - seq_len + 1) : int(train.ends[-1]) + 1].astype(np.float64)
-    finite = np.isfinite(rows)
-    count = np.maximum(finite.sum(axis=0), 1)
-    filled = np.where(finite, rows, 0.0)
-    mean = filled.sum(axis=0) / count
-    std = np.sqrt(np.where(finite, (rows - mean) ** 2, 0.0).sum(axis=0) / count)
+def fit_scaler(x: np.ndarray, train: Samples, seq_len: int, chunk_rows: int = 65_536) -> Scaler:
+    """Mean and std per feature over the rows the training windows cover (finite values only).
+
+    Summed in float64 over chunks of `chunk_rows` rows, so the extra memory is a chunk's, not a float64
+    copy of two years of rows (that copy and its temporaries peaked at ~0.7 GB).
+    """
+    rows = x[max(0, int(train.ends[0]) - seq_len + 1) : int(train.ends[-1]) + 1]
+    chunks = range(0, len(rows), chunk_rows)
+    count, total = np.zeros(rows.shape[1]), np.zeros(rows.shape[1])
+    for start in chunks:
+        chunk = rows[start : start + chunk_rows].astype(np.float64)
+        finite = np.isfinite(chunk)
+        count += finite.sum(axis=0)
+        total += np.where(finite, chunk, 0.0).sum(axis=0)
+    count = np.maximum(count, 1)
+    mean = total / count
+    squares = np.zeros(rows.shape[1])
+    for start in chunks:
+        chunk = rows[start : start + chunk_rows].astype(np.float64)
+        squares += np.where(np.isfinite(chunk), (chunk - mean) ** 2, 0.0).sum(axis=0)
+    std = np.sqrt(squares / count)
     std = np.where(std > 1e-12, std, 1.0)
     return Scaler(mean.astype(np.float32), std.astype(np.float32))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ class FitOutcome:
     best_epoch: int
     train_seconds: float
     samples_per_s: float
+    windows_seen: int = 0
 
 
 ProgressCallback = Callable[[EpochProgress], None]
@@ -94,6 +96,37 @@ def _per_epoch(count: int, config: TrainConfig) -> int:
     return count if config.samples_per_epoch is None else min(count, config.samples_per_epoch)
 
 
+def draw_windows(count: int, draws: int, sampling: str, generator: torch.Generator) -> torch.Tensor:
+    """`draws` distinct indices into range(count) in random order: uniformly ("random"), or one from each
+    of `draws` equal stretches of the range ("even"), so a partial epoch still covers the whole history."""
+    if sampling == "random":
+        return torch.randperm(count, generator=generator)[:draws]
+    edges = torch.linspace(0.0, float(count), draws + 1, dtype=torch.float64)
+    picks = edges[:-1] + torch.rand(draws, generator=generator, dtype=torch.float64) * edges.diff()
+    picks = picks.long().clamp_(max=count - 1)
+    return picks[torch.randperm(draws, generator=generator)]
+
+
+def epoch_windows(
+    count: int, per_epoch: int, config: TrainConfig, generator: torch.Generator, replayed: int = 0
+) -> torch.Tensor:
+    """Indices of one epoch's training windows. With `replayed` > 0 (a warm start: the first `replayed`
+    windows are those the parent trained on), `replay_fraction` of them come from those, the rest from the
+    newer windows."""
+    newer = count - replayed
+    if replayed == 0 or newer == 0:
+        return draw_windows(count, per_epoch, config.window_sampling, generator)
+    from_replay = min(replayed, round(per_epoch * config.replay_fraction))
+    from_newer = min(newer, per_epoch - from_replay)
+    drawn = torch.cat(
+        [
+            draw_windows(replayed, from_replay, config.window_sampling, generator),
+            replayed + draw_windows(newer, from_newer, config.window_sampling, generator),
+        ]
+    )
+    return drawn[torch.randperm(len(drawn), generator=generator)]
+
+
 def fit_torch(
     model: nn.Module,
     x: torch.Tensor,
@@ -101,8 +134,14 @@ def fit_torch(
     val: Samples,
     config: TrainConfig,
     progress: ProgressCallback | None = None,
+    replayed: int = 0,
 ) -> FitOutcome:
-    """Train in place and restore the weights of the epoch with the lowest validation loss."""
+    """Train in place and restore the weights of the validation with the lowest loss.
+
+    Validates `evals_per_epoch` times per epoch and stops after `patience` validations without a new best.
+    A warm start (`config.warm_start`) validates the starting weights first: they stay if nothing beats them.
+    `replayed`: the first that many training samples are the parent's (see `epoch_windows`).
+    """
     generator = torch.Generator().manual_seed(config.seed)
     ends = torch.from_numpy(train.ends).to(x.device)
     labels = torch.from_numpy(train.labels).to(x.device)
@@ -116,29 +155,53 @@ def fit_torch(
     )
     train_len = config.train_seq_len or config.seq_len
     curve: list[dict[str, float]] = []
-    best = (float("inf"), 0, copy.deepcopy(model.state_dict()))
-    train_seconds, seen = 0.0, 0
-    for epoch in range(1, config.max_epochs + 1):
-        started = time.perf_counter()
+    best = (float("inf"), 0.0, copy.deepcopy(model.state_dict()))
+    if config.warm_start:
+        curve.append(_evaluate(model, x, val, config, 0, float("nan")))
+        best = (curve[0]["val_loss"], 0.0, best[2])
+    train_seconds, seen, since_best, epoch = 0.0, 0, 0, 0
+    while epoch < config.max_epochs and since_best < config.patience:
+        epoch += 1
         model.train()
-        order = torch.randperm(len(ends), generator=generator)[:per_epoch].to(x.device)
-        losses = torch.zeros((), device=x.device)
-        for batch in order.split(config.batch_size):
-            losses += train_step(model, optimizer, gather_windows(x, ends[batch], train_len), labels[batch])
-            schedule.step()
-        if x.device.type == "cuda":
-            torch.cuda.synchronize(x.device)  # queued GPU work belongs to this epoch's time
-        train_seconds += time.perf_counter() - started
-        seen += len(order)
-        entry = _evaluate(model, x, val, config, epoch, float(losses) / steps_per_epoch)
-        curve.append(entry)
-        if entry["val_loss"] < best[0]:
-            best = (entry["val_loss"], epoch, copy.deepcopy(model.state_dict()))
-        _report(progress, entry, config, seen / train_seconds, train_seconds / epoch)
-        if epoch - best[1] >= config.patience:
-            break
+        order = epoch_windows(len(ends), per_epoch, config, generator, replayed).to(x.device)
+        batches = order.split(config.batch_size)
+        for part, stop in enumerate(_evaluation_points(len(batches), config.evals_per_epoch), start=1):
+            started = time.perf_counter()
+            model.train()
+            losses = torch.zeros((), device=x.device)
+            done = batches[stop[0] : stop[1]]
+            for batch in done:
+                losses += train_step(
+                    model, optimizer, gather_windows(x, ends[batch], train_len), labels[batch]
+                )
+                schedule.step()
+            if x.device.type == "cuda":
+                torch.cuda.synchronize(x.device)  # queued GPU work belongs to this part's time
+            train_seconds += time.perf_counter() - started
+            seen += sum(len(batch) for batch in done)
+            at = epoch if config.evals_per_epoch == 1 else round(epoch - 1 + part / config.evals_per_epoch, 4)
+            entry = _evaluate(model, x, val, config, at, float(losses) / max(len(done), 1))
+            curve.append(entry)
+            since_best += 1
+            if entry["val_loss"] < best[0]:
+                best, since_best = (entry["val_loss"], at, copy.deepcopy(model.state_dict())), 0
+            _report(
+                progress,
+                entry,
+                config,
+                seen / max(train_seconds, 1e-9),
+                train_seconds / (epoch - 1 + part / config.evals_per_epoch),
+            )
+            if since_best >= config.patience:
+                break
     model.load_state_dict(best[2])
-    return FitOutcome(curve, len(curve), best[1], train_seconds, seen / max(train_seconds, 1e-9))
+    return FitOutcome(curve, epoch, math.ceil(best[1]), train_seconds, seen / max(train_seconds, 1e-9), seen)
+
+
+def _evaluation_points(batches: int, evals: int) -> list[tuple[int, int]]:
+    """(first, stop) batch ranges of an epoch split into `evals` parts of about equal size."""
+    cuts = np.linspace(0, batches, min(evals, batches) + 1).round().astype(int)
+    return list(zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True))
 
 
 def _evaluate(
@@ -158,7 +221,7 @@ def _report(
     rate: float,
     epoch_s: float,
 ) -> None:
-    epoch = int(entry["epoch"])
+    epoch = math.ceil(entry["epoch"])
     update = EpochProgress(
         epoch, config.max_epochs, entry["loss"], entry["val_loss"], entry["val_accuracy"], rate,
         epoch_s * (config.max_epochs - epoch),

@@ -4,9 +4,10 @@ in memory; `train_model` is the array-level core both call."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,13 @@ from trading_assets.features.registry import FEATURE_SET_VERSION, MODEL_FEATURES
 from trading_assets.features.store import FeatureMatrix, read_feature_matrix
 from trading_assets.market.candles import day_bounds
 from trading_assets.ml import metrics
-from trading_assets.ml.artifacts import artifact_dir, library_versions, new_version, write_artifact
+from trading_assets.ml.artifacts import (
+    ModelArtifactError,
+    artifact_dir,
+    library_versions,
+    new_version,
+    write_artifact,
+)
 from trading_assets.ml.config import MODEL_TYPES, TrainConfig
 from trading_assets.ml.data import Samples, Splits, chronological_splits, fit_scaler, make_samples
 from trading_assets.ml.fit import (
@@ -31,8 +38,12 @@ from trading_assets.ml.fit import (
     thread_budget,
 )
 from trading_assets.ml.gates import GateResult, GateThresholds, evaluate_gates, gate_record
+from trading_assets.ml.inference import LoadedModel, load_model
 from trading_assets.ml.linear import SUMMARIES, fit_logistic
 from trading_assets.ml.models import parameter_count
+
+logger = logging.getLogger(__name__)
+TORCH_MODEL_TYPES = ("lstm", "transformer")
 
 
 @dataclass(frozen=True)
@@ -71,13 +82,15 @@ def train_symbol(
     models_dir: Path,
     progress: ProgressCallback | None = None,
     log: Callable[[str], None] | None = None,
+    parent: Path | None = None,
 ) -> TrainResult:
     """Train `model_type` on the stored model features of `symbol` from `first_day` to `last_day` (inclusive),
-    judge it by `thresholds` and write its artifact under `models_dir`; `log` hears how many rows it read."""
+    judge it by `thresholds` and write its artifact under `models_dir`; `log` hears how many rows it read.
+    `parent`: the artifact to fine-tune (a warm retrain), see `train_model`."""
     matrix = read_feature_matrix(db_path, symbol, day_bounds(first_day)[0], day_bounds(last_day)[1])
     if log is not None:
         log(f"{model_type} {symbol}: {len(matrix.x)} feature rows, {int(matrix.usable.sum())} usable")
-    return train_features(matrix, symbol, model_type, config, thresholds, models_dir, progress)
+    return train_features(matrix, symbol, model_type, config, thresholds, models_dir, progress, parent)
 
 
 def train_features(
@@ -88,6 +101,7 @@ def train_features(
     thresholds: GateThresholds,
     models_dir: Path,
     progress: ProgressCallback | None = None,
+    parent: Path | None = None,
 ) -> TrainResult:
     """`train_model` on a feature matrix of the current feature set (`MODEL_FEATURES`)."""
     if tuple(matrix.names) != MODEL_FEATURES:
@@ -95,7 +109,7 @@ def train_features(
     return train_model(
         model_type, symbol, matrix.x, matrix.close, matrix.usable, matrix.minutes, list(MODEL_FEATURES),
         FEATURE_SET_VERSION, schema_hash(), config, models_dir, progress=progress, observed=matrix.observed,
-        thresholds=thresholds,
+        thresholds=thresholds, parent=parent,
     )  # fmt: skip
 
 
@@ -114,6 +128,7 @@ def train_model(
     progress: ProgressCallback | None = None,
     observed: np.ndarray | None = None,
     thresholds: GateThresholds | None = None,
+    parent: Path | None = None,
 ) -> TrainResult:
     """Train one model on one symbol's rows, calibrate it, evaluate and judge it on the test part, write its
     artifact (the gates' thresholds and results go into its manifest).
@@ -123,6 +138,9 @@ def train_model(
     thresholds: the gates to judge it by (default: `GateThresholds()`);
     observed[i]: row i is a real candle, not a minute filled across a gap (default: all are). A sample whose
     last row or label row was filled is used nowhere: its label would be "no move" by construction.
+    parent: with `config.warm_start`, the artifact (e.g. the promoted version in service) to fine-tune: its
+    weights and scaler are the start (`TrainConfig.warm`); a parent of another architecture, feature schema,
+    window or type, or one that does not load, means a cold training, said in a log line.
     """
     _check_inputs(model_type, x, close, usable, feature_names)
     started = time.perf_counter()
@@ -131,9 +149,17 @@ def train_model(
     splits = chronological_splits(
         samples, config.train_fraction, config.val_fraction, purge=config.seq_len + config.horizon
     )
-    scaler = fit_scaler(x, splits.train, config.seq_len)
+    start = (
+        warm_start(model_type, symbol, parent, feature_names, schema_hash, config)
+        if config.warm_start
+        else None
+    )
+    config = config.warm() if start else replace(config, warm_start=False)
+    scaler = start.model.scaler if start else fit_scaler(x, splits.train, config.seq_len)
     scaled = scaler.transform(x)
-    fitted = _fit(model_type, scaled, splits, config, progress)
+    replayed = _replayed(start, splits.train, minutes, config) if start else 0
+    initial = start.model.model.state_dict() if start else None
+    fitted = _fit(model_type, scaled, splits, config, progress, initial, replayed)
     temperature = metrics.fit_temperature(fitted.val_logits, splits.val.labels)
     report = report_on_test_part(fitted.test_logits, temperature, splits.test, close, config)
     thresholds = thresholds or GateThresholds()
@@ -161,6 +187,9 @@ def train_model(
         "best_epoch": fitted.outcome.best_epoch,
         "library_versions": library_versions(),
         "trained_at": new_version(),
+        "training_mode": "warm" if start else "cold",
+        "parent_version": start.version if start else None,
+        "windows_seen": fitted.outcome.windows_seen,
     }
     target = artifact_dir(models_dir, model_type, symbol, manifest["trained_at"])
     write_artifact(target, fitted.weights, manifest, fitted.is_torch)
@@ -190,17 +219,76 @@ def _check_inputs(
         raise ValueError(f"x, close and usable differ in length: {len(x)}, {len(close)}, {len(usable)}")
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    version: str
+    model: LoadedModel
+
+
+def warm_start(
+    model_type: str,
+    symbol: str,
+    parent: Path | None,
+    feature_names: list[str],
+    schema_hash: str,
+    config: TrainConfig,
+) -> WarmStart | None:
+    """The parent to fine-tune, or None (a cold training, with a log line saying why)."""
+    why = None
+    if parent is None:
+        why = "no model in service"
+    elif model_type not in TORCH_MODEL_TYPES:
+        why = f"{model_type} models always train cold"
+    else:
+        try:
+            loaded = load_model(parent, feature_names, schema_hash, symbol=symbol, model_type=model_type)
+        except ModelArtifactError as error:
+            why = f"parent not usable: {error}"
+        else:
+            ours = build_torch_model(model_type, len(feature_names), config.warm())
+            if str(ours) != loaded.manifest["architecture"]["summary"]:
+                why = f"parent {parent.name} has another architecture"
+            elif (loaded.seq_len, loaded.manifest["horizon"]) != (config.seq_len, config.horizon):
+                why = (
+                    f"parent {parent.name} has seq_len/horizon {loaded.seq_len}/{loaded.manifest['horizon']}"
+                )
+            elif "first_minute" not in loaded.manifest["data_ranges"]["train"]:
+                why = f"parent {parent.name} records no training minutes"
+            else:
+                return WarmStart(Path(parent).name, loaded)
+    logger.info("%s %s: training cold: %s", model_type, symbol, why)
+    return None
+
+
+def _replayed(start: WarmStart, train: Samples, minutes: np.ndarray | None, config: TrainConfig) -> int:
+    """How many of the first training samples the parent trained on: labels up to its last training minute."""
+    if minutes is None:
+        raise ValueError("a warm start needs the rows' minutes to tell old training windows from new")
+    last = np.datetime64(start.model.manifest["data_ranges"]["train"]["last_minute"].rstrip("Z"), "m")
+    label_minutes = minutes[train.ends + config.horizon].astype("datetime64[m]")
+    return int(np.searchsorted(label_minutes, last, side="right"))
+
+
 def _fit(
-    model_type: str, x: np.ndarray, splits: Splits, config: TrainConfig, progress: ProgressCallback | None
+    model_type: str,
+    x: np.ndarray,
+    splits: Splits,
+    config: TrainConfig,
+    progress: ProgressCallback | None,
+    initial: dict[str, Any] | None = None,
+    replayed: int = 0,
 ) -> _Fitted:
     if model_type == "sklearn":
         return _fit_logistic(x, splits, config)
     torch.set_num_threads(thread_budget(config.concurrent_trainings))
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
-    model = build_torch_model(model_type, x.shape[1], config).to(device)
+    model = build_torch_model(model_type, x.shape[1], config)
+    if initial is not None:
+        model.load_state_dict(initial)
+    model = model.to(device)
     xt = torch.from_numpy(x).to(device)
-    outcome = fit_torch(model, xt, splits.train, splits.val, config, progress)
+    outcome = fit_torch(model, xt, splits.train, splits.val, config, progress, replayed)
     val_logits, test_logits = (
         predict_logits(model, xt, part.ends, config.seq_len, config.eval_batch_size)
         for part in (splits.val, splits.test)
@@ -238,7 +326,7 @@ def _fit_logistic(x: np.ndarray, splits: Splits, config: TrainConfig) -> _Fitted
         "summary": f"LogisticRegression(C={config.logistic_c}) on window summaries {list(SUMMARIES)}",
         "parameter_count": model.parameter_count,
     }
-    outcome = FitOutcome(curve, 1, 1, seconds, fitted_samples / max(seconds, 1e-9))
+    outcome = FitOutcome(curve, 1, 1, seconds, fitted_samples / max(seconds, 1e-9), fitted_samples)
     return _Fitted(model.arrays(), False, architecture, val_logits, test_logits, outcome)
 
 

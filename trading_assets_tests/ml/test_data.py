@@ -58,3 +58,14 @@ def test_windows_are_gathered_per_batch_and_viewed_without_copies():
     view = windows_of_rows(x, 5)
     assert view.shape == (16, 5, 2) and np.shares_memory(view, x)
     np.testing.assert_array_equal(view[-1], x[15:20])
+
+
+def test_scaler_in_chunks_equals_one_pass_over_finite_values():
+    rng = np.random.default_rng(3)
+    x = rng.normal(5.0, 2.0, (1_000, 4)).astype(np.float32)
+    x[::7, 1] = np.nan
+    ends = np.arange(9, 800)
+    scaler = fit_scaler(x, Samples(ends, np.zeros(len(ends), np.float32)), 10, chunk_rows=64)
+    rows = x[:800].astype(np.float64)
+    np.testing.assert_allclose(scaler.mean, np.nanmean(rows, axis=0), rtol=1e-6)
+    np.testing.assert_allclose(scaler.std, np.nanstd(rows, axis=0), rtol=1e-6)

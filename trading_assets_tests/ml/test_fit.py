@@ -1,10 +1,19 @@
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.data import chronological_splits, fit_scaler, gather_windows, make_samples
-from trading_assets.ml.fit import build_torch_model, fit_torch, predict_logits, thread_budget
+from trading_assets.ml.fit import (
+    build_torch_model,
+    draw_windows,
+    epoch_windows,
+    fit_torch,
+    predict_logits,
+    thread_budget,
+)
 
 
 @pytest.mark.parametrize(("cores", "concurrent", "expected"), [(8, 4, 2), (8, 1, 8), (2, 3, 1), (16, 3, 5)])
@@ -67,3 +76,33 @@ def test_train_seq_len_shortens_training_windows_only(market, tiny_config, monke
     config = type(tiny_config)(**{**tiny_config.to_dict(), "train_seq_len": 4, "max_epochs": 1})
     _fit(market, config)
     assert set(lengths) == {4, 10} and lengths[-1] == 10 and lengths[0] == 4
+
+
+def test_several_validations_per_epoch_and_patience_counts_validations(market, tiny_config):
+    config = type(tiny_config)(**{**tiny_config.to_dict(), "evals_per_epoch": 4, "max_epochs": 2})
+    _, outcome, _, _ = _fit(market, config)
+    assert [e["epoch"] for e in outcome.learning_curve] == [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0]
+    assert outcome.windows_seen == 2 * 512
+    impatient = type(tiny_config)(
+        **{**config.to_dict(), "max_epochs": 15, "patience": 2, "learning_rate": 0.05}
+    )
+    _, stopped, _, _ = _fit(market, impatient)
+    curve = stopped.learning_curve
+    best = min(range(len(curve)), key=lambda i: curve[i]["val_loss"])
+    assert len(curve) == best + 1 + 2 < 15 * 4  # stopped two validations after the best
+    assert stopped.best_epoch == math.ceil(curve[best]["epoch"])
+
+
+def test_even_sampling_draws_one_window_from_each_stretch():
+    generator = torch.Generator().manual_seed(0)
+    drawn = draw_windows(10_000, 100, "even", generator)
+    assert len(set(drawn.tolist())) == 100
+    assert sorted(i // 100 for i in drawn.tolist()) == list(range(100))
+    assert sorted(draw_windows(50, 50, "even", generator).tolist()) == list(range(50))
+
+
+def test_warm_epochs_mix_replayed_and_newer_windows(tiny_config):
+    config = type(tiny_config)(**{**tiny_config.to_dict(), "replay_fraction": 0.25})
+    drawn = epoch_windows(1_000, 200, config, torch.Generator().manual_seed(0), replayed=800)
+    assert len(set(drawn.tolist())) == 200
+    assert sum(i < 800 for i in drawn.tolist()) == 50

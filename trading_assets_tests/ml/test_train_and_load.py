@@ -148,3 +148,40 @@ def test_weights_that_are_not_finite_are_never_written(bad, tmp_path):
     with pytest.raises(ModelArtifactError, match=r"weights.pt: weight 'fc.weight' holds 1 non-finite value"):
         write_artifact(tmp_path / "v1", weights, manifest, torch_format=True)
     assert list(tmp_path.iterdir()) == []
+
+
+def _train_rows(model_type, market, config, models_dir, rows, parent=None):
+    return train_model(
+        model_type, "BTC/USD", market.x[:rows], market.close[:rows], market.usable[:rows],
+        market.minutes[:rows], COLUMNS, "fs-1", SCHEMA, config, models_dir, parent=parent,
+    )  # fmt: skip
+
+
+def test_warm_retrain_starts_from_the_parent_and_records_it(market, tiny_config, tmp_path):
+    config = TrainConfig(**{**tiny_config.to_dict(), "warm_samples_per_epoch": 512, "warm_epochs": 2})
+    parent = _train_rows("lstm", market, config, tmp_path, 1300)
+    warm_config = TrainConfig(**{**config.to_dict(), "warm_start": True})
+    warm = _train_rows("lstm", market, warm_config, tmp_path, 1600, parent.artifact_dir)
+    cold = _train_rows("lstm", market, config, tmp_path, 1600)
+    assert warm.manifest["training_mode"] == "warm" and cold.manifest["training_mode"] == "cold"
+    assert (
+        warm.manifest["parent_version"] == parent.artifact_dir.name
+        and cold.manifest["parent_version"] is None
+    )
+    assert warm.manifest["scaler"] == parent.manifest["scaler"]  # the parent's weights go with its scaler
+    assert warm.manifest["training_config"]["max_epochs"] == 2 and warm.epochs_run == 2
+    assert [e["epoch"] for e in warm.learning_curve] == [0, 1, 2]  # epoch 0: the parent's weights
+    assert warm.learning_curve[1]["val_loss"] < cold.learning_curve[0]["val_loss"]
+    assert (
+        load_model(warm.artifact_dir, COLUMNS, SCHEMA).manifest["parent_version"] == parent.artifact_dir.name
+    )
+
+
+def test_warm_retrain_from_another_architecture_trains_cold(market, tiny_config, tmp_path, caplog):
+    parent = _train_rows("lstm", market, tiny_config, tmp_path, 1300)
+    other = TrainConfig(**{**tiny_config.to_dict(), "hidden": 12, "warm_start": True})
+    with caplog.at_level("INFO", logger="trading_assets.ml.train"):
+        result = _train_rows("lstm", market, other, tmp_path, 1600, parent.artifact_dir)
+    assert result.manifest["training_mode"] == "cold" and result.manifest["parent_version"] is None
+    assert not result.manifest["training_config"]["warm_start"]
+    assert f"training cold: parent {parent.artifact_dir.name} has another architecture" in caplog.text

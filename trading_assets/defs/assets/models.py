@@ -9,7 +9,7 @@ any path.
 
 from datetime import date
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import dagster as dg
 
@@ -59,14 +59,19 @@ class ModelAssets(NamedTuple):
 def build_model_assets(settings: Settings, partitions: Partitions) -> ModelAssets:
     """The model, promotion and ensemble assets per symbol; run config defaults and the retraining cadence
     from the settings."""
-    run_config = _model_run_config(settings)
+    run_config = model_run_config(settings)
     models = [_build_model_asset(t, run_config, partitions, settings) for t in MODEL_TYPES]
     promoted = [_build_promoted_asset(t, partitions) for t in MODEL_TYPES]
     return ModelAssets(models, promoted, _build_ensemble(partitions))
 
 
 class _ModelRunConfig(dg.Config):
-    """Training and gate settings of one model run (defaults: all stored history, settings' gates)."""
+    """Training and gate settings of one model run (defaults: all stored history, settings' gates).
+
+    `mode`: "cold" trains from scratch; "warm" fine-tunes the promoted model in service on the new data plus
+    a replay sample of older data (`TrainConfig.warm_*`), or trains cold, saying why, when there is none or
+    it does not fit (another architecture, feature schema or window). The manifest records `parent_version`.
+    """
 
     epochs: int
     batch_size: int = 64
@@ -76,6 +81,7 @@ class _ModelRunConfig(dg.Config):
     train_start: str | None = None
     train_end: str | None = None
     seed: int = 0
+    mode: Literal["cold", "warm"] = "cold"
     min_accuracy: float
     max_calibration_error: float
     min_skill_margin: float
@@ -105,10 +111,13 @@ class _ModelRunConfig(dg.Config):
             fee_bps=self.fee_bps,
             slippage_bps=self.slippage_bps,
             concurrent_trainings=TRAINING_SLOTS,
+            warm_start=self.mode == "warm",
         )
 
 
-def _model_run_config(settings: Settings) -> type[_ModelRunConfig]:
+def model_run_config(settings: Settings) -> type[_ModelRunConfig]:
+    """The model assets' run config class, its defaults from `settings` (also what `bench retrain` runs)."""
+
     class ModelRunConfig(_ModelRunConfig):
         epochs: int = settings.train_epochs
         samples_per_epoch: int = settings.train_samples_per_epoch
@@ -242,11 +251,16 @@ def _build_model_asset(
     ):
         symbol = context.partition_key
         first, last = config.training_range(settings.history_start)
+        in_service = current(model_store.models_dir, model_type, symbol) if config.mode == "warm" else None
         result = train_symbol(
             store.db_path, symbol, model_type, first, last, config.train_config(), config.thresholds(),
             model_store.models_dir, progress=lambda p: context.log.info(f"{model_type} {symbol}: {p}"),
-            log=context.log.info,
+            log=context.log.info, parent=in_service.directory if in_service else None,
         )  # fmt: skip
+        context.log.info(
+            f"{model_type} {symbol}: {result.manifest['training_mode']} training"
+            + (f" from {result.manifest['parent_version']}" if result.manifest["parent_version"] else "")
+        )
         yield dg.MaterializeResult(metadata=_model_metadata(result))
         for gate in result.gates:
             yield _gate_result(gate)

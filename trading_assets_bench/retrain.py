@@ -1,0 +1,293 @@
+"""`trading-assets bench retrain`: what a user waits for when every model of every symbol is retrained.
+
+Synthetic 1-minute history (the settings' seed and predictability) of `--days` days ending on `--end-day`
+is ingested and its features built as the assets do (`ingest_days`, `build_feature_days`) into a temporary
+DuckDB; then every model type of every symbol trains through `train_symbol` with the model assets' run
+config defaults (`model_run_config(settings)().train_config()`), `--parallel` trainings at a time (default: the
+assets' training slots), each in its own process so its peak RSS is its own. The JSON gives total seconds
+and, per training: seconds, epochs, windows seen, windows/s, best validation loss, calibrated test
+accuracy / log loss / ECE, peak RSS.
+
+`--warm`: after the cold retrain, one more week is ingested and every model is retrained warm from the cold
+one (its parent), and cold again on the same data, to compare cost and test metrics.
+`--recipes`: the lever comparison instead: each named recipe (overrides of the defaults, `RECIPES`) trains
+every model, one after another per model (back to back, so machine load changes hit all recipes alike), on
+the same data with the same seed, and each is compared with `default`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from trading_assets.ml.config import MODEL_TYPES, TrainConfig
+from trading_assets.ml.gates import GateThresholds
+
+#: A fixed last day, so the synthetic history (and every figure) is the same on any date.
+END_DAY = date(2025, 11, 30)
+INGEST_BATCH_DAYS = 30
+#: Overrides of the model assets' defaults, measured against them by `--recipes`.
+RECIPES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "short_windows": {"train_seq_len": 20, "learning_rate": 1e-3},
+    "short_windows_4_evals": {
+        "train_seq_len": 20,
+        "learning_rate": 1e-3,
+        "evals_per_epoch": 4,
+        "patience": 4,
+    },
+    "short_windows_4_evals_even": {
+        "train_seq_len": 20,
+        "learning_rate": 1e-3,
+        "evals_per_epoch": 4,
+        "patience": 4,
+        "window_sampling": "even",
+    },
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--days", type=int, default=730, help="days of history per symbol")
+    parser.add_argument("--end-day", type=date.fromisoformat, default=END_DAY, help="last day of history")
+    parser.add_argument("--symbols", nargs="+", help="symbols (default: TA_SYMBOLS)")
+    parser.add_argument("--models", nargs="+", choices=MODEL_TYPES, default=list(MODEL_TYPES))
+    parser.add_argument(
+        "--parallel", type=int, help="trainings at once (default: the assets' training slots)"
+    )
+    parser.add_argument("--warm", action="store_true", help="then one more week: warm and cold retrain")
+    parser.add_argument("--recipes", nargs="+", choices=list(RECIPES), help="compare these recipes instead")
+    parser.add_argument(
+        "--samples-per-epoch",
+        type=int,
+        help="override the defaults' windows per epoch (at reduced --days, 200,000 x days / 730 keeps the "
+        "share of the history an epoch sees as at two years)",
+    )
+    parser.add_argument("--max-epochs", type=int, help="override the defaults' maximum epochs")
+    parser.add_argument(
+        "--warm-samples-per-epoch", type=int, help="override the defaults' windows per warm epoch (likewise)"
+    )
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from trading_assets.defs.assets.models import TRAINING_SLOTS, model_run_config
+    from trading_assets.ml.fit import pick_device
+    from trading_assets.settings import load_settings
+
+    settings = load_settings()  # this command's entry point: the same settings the model assets get
+    args.symbols = args.symbols or list(settings.symbols)
+    run_config = model_run_config(settings)()
+    config = run_config.train_config()
+    overrides = {
+        "samples_per_epoch": args.samples_per_epoch,
+        "max_epochs": args.max_epochs,
+        "warm_samples_per_epoch": args.warm_samples_per_epoch,
+    }
+    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    parallel = args.parallel or TRAINING_SLOTS
+    first = args.end_day - timedelta(days=args.days - 1)
+    root = Path(tempfile.mkdtemp(prefix="bench-retrain-"))
+    try:
+        db_path = root / "bench.duckdb"
+        started = time.perf_counter()
+        build_history(settings, db_path, args.symbols, first, args.end_day, first)
+        data_seconds = time.perf_counter() - started
+        head = {
+            "benchmark": "retrain",
+            "device": str(pick_device(config.device)),
+            "days": args.days,
+            "first_day": first.isoformat(),
+            "last_day": args.end_day.isoformat(),
+            "symbols": args.symbols,
+            "models": args.models,
+            "data_seconds": round(data_seconds, 1),
+            "train_config": config.to_dict(),
+            "shared_machine_note": "2 cores shared with other sessions' work: figures move with their load",
+        }
+        jobs = [(symbol, model) for symbol in args.symbols for model in args.models]
+        if args.recipes:
+            return {**head, **compare_recipes(db_path, jobs, config, args.recipes, root, first, args.end_day)}
+        thresholds = run_config.thresholds()
+        window = (first, args.end_day)
+        cold = _timed_trainings(db_path, jobs, config, thresholds, root / "models", window, parallel)
+        result = {**head, "parallel": parallel, "total_seconds": cold["total_seconds"], "cold": cold}
+        if args.warm:
+            result["warm_week"] = warm_week(
+                settings, db_path, jobs, config, thresholds, root, cold, first, args, parallel
+            )
+        return result
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def build_history(
+    settings, db_path: Path, symbols: list[str], first: date, last: date, history_start: date
+) -> None:
+    """Candles and features of `symbols` over [first, last], as the raw_candles and features assets make them."""
+    from trading_assets.features.build import build_feature_days
+    from trading_assets.market.ingest import ingest_days
+    from trading_assets.market.synthetic import SyntheticSource
+
+    source = SyntheticSource(settings.synthetic_seed, settings.synthetic_predictability)
+    days = [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
+    for symbol in symbols:
+        for start in range(0, len(days), INGEST_BATCH_DAYS):
+            batch = days[start : start + INGEST_BATCH_DAYS]
+            ingest_days(source, db_path, symbol, batch, settings.max_invalid_share)
+            build_feature_days(db_path, symbol, batch, history_start)
+
+
+def _train_and_measure(
+    db_path: Path,
+    symbol: str,
+    model_type: str,
+    config: TrainConfig,
+    models_dir: Path,
+    thresholds: GateThresholds,
+    window: tuple[date, date],
+    parent: Path | None = None,
+) -> dict[str, Any]:
+    """One training in this (child) process, summarised; peak RSS is this process's high-water mark."""
+    started = time.perf_counter()
+    from trading_assets.ml.train import train_symbol  # the model assets' own call
+
+    result = train_symbol(db_path, symbol, model_type, *window, config, thresholds, models_dir, parent=parent)
+    calibrated = result.metrics["calibrated"]
+    return {
+        "symbol": symbol,
+        "model": model_type,
+        "mode": result.manifest["training_mode"],
+        "parent_version": result.manifest["parent_version"],
+        "seconds": round(time.perf_counter() - started, 1),
+        "train_seconds": round(result.seconds, 1),
+        "epochs": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "windows_seen": result.manifest["windows_seen"],
+        "windows_per_s": round(result.samples_per_s, 1),
+        "best_val_loss": round(min(entry["val_loss"] for entry in result.learning_curve), 5),
+        "first_val_loss": round(result.learning_curve[0]["val_loss"], 5),
+        "test_accuracy": round(calibrated["accuracy"], 5),
+        "test_log_loss": round(calibrated["log_loss"], 5),
+        "test_ece": round(calibrated["ece"], 5),
+        "test_samples": calibrated["samples"],
+        "gates_passed": all(gate.passed for gate in result.gates),
+        "peak_rss_mb": round(peak_rss_mb()),
+        "artifact": str(result.artifact_dir),
+    }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS: VmHWM (per address space, so not inherited across exec), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timed_trainings(
+    db_path: Path,
+    jobs: list[tuple[str, str]],
+    config: TrainConfig,
+    thresholds: GateThresholds,
+    models_dir: Path,
+    window: tuple[date, date],
+    parallel: int,
+    parents: dict[tuple[str, str], Path] | None = None,
+) -> dict[str, Any]:
+    """Every (symbol, model) job, `parallel` at a time, each in a fresh process (spawned: no forked torch)."""
+    started = time.perf_counter()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=parallel, mp_context=context, max_tasks_per_child=1) as pool:
+        futures = [
+            pool.submit(
+                _train_and_measure,
+                db_path,
+                symbol,
+                model,
+                config,
+                models_dir,
+                thresholds,
+                window,
+                (parents or {}).get((symbol, model)),
+            )  # fmt: skip
+            for symbol, model in jobs
+        ]
+        trainings = [future.result() for future in futures]
+    return {"total_seconds": round(time.perf_counter() - started, 1), "trainings": trainings}
+
+
+def warm_week(
+    settings,
+    db_path: Path,
+    jobs: list[tuple[str, str]],
+    config: TrainConfig,
+    thresholds: GateThresholds,
+    root: Path,
+    cold: dict[str, Any],
+    first: date,
+    args: argparse.Namespace,
+    parallel: int,
+) -> dict[str, Any]:
+    """One more week of history; every model retrained warm from its cold parent, then cold, on it."""
+    last = args.end_day + timedelta(days=7)
+    build_history(settings, db_path, args.symbols, args.end_day + timedelta(days=1), last, first)
+    parents = {(t["symbol"], t["model"]): Path(t["artifact"]) for t in cold["trainings"]}
+    window = (first, last)
+    warm_config = replace(config, warm_start=True)
+    warm = _timed_trainings(db_path, jobs, warm_config, thresholds, root / "warm", window, parallel, parents)
+    recold = _timed_trainings(db_path, jobs, config, thresholds, root / "recold", window, parallel)
+    return {
+        "last_day": last.isoformat(),
+        "warm": warm,
+        "cold_same_data": recold,
+        "warm_seconds_share_of_cold": round(warm["total_seconds"] / recold["total_seconds"], 3),
+    }
+
+
+def compare_recipes(
+    db_path: Path,
+    jobs: list[tuple[str, str]],
+    config: TrainConfig,
+    recipes: list[str],
+    root: Path,
+    first: date,
+    last: date,
+) -> dict[str, Any]:
+    """Each recipe on each job, back to back per job; deltas of each against `default` on the same job."""
+    thresholds = GateThresholds()
+    rows = []
+    for symbol, model in jobs:
+        measured = {}
+        for name in recipes:
+            recipe = replace(config, **RECIPES[name])
+            [row] = _timed_trainings(
+                db_path, [(symbol, model)], recipe, thresholds, root / name, (first, last), 1
+            )["trainings"]
+            measured[name] = {"recipe": name, **row}
+        rows.extend(_with_deltas(measured))
+    return {"recipes": {name: RECIPES[name] for name in recipes}, "comparison": rows}
+
+
+def _with_deltas(measured: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    base = measured.get("default")
+    for row in measured.values():
+        if base is not None:
+            row["seconds_ratio_to_default"] = round(row["seconds"] / base["seconds"], 3)
+            row["log_loss_minus_default"] = round(row["test_log_loss"] - base["test_log_loss"], 5)
+            row["accuracy_minus_default"] = round(row["test_accuracy"] - base["test_accuracy"], 5)
+            row["quality_holds"] = (
+                row["log_loss_minus_default"] <= 0.002 and row["accuracy_minus_default"] >= -0.005
+            )
+        row.pop("artifact")
+    return list(measured.values())

@@ -1,0 +1,50 @@
+"""`bench retrain`'s code path on a few days (not timed): history built as the assets build it, then every
+model type trained through the assets' defaults in its own process, and the warm week."""
+
+import argparse
+import json
+from datetime import date
+
+from trading_assets.cli import main
+from trading_assets_bench import retrain
+
+
+def test_bench_retrain_trains_each_model_and_reports_it(tmp_path, capsys):
+    out = tmp_path / "retrain.json"
+    args = ["--days", "2", "--symbols", "BTC-USD", "--models", "lstm", "--parallel", "1"]
+    args += ["--max-epochs", "1", "--samples-per-epoch", "256", "--warm", "--json", str(out)]
+    assert main(["bench", "retrain", *args]) == 0
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "retrain" and result["device"] == "cpu"
+    assert result["train_config"]["max_epochs"] == 1 and result["train_config"]["seq_len"] == 60
+    cold = {row["model"]: row for row in result["cold"]["trainings"]}
+    assert set(cold) == {"lstm"} and cold["lstm"]["windows_seen"] == 256
+    for row in cold.values():
+        assert row["mode"] == "cold" and row["peak_rss_mb"] > 0 and row["test_samples"] > 0
+        assert {"seconds", "epochs", "windows_per_s", "best_val_loss", "test_log_loss", "test_ece"} <= set(
+            row
+        )
+    warm = {row["model"]: row for row in result["warm_week"]["warm"]["trainings"]}
+    assert (
+        warm["lstm"]["mode"] == "warm"
+        and result["warm_week"]["cold_same_data"]["trainings"][0]["mode"] == "cold"
+    )
+    assert warm["lstm"]["parent_version"] == cold["lstm"]["artifact"].rsplit("/", 1)[1]
+    assert result["warm_week"]["last_day"] == "2025-12-07"
+
+
+def test_recipe_deltas_judge_quality_against_the_default():
+    measured = {
+        name: {"seconds": s, "test_log_loss": loss, "test_accuracy": acc, "artifact": "x"}
+        for name, s, loss, acc in (("default", 10, 0.5, 0.8), ("a", 5, 0.5019, 0.796), ("b", 4, 0.503, 0.8))
+    }
+    rows = {row.get("seconds"): row for row in retrain._with_deltas(measured)}
+    assert rows[5]["quality_holds"] and rows[5]["seconds_ratio_to_default"] == 0.5
+    assert not rows[4]["quality_holds"] and rows[4]["log_loss_minus_default"] == 0.003
+    assert "artifact" not in rows[10]
+
+
+def test_history_is_fixed_whatever_the_date():
+    parser = argparse.ArgumentParser()
+    retrain.add_arguments(parser)
+    assert parser.parse_args([]).end_day == date(2025, 11, 30)
