@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-MODEL_TYPES = ("lstm", "transformer", "sklearn")
-
 
 @dataclass(frozen=True)
 class TrainConfig:

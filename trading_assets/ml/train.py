@@ -8,24 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from trading_assets.ml import metrics
 from trading_assets.ml.artifacts import artifact_dir, library_versions, new_version, write_artifact
-from trading_assets.ml.config import MODEL_TYPES, TrainConfig
-from trading_assets.ml.data import Samples, Splits, chronological_splits, fit_scaler, make_samples
+from trading_assets.ml.config import TrainConfig
+from trading_assets.ml.data import Samples, chronological_splits, fit_scaler, make_samples
 from trading_assets.ml.gates import GateResult, GateThresholds, evaluate_gates, gate_record
-from trading_assets.ml.linear import SUMMARIES, fit_logistic
-from trading_assets.ml.models import parameter_count
-from trading_assets.ml.trainer import (
-    FitOutcome,
-    ProgressCallback,
-    build_torch_model,
-    fit_torch,
-    pick_device,
-    predict_logits,
-    thread_budget,
-)
+from trading_assets.ml.model_types import CATALOGUE, MODEL_TYPES
+from trading_assets.ml.trainer import ProgressCallback
 
 
 @dataclass(frozen=True)
@@ -41,16 +31,6 @@ class TrainResult:
     seconds: float
     samples_per_s: float
     parameter_count: int
-
-
-@dataclass(frozen=True)
-class _Fitted:
-    weights: dict[str, Any]
-    is_torch: bool
-    architecture: dict[str, Any]
-    val_logits: np.ndarray
-    test_logits: np.ndarray
-    outcome: FitOutcome
 
 
 def train_model(
@@ -87,7 +67,7 @@ def train_model(
     )
     scaler = fit_scaler(x, splits.train, config.seq_len)
     scaled = scaler.transform(x)
-    fitted = _fit(model_type, scaled, splits, config, progress)
+    fitted = CATALOGUE[model_type].fit(scaled, splits, config, progress)
     temperature = metrics.fit_temperature(fitted.val_logits, splits.val.labels)
     report = report_on_test_part(fitted.test_logits, temperature, splits.test, close, config)
     thresholds = thresholds or GateThresholds()
@@ -142,58 +122,6 @@ def _check_inputs(
         raise ValueError(f"x has shape {x.shape} but {len(feature_names)} feature names were given")
     if not len(x) == len(close) == len(usable):
         raise ValueError(f"x, close and usable differ in length: {len(x)}, {len(close)}, {len(usable)}")
-
-
-def _fit(
-    model_type: str, x: np.ndarray, splits: Splits, config: TrainConfig, progress: ProgressCallback | None
-) -> _Fitted:
-    if model_type == "sklearn":
-        return _fit_logistic(x, splits, config)
-    torch.set_num_threads(thread_budget(config.concurrent_trainings))
-    torch.manual_seed(config.seed)
-    device = pick_device(config.device)
-    model = build_torch_model(model_type, x.shape[1], config).to(device)
-    xt = torch.from_numpy(x).to(device)
-    outcome = fit_torch(model, xt, splits.train, splits.val, config, progress)
-    val_logits, test_logits = (
-        predict_logits(model, xt, part.ends, config.seq_len, config.eval_batch_size)
-        for part in (splits.val, splits.test)
-    )
-    architecture = {"summary": str(model), "parameter_count": parameter_count(model)}
-    return _Fitted(model.cpu().state_dict(), True, architecture, val_logits, test_logits, outcome)
-
-
-def _fit_logistic(x: np.ndarray, splits: Splits, config: TrainConfig) -> _Fitted:
-    started = time.perf_counter()
-    train = splits.train
-    model = fit_logistic(
-        x,
-        train.ends,
-        train.labels,
-        config.seq_len,
-        config.logistic_c,
-        config.logistic_max_samples,
-        config.seed,
-    )
-    seconds = time.perf_counter() - started
-    val_logits, test_logits = (
-        model.logits_at(x, part.ends, config.seq_len) for part in (splits.val, splits.test)
-    )
-    fitted_samples = min(len(train.ends), config.logistic_max_samples)
-    curve = [
-        {
-            "epoch": 1,
-            "loss": metrics.bce_from_logits(model.logits_at(x, train.ends, config.seq_len), train.labels),
-            "val_loss": metrics.bce_from_logits(val_logits, splits.val.labels),
-            "val_accuracy": float(np.mean((val_logits > 0) == (splits.val.labels > 0.5))),
-        }
-    ]
-    architecture = {
-        "summary": f"LogisticRegression(C={config.logistic_c}) on window summaries {list(SUMMARIES)}",
-        "parameter_count": model.parameter_count,
-    }
-    outcome = FitOutcome(curve, 1, 1, seconds, fitted_samples / max(seconds, 1e-9))
-    return _Fitted(model.arrays(), False, architecture, val_logits, test_logits, outcome)
 
 
 def report_on_test_part(

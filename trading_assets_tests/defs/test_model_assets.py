@@ -56,10 +56,10 @@ def module_instance(tmp_path_factory):
 
 def test_learnable_market_models_pass_gates_and_get_promoted(tmp_path: Path, module_instance) -> None:
     resources = build(0.7, tmp_path, module_instance)
-    result = run_models(resources, module_instance, ["lstm", "transformer", "sklearn"])
+    result = run_models(resources, module_instance, ["lstm", "transformer", "logistic"])
     gates = {(e.asset_key.path[0], e.check_name): e for e in result.get_asset_check_evaluations()}
     models_dir = Path(resources["model_store"].path)
-    for model_type in ("lstm", "transformer", "sklearn"):
+    for model_type in ("lstm", "transformer", "logistic"):
         verdicts = {name: gates[(f"{model_type}_model", name)] for name in GATES}
         # Clear on this market (margins of about 0.1): accuracy, skill over naive rules, after-fee economics.
         # Calibration sits within a few hundredths of its threshold after 2 short epochs, so only its
@@ -69,7 +69,7 @@ def test_learnable_market_models_pass_gates_and_get_promoted(tmp_path: Path, mod
         assert verdicts["accuracy_gate"].partition == "BTC-USD"
         promoted = current(models_dir, model_type, "BTC-USD") is not None
         assert promoted == all(v.passed for v in verdicts.values()), model_type
-    assert current(models_dir, "sklearn", "BTC-USD") is not None
+    assert current(models_dir, "logistic", "BTC-USD") is not None
     [lstm_materialization] = result.asset_materializations_for_node("lstm_model")
     metadata = lstm_materialization.metadata
     assert metadata["parameter_count"].value == 157_313
@@ -90,24 +90,24 @@ def test_learnable_market_models_pass_gates_and_get_promoted(tmp_path: Path, mod
     )
     [materialization] = spec_result.asset_materializations_for_node("ensemble")
     comparison = materialization.metadata["model_comparison"].value
-    promoted = [t for t in ("lstm", "transformer", "sklearn") if current(models_dir, t, "BTC-USD")]
+    promoted = [t for t in ("lstm", "transformer", "logistic") if current(models_dir, t, "BTC-USD")]
     assert comparison.count("| member |") == len(promoted)
     for model_type in promoted:
         assert f"| {model_type} | {current(models_dir, model_type, 'BTC-USD').version} |" in comparison
-    left_out = sorted({"lstm", "transformer", "sklearn"} - set(promoted))
+    left_out = sorted({"lstm", "transformer", "logistic"} - set(promoted))
     assert materialization.metadata["excluded"].value == (", ".join(left_out) or "none")
 
 
 def test_pure_noise_fails_every_accuracy_gate_and_promotes_nothing(tmp_path: Path, module_instance) -> None:
     resources = build(0.0, tmp_path, module_instance)
-    result = run_models(resources, module_instance, ["lstm", "transformer", "sklearn"])
+    result = run_models(resources, module_instance, ["lstm", "transformer", "logistic"])
     assert not result.success
     accuracy = [e for e in result.get_asset_check_evaluations() if e.check_name == "accuracy_gate"]
     assert len(accuracy) == 3 and not any(e.passed for e in accuracy)
     assert all(e.metadata["measured"].value < 0.6 for e in accuracy)
     models_dir = Path(resources["model_store"].path)
     assert history(models_dir) == []
-    for model_type in ("lstm", "transformer", "sklearn"):
+    for model_type in ("lstm", "transformer", "logistic"):
         assert result.asset_materializations_for_node(f"promoted_{model_type}_model") == []
     failed_ensemble = dg.materialize(
         ALL_ASSETS,

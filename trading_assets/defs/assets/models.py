@@ -32,6 +32,7 @@ from trading_assets.features.store import read_feature_matrix
 from trading_assets.market.candles import day_bounds
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.gates import GATES, GateResult, GateThresholds
+from trading_assets.ml.model_types import CATALOGUE, DEFAULT_WEIGHTS, UnknownModelType, canonical_weights
 from trading_assets.ml.train import TrainResult, train_model
 from trading_assets.partitions import symbol_partitions
 from trading_assets.plots import (
@@ -39,12 +40,11 @@ from trading_assets.plots import (
     learning_curve_png,
     reliability_diagram_png,
 )
-from trading_assets.promotion.ensemble import DEFAULT_WEIGHTS, EnsembleSpec, NoPromotedMembers, build_ensemble
+from trading_assets.promotion.ensemble import EnsembleSpec, NoPromotedMembers, build_ensemble
 from trading_assets.promotion.registry import current, promote
 from trading_assets.settings import load_settings
 
 _settings = load_settings()
-MODEL_TYPES = ("lstm", "transformer", "sklearn")
 #: Steps tagged with this key share the training slots of the multiprocess executor (definitions.py),
 #: and training steps of all runs share the `training` pool (limit in dagster_home/dagster.yaml).
 TRAINING_TAG = "trading_assets/training"
@@ -182,7 +182,8 @@ def build_model_asset(model_type: str) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=key,
-        description=f"The {model_type} direction model of one symbol, trained on all its stored features.",
+        description=f"The {model_type} direction model of one symbol ({CATALOGUE[model_type].description}), "
+        "trained on all its stored features.",
         group_name="models",
         partitions_def=symbol_partitions,
         deps=[
@@ -197,7 +198,7 @@ def build_model_asset(model_type: str) -> dg.AssetsDefinition:
         op_tags={TRAINING_TAG: model_type},
         pool=TRAINING_POOL,
         automation_condition=retrain_on_cadence(_settings.retrain_cron),
-        kinds={"pytorch" if model_type != "sklearn" else "scikitlearn"},
+        kinds={CATALOGUE[model_type].dagster_kind},
     )
     def model_asset(
         context: dg.AssetExecutionContext,
@@ -269,9 +270,9 @@ def build_promoted_asset(model_type: str) -> dg.AssetsDefinition:
 
 
 class EnsembleConfig(dg.Config):
-    lstm_weight: float = DEFAULT_WEIGHTS["lstm"]
-    transformer_weight: float = DEFAULT_WEIGHTS["transformer"]
-    sklearn_weight: float = DEFAULT_WEIGHTS["sklearn"]
+    """Weight of each model type (renormalised over the promoted members); a former type name is accepted."""
+
+    weights: dict[str, float] = dict(DEFAULT_WEIGHTS)
 
 
 @dg.asset(
@@ -279,7 +280,7 @@ class EnsembleConfig(dg.Config):
     "`model_comparison` table shows every model type: promoted version, weight, metrics, or why it is out.",
     group_name="promotion",
     partitions_def=symbol_partitions,
-    deps=[dg.AssetKey(f"promoted_{t}_model") for t in MODEL_TYPES],
+    deps=[dg.AssetKey(f"promoted_{t}_model") for t in CATALOGUE],
     automation_condition=ENSEMBLE_FOLLOWS_PROMOTIONS,
     owners=ASSET_OWNERS,
 )
@@ -287,18 +288,17 @@ def ensemble(
     context: dg.AssetExecutionContext, config: EnsembleConfig, model_store: ModelStoreResource
 ) -> dg.MaterializeResult:
     symbol = context.partition_key
-    weights = {
-        "lstm": config.lstm_weight,
-        "transformer": config.transformer_weight,
-        "sklearn": config.sklearn_weight,
-    }
+    try:
+        weights = canonical_weights(config.weights)
+    except UnknownModelType as error:
+        raise dg.Failure(description=f"ensemble config `weights` of {symbol}: {error}") from error
     try:
         spec = build_ensemble(model_store.models_dir, symbol, weights)
     except NoPromotedMembers as error:
         raise dg.Failure(description=str(error)) from error
     comparison = [
         _comparison_row(context.instance, model_store.models_dir, symbol, model_type, spec)
-        for model_type in MODEL_TYPES
+        for model_type in CATALOGUE
     ]
     return dg.MaterializeResult(
         metadata={
@@ -378,5 +378,5 @@ def _exclusion_reason(instance: dg.DagsterInstance, model_type: str, symbol: str
     return "not promoted" if evaluated else "not trained"
 
 
-model_assets = [build_model_asset(t) for t in MODEL_TYPES]
-promoted_assets = [build_promoted_asset(t) for t in MODEL_TYPES]
+model_assets = [build_model_asset(t) for t in CATALOGUE]
+promoted_assets = [build_promoted_asset(t) for t in CATALOGUE]
