@@ -34,7 +34,9 @@ def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def evaluate(artifact: Path, *extra: str, symbol: str = "BTC-USD") -> int:
-    return main(["evaluate", "--model", str(artifact), "--symbol", symbol, "--model-type", "logistic", *extra])
+    return main(
+        ["evaluate", "--model", str(artifact), "--symbol", symbol, "--model-type", "logistic", *extra]
+    )
 
 
 def test_evaluate_promotes_a_passing_model(models, models_dir: Path, capsys) -> None:

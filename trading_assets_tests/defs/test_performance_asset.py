@@ -37,7 +37,12 @@ def test_live_accuracy_warns_below_the_gate(tmp_path: Path, dagster_instance, ri
     up = close[1:] > close[:-1]
     signals = [
         Signal(
-            "BTC-USD", START + timedelta(minutes=m), {"logistic": p, "ensemble": p}, "flat", 1.0, "logistic:v1"
+            "BTC-USD",
+            START + timedelta(minutes=m),
+            {"logistic": p, "ensemble": p},
+            "flat",
+            1.0,
+            "logistic:v1",
         )
         for m in range(600, 700)
         for p in [0.8 if up[m] == right else 0.2]

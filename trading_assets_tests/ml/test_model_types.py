@@ -26,7 +26,7 @@ FORMER, TODAY = next(iter(ALIASES.items()))
 
 
 def test_every_record_is_complete_and_the_default_weights_sum_to_one() -> None:
-    assert MODEL_TYPES == tuple(CATALOGUE) and len(MODEL_TYPES) == len(set(MODEL_TYPES))
+    assert tuple(CATALOGUE) == MODEL_TYPES and len(MODEL_TYPES) == len(set(MODEL_TYPES))
     for name, record in CATALOGUE.items():
         assert record.name == name and record.description and record.dagster_kind
         assert record.default_weight > 0 and callable(record.fit) and callable(record.load)

@@ -156,5 +156,9 @@ def test_ensemble_renormalises_over_promoted_members(trained_models, tmp_path: P
     assert spec.schema_hash == schema_hash()
     written = json.loads((tmp_path / "promoted" / "ensemble" / "BTC-USD.json").read_text())
     assert written["members"] == [
-        {"model_type": "logistic", "weight": 1.0, "version_at_build": trained_models["good"].artifact_dir.name}
+        {
+            "model_type": "logistic",
+            "weight": 1.0,
+            "version_at_build": trained_models["good"].artifact_dir.name,
+        }
     ]  # types and weights, no path: members are resolved through the registry when scored

@@ -130,12 +130,13 @@ def test_the_loop_reports_source_errors_and_goes_on_recording_signals(deployed) 
     )
     assert "(no orders placed)" in lines[0] and "BTC-USD" in lines[0]
     recorded = query(
-        db_path, "SELECT symbol, minute, signal, p_ensemble, p_transformer FROM signals ORDER BY minute"
+        db_path, "SELECT symbol, minute, member, probability, signal FROM signals ORDER BY minute"
     )
-    assert recorded.height >= 2
+    ensemble = recorded.filter(pl.col("member") == "ensemble")
+    assert ensemble.height >= 2
     assert set(recorded["signal"].to_list()) <= {"long", "flat", "short"}
-    assert recorded["p_transformer"].is_null().all()
-    assert recorded.filter(pl.col("minute") == datetime(2024, 3, 3, 12, 1, tzinfo=UTC)).height == 1
+    assert set(recorded["member"].to_list()) == {"lstm", "logistic", "ensemble"}  # transformer not promoted
+    assert ensemble.filter(pl.col("minute") == datetime(2024, 3, 3, 12, 1, tzinfo=UTC)).height == 1
 
 
 def offline_p_up(artifact: Path, db_path: Path, minute: datetime) -> float:
@@ -177,7 +178,9 @@ def test_rollback_changes_what_the_runtime_scores(deployed, tmp_path: Path) -> N
     assert [members for members, _ in served] == [members for members, _ in expected]
     np.testing.assert_allclose([p for _, p in served], [p for _, p in expected], atol=1e-6)
     assert expected[0][1] > expected[1][1] > expected[2][1]  # three different models, told apart
-    recorded = query(signals_db, "SELECT members, p_sklearn FROM signals ORDER BY members, p_sklearn")
+    recorded = query(
+        signals_db, "SELECT members FROM signals WHERE member = ? ORDER BY members, probability", ["logistic"]
+    )
     assert sorted(recorded["members"].to_list()) == sorted(members for members, _ in expected)
 
 
