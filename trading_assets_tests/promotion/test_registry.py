@@ -6,7 +6,7 @@ import pytest
 
 from trading_assets.features.registry import MODEL_FEATURES, schema_hash
 from trading_assets.ml.artifacts import ModelArtifactError
-from trading_assets.promotion.ensemble import NoPromotedMembers, build_ensemble
+from trading_assets.promotion.ensemble import EnsembleScorer, NoPromotedMembers, build_ensemble
 from trading_assets.promotion.registry import (
     PromotionRefused,
     current,
@@ -162,3 +162,30 @@ def test_ensemble_renormalises_over_promoted_members(trained_models, tmp_path: P
             "version_at_build": trained_models["good"].artifact_dir.name,
         }
     ]  # types and weights, no path: members are resolved through the registry when scored
+
+
+def test_a_registry_written_under_the_former_type_name_keeps_serving(trained_models, tmp_path: Path) -> None:
+    """Slot, manifests and ensemble file of a version that called the logistic type `sklearn`: the slot serves,
+    the ensemble resolves it, a new promotion goes on its service stack and a rollback goes back."""
+    first = trained_models["good"].artifact_dir
+    do_promote(first, tmp_path)
+    build_ensemble(tmp_path, "BTC-USD", {"sklearn": 0.25})
+    promoted = tmp_path / "promoted"
+    (promoted / "logistic").rename(promoted / "sklearn")
+    for manifest in (promoted / "sklearn").rglob("manifest.json"):
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "model_type": "sklearn"}))
+    ensemble_file = promoted / "ensemble" / "BTC-USD.json"
+    spec = json.loads(ensemble_file.read_text())
+    spec["members"][0]["model_type"] = "sklearn"
+    ensemble_file.write_text(json.dumps(spec))
+
+    assert current(tmp_path, "logistic", "BTC-USD").version == first.name
+    scorer = EnsembleScorer(tmp_path, "BTC-USD", list(MODEL_FEATURES), schema_hash())
+    [member] = scorer.members()
+    assert (member.model_type, member.version) == ("logistic", first.name)
+    second = copy_artifact(first, tmp_path / "trained" / "20300101T000000000000Z")
+    do_promote(second, tmp_path)
+    assert (promoted / "sklearn" / "BTC-USD" / "versions" / second.name).is_dir()
+    assert not (promoted / "logistic").exists()
+    assert service_stack(tmp_path, "logistic", "BTC-USD").versions == (first.name, second.name)
+    assert do_rollback(tmp_path).version == first.name
