@@ -8,9 +8,10 @@ import pytest
 
 from trading_assets.defs.assets.candles import raw_candles
 from trading_assets.defs.assets.features import features
-from trading_assets.defs.assets.models import ensemble, model_assets, promoted_assets
+from trading_assets.defs.assets.models import EnsembleConfig, ensemble, model_assets, promoted_assets
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource, ModelStoreResource
 from trading_assets.ml.gates import GATES
+from trading_assets.ml.model_types import DEFAULT_WEIGHTS, MODEL_TYPES
 from trading_assets.partitions import partition_range_tags
 from trading_assets.promotion.registry import current, history
 
@@ -96,6 +97,28 @@ def test_learnable_market_models_pass_gates_and_get_promoted(tmp_path: Path, mod
         assert f"| {model_type} | {current(models_dir, model_type, 'BTC-USD').version} |" in comparison
     left_out = sorted({"lstm", "transformer", "logistic"} - set(promoted))
     assert materialization.metadata["excluded"].value == (", ".join(left_out) or "none")
+    former_name = dg.materialize(
+        ALL_ASSETS,
+        selection=[dg.AssetKey("ensemble")],
+        partition_key="BTC-USD",
+        resources=resources,
+        instance=module_instance,
+        run_config=dg.RunConfig({"ensemble": {"config": {"weights": {"sklearn": 0.25}}}}),
+    )  # run config of a version that called the logistic type `sklearn`
+    [materialization] = former_name.asset_materializations_for_node("ensemble")
+    assert "| logistic |" in materialization.metadata["members"].value
+    assert "| lstm |" not in materialization.metadata["members"].value
+
+
+def test_kinds_and_default_weights_come_from_the_catalogue() -> None:
+    kinds = {asset.key.path[0]: set(next(iter(asset.specs)).kinds) for asset in model_assets}
+    assert kinds == {
+        "lstm_model": {"pytorch"},
+        "transformer_model": {"pytorch"},
+        "logistic_model": {"scikitlearn"},
+    }
+    assert [asset.key.path[0] for asset in promoted_assets] == [f"promoted_{t}_model" for t in MODEL_TYPES]
+    assert EnsembleConfig().weights == DEFAULT_WEIGHTS
 
 
 def test_pure_noise_fails_every_accuracy_gate_and_promotes_nothing(tmp_path: Path, module_instance) -> None:
