@@ -34,7 +34,7 @@ def test_the_summary_has_a_column_per_check_the_run_evaluated_and_promotion_foll
         ],
         materialized={
             "lstm_model": {"test_accuracy": dg.FloatMetadataValue(0.71), "test_ece": 0.02},
-            "logistic_model": {"signal_backtest": dg.MetadataValue.json({"return": -0.0204})},
+            "logistic_model": {"backtest_return": dg.FloatMetadataValue(-0.0204)},
             "promoted_logistic_model": {},
         },
     )
