@@ -97,17 +97,28 @@ def test_learnable_market_models_pass_gates_and_get_promoted(tmp_path: Path, mod
         assert f"| {model_type} | {current(models_dir, model_type, 'BTC-USD').version} |" in comparison
     left_out = sorted({"lstm", "transformer", "logistic"} - set(promoted))
     assert materialization.metadata["excluded"].value == (", ".join(left_out) or "none")
-    former_name = dg.materialize(
-        ALL_ASSETS,
-        selection=[dg.AssetKey("ensemble")],
+
+
+@pytest.mark.parametrize(
+    ("weights", "failure"),
+    [
+        ({"sklearn": 0.25}, "no promoted model for BTC-USD among ['logistic']"),  # a former type name
+        ({"xgboost": 1.0}, "ensemble config `weights` of BTC-USD: unknown model type 'xgboost'"),
+    ],
+)
+def test_ensemble_weights_in_run_config_are_read_through_the_catalogue(
+    tmp_path: Path, dagster_instance, weights: dict, failure: str
+) -> None:
+    result = dg.materialize(
+        [ensemble],
         partition_key="BTC-USD",
-        resources=resources,
-        instance=module_instance,
-        run_config=dg.RunConfig({"ensemble": {"config": {"weights": {"sklearn": 0.25}}}}),
-    )  # run config of a version that called the logistic type `sklearn`
-    [materialization] = former_name.asset_materializations_for_node("ensemble")
-    assert "| logistic |" in materialization.metadata["members"].value
-    assert "| lstm |" not in materialization.metadata["members"].value
+        resources={"model_store": ModelStoreResource(path=str(tmp_path / "models"))},
+        instance=dagster_instance,
+        run_config=dg.RunConfig({"ensemble": {"config": {"weights": weights}}}),
+        raise_on_error=False,
+    )
+    [step_failure] = [e for e in result.all_events if e.is_step_failure]
+    assert failure in str(step_failure.step_failure_data)
 
 
 def test_kinds_and_default_weights_come_from_the_catalogue() -> None:
