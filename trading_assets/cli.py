@@ -15,11 +15,12 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trading_assets.ml.model_types import MODEL_TYPES, UnknownModelType, canonical_name
+
 if TYPE_CHECKING:
     from trading_assets.settings import Settings
 
 BENCHMARKS = ("ingest", "features", "training", "runtime", "backfill", "retrain")
-MODEL_TYPES = ("lstm", "transformer", "sklearn")
 #: Exit code of a refused command (bad arguments or settings), as argparse uses.
 REFUSED = 2
 
@@ -88,6 +89,14 @@ NON_NEGATIVE_INT = _number(int, 0, "an integer >= 0")
 NON_NEGATIVE_SECONDS = _number(float, 0.0, "a number of seconds >= 0")
 
 
+def _model_type(text: str) -> str:
+    """A model type's name; a former name of a type (`ml.model_types.ALIASES`) gives today's."""
+    try:
+        return canonical_name(text)
+    except UnknownModelType:
+        return text  # argparse's `choices` refuses it, listing the types
+
+
 def _probability(text: str) -> float:
     value = _number(float, 0.0, "a probability in [0, 1]")(text)
     if value > 1:
@@ -118,7 +127,9 @@ def _parser() -> argparse.ArgumentParser:
 
     train = _command(commands, "train", "train one model from the feature store (outside Dagster)")
     train.add_argument("--symbol", required=True, help="a configured symbol (TA_SYMBOLS), e.g. BTC-USD")
-    train.add_argument("--model-type", required=True, choices=MODEL_TYPES, help="which model to train")
+    train.add_argument(
+        "--model-type", required=True, type=_model_type, choices=MODEL_TYPES, help="which model to train"
+    )
     train.add_argument(
         "--epochs",
         type=POSITIVE_INT,
@@ -135,7 +146,9 @@ def _parser() -> argparse.ArgumentParser:
         "--model", required=True, help="artifact directory models/<type>/<symbol>/<version>"
     )
     evaluate.add_argument("--symbol", required=True, help="the symbol the model must be for")
-    evaluate.add_argument("--model-type", required=True, choices=MODEL_TYPES, help="the model's type")
+    evaluate.add_argument(
+        "--model-type", required=True, type=_model_type, choices=MODEL_TYPES, help="the model's type"
+    )
     evaluate.add_argument(
         "--min-accuracy", type=float, help="accuracy gate, in (0.5, 1] (default: the TA_MIN_ACCURACY setting)"
     )
@@ -155,7 +168,9 @@ def _parser() -> argparse.ArgumentParser:
         "served before the current one (twice: two back); --forward undoes a rollback. The target is loaded "
         "and checked before it is served.",
     )
-    promote.add_argument("model_type", choices=MODEL_TYPES, metavar="MODEL_TYPE", help=", ".join(MODEL_TYPES))
+    promote.add_argument(
+        "model_type", type=_model_type, choices=MODEL_TYPES, metavar="MODEL_TYPE", help=", ".join(MODEL_TYPES)
+    )
     promote.add_argument("--symbol", required=True)
     moves = promote.add_mutually_exclusive_group()
     moves.add_argument("--version", help="the trained version to promote (default: the latest trained)")

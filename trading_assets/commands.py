@@ -92,10 +92,11 @@ def _thresholds(settings: Settings):
 
 def promote_version(settings: Settings, symbol: str, model_type: str, version: str | None) -> int:
     """Promote a trained version (default: the latest) after re-checking its artifact and gates."""
-    from trading_assets.ml.artifacts import ModelArtifactError, artifact_dir
+    from trading_assets.ml.artifacts import ModelArtifactError
+    from trading_assets.ml.model_types import stored_path
     from trading_assets.promotion.registry import PromotionRefused, promote, service_stack
 
-    trained = artifact_dir(settings.models_dir, model_type, symbol, version or "")
+    trained = stored_path(settings.models_dir, model_type, symbol.replace("/", "-"), version or "")
     if version is None:
         versions = sorted(p.name for p in trained.glob("*") if p.is_dir() and not p.name.startswith("."))
         if not versions:

@@ -20,9 +20,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
+from trading_assets.ml.model_types import MODEL_TYPES
 from trading_assets.settings import PROJECT_ROOT, Settings, export_dagster_home
 
-MODEL_TYPES = ("lstm", "transformer", "sklearn")
 #: Exit codes: every stage ran (whatever the gates decided) / a stage errored / bad arguments.
 EXIT_OK, EXIT_STAGE_ERROR, EXIT_BAD_ARGUMENTS = 0, 1, 2
 

@@ -29,8 +29,9 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from trading_assets.ml.config import MODEL_TYPES, TrainConfig
+from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.gates import GateThresholds
+from trading_assets.ml.model_types import MODEL_TYPES
 
 #: A fixed last day, so the synthetic history (and every figure) is the same on any date.
 END_DAY = date(2025, 11, 30)

@@ -31,7 +31,8 @@ import torch
 
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.data import gather_windows
-from trading_assets.ml.fit import build_torch_model, pick_device, thread_budget, train_step
+from trading_assets.ml.fit import pick_device, thread_budget, train_step
+from trading_assets.ml.model_types import LSTM
 from trading_assets_bench import BenchmarkRefused
 
 #: The old pipeline's recipe, outside this repository (next to a checkout in ../shared); --baseline overrides.
@@ -179,10 +180,10 @@ def _write(path: Path, args: argparse.Namespace) -> Path:
 def _model_and_optimizer(
     args: argparse.Namespace, features: int, device: torch.device
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-    """The lstm_model asset's model function (build_torch_model) and the trainer's optimiser."""
+    """The lstm_model asset's model function (the catalogue's LSTM builder) and the trainer's optimiser."""
     torch.manual_seed(0)
     config = TrainConfig(seq_len=args.seq_len, bidirectional=args.arch == "bi")
-    model = build_torch_model("lstm", features, config).to(device).train()
+    model = LSTM.build(features, config).to(device).train()
     return model, torch.optim.Adam(model.parameters(), lr=args.learning_rate)
 
 

@@ -29,26 +29,26 @@ def test_the_summary_has_a_column_per_check_the_run_evaluated_and_promotion_foll
             _evaluation("lstm_model", "accuracy_gate", True, 0.71),
             _evaluation("lstm_model", "skill_gate", False, 0.0123),  # a check this module never names
             _evaluation("lstm_model", "beats_base_rate", True, 0.71, blocking=False),
-            _evaluation("sklearn_model", "accuracy_gate", True, 0.70),
-            _evaluation("sklearn_model", "skill_gate", True, 0.05),
+            _evaluation("logistic_model", "accuracy_gate", True, 0.70),
+            _evaluation("logistic_model", "skill_gate", True, 0.05),
         ],
         materialized={
             "lstm_model": {"test_accuracy": dg.FloatMetadataValue(0.71), "test_ece": 0.02},
-            "sklearn_model": {"backtest_return": dg.MetadataValue.float(-0.0204)},
-            "promoted_sklearn_model": {},
+            "logistic_model": {"backtest_return": dg.FloatMetadataValue(-0.0204)},
+            "promoted_logistic_model": {},
         },
     )
-    summary = symbol_summary("ETH-USD", ("lstm", "sklearn"), outcome, tmp_path)
+    summary = symbol_summary("ETH-USD", ("lstm", "logistic"), outcome, tmp_path)
     terminal = io.StringIO()
     DemoConsole(terminal).summary_table(summary)
     text = terminal.getvalue()
     header = next(line for line in text.splitlines() if line.startswith("model"))
     assert "skill" in header and "beats base rate*" in header
     rows = {
-        line.split()[0]: line for line in text.splitlines() if line.split()[:1] in (["lstm"], ["sklearn"])
+        line.split()[0]: line for line in text.splitlines() if line.split()[:1] in (["lstm"], ["logistic"])
     }
     assert "✗ 0.012" in rows["lstm"] and rows["lstm"].split()[-2] == "no"
-    assert "-2.04%" in rows["sklearn"] and rows["sklearn"].split()[-2] == "yes"
+    assert "-2.04%" in rows["logistic"] and rows["logistic"].split()[-2] == "yes"
     assert "warns, does not block" in text
     line = stage_line("models ETH-USD", outcome)
     assert (

@@ -1,21 +1,31 @@
-"""Training core (pure PyTorch / scikit-learn): per-symbol direction models and their checked artifacts."""
+"""Training core (pure PyTorch / scikit-learn): per-symbol direction models and their checked artifacts.
 
-from trading_assets.ml.artifacts import ModelArtifactError
-from trading_assets.ml.config import MODEL_TYPES, TrainConfig
-from trading_assets.ml.fit import EpochProgress, thread_budget
-from trading_assets.ml.inference import LoadedModel, load_model
-from trading_assets.ml.train import TrainResult, train_features, train_model, train_symbol
+The model types are catalogued in `model_types.py`. Importing the package is cheap (the command line reads
+the catalogue without torch); the names below load their module when first used.
+"""
 
-__all__ = [
-    "MODEL_TYPES",
-    "EpochProgress",
-    "LoadedModel",
-    "ModelArtifactError",
-    "TrainConfig",
-    "TrainResult",
-    "load_model",
-    "thread_budget",
-    "train_features",
-    "train_model",
-    "train_symbol",
-]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "CATALOGUE": "model_types",
+    "MODEL_TYPES": "model_types",
+    "ModelType": "model_types",
+    "EpochProgress": "fit",
+    "LoadedModel": "inference",
+    "ModelArtifactError": "artifacts",
+    "TrainConfig": "config",
+    "TrainResult": "train",
+    "load_model": "inference",
+    "thread_budget": "fit",
+    "train_features": "train",
+    "train_model": "train",
+    "train_symbol": "train",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)

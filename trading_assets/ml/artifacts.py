@@ -1,7 +1,7 @@
 """Artifact directories models/<model_type>/<symbol>/<version>/ = weights + manifest.json, written atomically.
 
 Weights are a torch state_dict (weights.pt, read with torch.load(weights_only=True)) or, for the
-scikit-learn (logistic regression) model, arrays in weights.npz (read with allow_pickle=False). Nothing is ever unpickled.
+logistic regression model, arrays in weights.npz (read with allow_pickle=False). Nothing is ever unpickled.
 
 An artifact is refused, with one line naming the file, when its manifest is not JSON or lacks a field of
 the expected type, when its weights file name leaves the artifact directory, when the weights' sha256
@@ -28,7 +28,7 @@ import numpy as np
 import sklearn
 import torch
 
-from trading_assets.ml.config import MODEL_TYPES
+from trading_assets.ml.model_types import UnknownModelType, canonical_name
 
 MANIFEST = "manifest.json"
 TORCH_WEIGHTS = "weights.pt"
@@ -117,7 +117,10 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 
 
 def check_manifest(manifest: Any, path: Path) -> None:
-    """Refuse a manifest of another schema: a missing or mistyped field, an unknown model type."""
+    """Refuse a manifest of another schema: a missing or mistyped field, an unknown model type.
+
+    A model type under a former name (`sklearn`) is rewritten in place to today's name (`logistic`).
+    """
     if not isinstance(manifest, dict):
         raise ModelArtifactError(f"{path}: not a manifest (a JSON {type(manifest).__name__}, not an object)")
     for field, kind in REQUIRED_FIELDS.items():
@@ -128,10 +131,10 @@ def check_manifest(manifest: Any, path: Path) -> None:
             raise ModelArtifactError(
                 f"{path}: manifest field {field!r} is {value!r}, expected {getattr(kind, '__name__', kind)}"
             )
-    if manifest["model_type"] not in MODEL_TYPES:
-        raise ModelArtifactError(
-            f"{path}: unknown model_type {manifest['model_type']!r} (not in {MODEL_TYPES})"
-        )
+    try:
+        manifest["model_type"] = canonical_name(manifest["model_type"])
+    except UnknownModelType as error:
+        raise ModelArtifactError(f"{path}: manifest field 'model_type': {error}") from error
     if manifest["seq_len"] < 2:
         raise ModelArtifactError(f"{path}: seq_len {manifest['seq_len']} must be at least 2")
     check_temperature(manifest, path)

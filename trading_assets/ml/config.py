@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-MODEL_TYPES = ("lstm", "transformer", "sklearn")
 WINDOW_SAMPLINGS = ("random", "even")
 
 

@@ -9,14 +9,15 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from trading_assets.ml.config import TrainConfig
-from trading_assets.ml.data import Samples, gather_windows
-from trading_assets.ml.models import LSTMDirectionModel, TransformerDirectionModel
+from trading_assets.ml.data import Samples, Splits, gather_windows
+from trading_assets.ml.models import TorchBuilder, parameter_count
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,18 @@ class FitOutcome:
     windows_seen: int = 0
 
 
+@dataclass(frozen=True)
+class Fitted:
+    """What a model type's fit hands to training: weights to store, logits on the validation and test parts."""
+
+    weights: dict[str, Any]
+    is_torch: bool  # weights are a torch state_dict (weights.pt), else plain arrays (weights.npz)
+    architecture: dict[str, Any]  # {"summary": ..., "parameter_count": ...}
+    val_logits: np.ndarray
+    test_logits: np.ndarray
+    outcome: FitOutcome
+
+
 ProgressCallback = Callable[[EpochProgress], None]
 
 
@@ -57,15 +70,32 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def build_torch_model(model_type: str, features: int, config: TrainConfig) -> nn.Module:
-    """The model function shared by training, loading and the benchmark."""
-    if model_type == "lstm":
-        return LSTMDirectionModel(features, config.hidden, config.bidirectional, config.dropout)
-    if model_type == "transformer":
-        return TransformerDirectionModel(
-            features, config.d_model, config.heads, config.layers, config.dropout
-        )
-    raise ValueError(f"unknown torch model type {model_type!r}")
+def fit_torch_model(
+    build: TorchBuilder,
+    x: np.ndarray,
+    splits: Splits,
+    config: TrainConfig,
+    progress: ProgressCallback | None,
+    initial: dict[str, Any] | None = None,
+    replayed: int = 0,
+) -> Fitted:
+    """The fit of every torch model type: build the network (seeded; from `initial` weights for a warm start,
+    whose first `replayed` training samples are the replayed old data), train it, score validation and test."""
+    torch.set_num_threads(thread_budget(config.concurrent_trainings))
+    torch.manual_seed(config.seed)
+    device = pick_device(config.device)
+    model = build(x.shape[1], config)
+    if initial is not None:
+        model.load_state_dict(initial)
+    model = model.to(device)
+    xt = torch.from_numpy(x).to(device)
+    outcome = fit_torch(model, xt, splits.train, splits.val, config, progress, replayed)
+    val_logits, test_logits = (
+        predict_logits(model, xt, part.ends, config.seq_len, config.eval_batch_size)
+        for part in (splits.val, splits.test)
+    )
+    architecture = {"summary": str(model), "parameter_count": parameter_count(model)}
+    return Fitted(model.cpu().state_dict(), True, architecture, val_logits, test_logits, outcome)
 
 
 def train_step(

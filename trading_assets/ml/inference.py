@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from trading_assets.ml import metrics
 from trading_assets.ml.artifacts import (
@@ -20,20 +18,17 @@ from trading_assets.ml.artifacts import (
 )
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.data import Scaler, windows_of_rows
-from trading_assets.ml.fit import build_torch_model
-from trading_assets.ml.linear import SUMMARIES, LogisticDirectionModel
-from trading_assets.ml.models import parameter_count
+from trading_assets.ml.model_types import CATALOGUE, DirectionScorer, canonical_name
 
 
 @dataclass(frozen=True)
 class LoadedModel:
     directory: Path
     manifest: dict[str, Any]
-    model: nn.Module | LogisticDirectionModel
+    model: DirectionScorer
     scaler: Scaler
     temperature: float
     seq_len: int
-    batch_size: int = 2048
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Calibrated probability that the close rises over the horizon, from raw (unscaled) features.
@@ -52,20 +47,7 @@ class LoadedModel:
             raise ValueError(
                 f"windows of shape {x.shape[1:]} given, the model needs ({self.seq_len}, {len(self.scaler.mean)})"
             )
-        return metrics.sigmoid(self._logits(x) / self.temperature)
-
-    def _logits(self, windows: np.ndarray) -> np.ndarray:
-        if isinstance(self.model, LogisticDirectionModel):
-            return self.model.logits(windows)
-        self.model.eval()
-        with torch.no_grad():
-            chunks = [
-                self.model(
-                    torch.tensor(windows[i : i + self.batch_size])
-                ).numpy()  # copies the read-only view
-                for i in range(0, len(windows), self.batch_size)
-            ]
-        return np.concatenate(chunks) if chunks else np.zeros(0)
+        return metrics.sigmoid(self.model.logits(x) / self.temperature)
 
 
 def load_model(
@@ -77,7 +59,7 @@ def load_model(
 ) -> LoadedModel:
     """Load and check an artifact: manifest schema, feature names and schema hash, weights path, checksum and
     finiteness, temperature > 0, architecture and parameter count; with `symbol` / `model_type`, that the
-    artifact is a model of that symbol and type.
+    artifact is a model of that symbol and type (today's or a former name of it).
 
     Raises ModelArtifactError with one line naming the file and both sides of any mismatch. Nothing in the
     artifact is executed: weights are read with weights_only=True / allow_pickle=False.
@@ -85,6 +67,7 @@ def load_model(
     directory = Path(artifact_dir)
     manifest = read_manifest(directory)
     manifest_path = directory / MANIFEST
+    model_type = canonical_name(model_type) if model_type is not None else None
     for field, wanted in (("symbol", symbol), ("model_type", model_type)):
         if wanted is not None and manifest[field] != wanted:
             raise ModelArtifactError(
@@ -102,12 +85,8 @@ def load_model(
         ) from error
     if not (np.isfinite(scaler.mean).all() and np.isfinite(scaler.std).all() and (scaler.std > 0).all()):
         raise ModelArtifactError(f"{manifest_path}: scaler holds a non-finite mean or a std that is not > 0")
-    if manifest["model_type"] == "sklearn":
-        model: nn.Module | LogisticDirectionModel = _logistic(
-            weights, manifest, len(feature_names), directory
-        )
-    else:
-        model = _torch_model(manifest, weights, config, len(feature_names), directory)
+    load = CATALOGUE[manifest["model_type"]].load  # read_manifest gave today's name
+    model = load(weights, manifest, config, len(feature_names), manifest_path)
     return LoadedModel(
         directory=directory,
         manifest=manifest,
@@ -116,42 +95,3 @@ def load_model(
         temperature=float(manifest["calibration"]["temperature"]),
         seq_len=int(manifest["seq_len"]),
     )
-
-
-def _torch_model(
-    manifest: dict[str, Any], weights: dict[str, Any], config: TrainConfig, features: int, directory: Path
-) -> nn.Module:
-    model = build_torch_model(manifest["model_type"], features, config)
-    expected = manifest.get("architecture")
-    if not isinstance(expected, dict) or "summary" not in expected:
-        raise ModelArtifactError(f"{directory / MANIFEST}: manifest has no architecture summary")
-    if str(model) != expected["summary"] or parameter_count(model) != manifest["parameter_count"]:
-        raise ModelArtifactError(
-            f"{directory / MANIFEST}: describes a {manifest['model_type']} of {manifest['parameter_count']:,} "
-            f"parameters but its training config builds another architecture of {parameter_count(model):,}"
-        )
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as error:
-        raise ModelArtifactError(
-            f"{directory / manifest['weights_file']}: weights do not fit the manifest's architecture "
-            f"({manifest['parameter_count']:,} parameters, {manifest['model_type']}): "
-            + " ".join(str(error).split())[:300]
-        ) from error
-    return model.eval()
-
-
-def _logistic(
-    weights: dict[str, Any], manifest: dict[str, Any], features: int, directory: Path
-) -> LogisticDirectionModel:
-    path = directory / manifest["weights_file"]
-    try:
-        model = LogisticDirectionModel.from_arrays(weights)
-    except (KeyError, IndexError, ValueError) as error:
-        raise ModelArtifactError(f"{path}: weights are not a logistic model: {error!r}") from error
-    if model.parameter_count != manifest["parameter_count"] or len(model.coef) != len(SUMMARIES) * features:
-        raise ModelArtifactError(
-            f"{path}: manifest describes {manifest['parameter_count']} parameters for {features} features but "
-            f"the weights hold {model.parameter_count}"
-        )
-    return model

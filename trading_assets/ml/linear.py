@@ -1,14 +1,24 @@
 """The cheap ensemble member: logistic regression on the latest step plus lagged summaries of the window.
 
 Stored as plain numbers (`coef`, `intercept` in an .npz read with allow_pickle=False), never a pickle.
+`fit_logistic_model` and `load_logistic_model` are the model type's fit and load (ml/model_types.py).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
+
+from trading_assets.ml import metrics
+from trading_assets.ml.artifacts import ModelArtifactError
+from trading_assets.ml.config import TrainConfig
+from trading_assets.ml.data import Splits
+from trading_assets.ml.fit import FitOutcome, Fitted, ProgressCallback
 
 SUMMARIES = ("last", "previous", "mean_5", "mean_window")
 _CHUNK = 8192
@@ -61,3 +71,64 @@ def fit_logistic(
     model = LogisticRegression(C=c, max_iter=500)
     model.fit(summaries_at(x, ends, seq_len), labels.astype(np.int64))
     return LogisticDirectionModel(model.coef_[0].astype(np.float64), float(model.intercept_[0]))
+
+
+def fit_logistic_model(
+    x: np.ndarray,
+    splits: Splits,
+    config: TrainConfig,
+    progress: ProgressCallback | None = None,
+    initial: dict[str, Any] | None = None,
+    replayed: int = 0,
+) -> Fitted:
+    """Fit on the training part in one pass (no epochs: `progress` is not called); one learning-curve entry.
+    Always cold: `initial` must be None (`train.warm_start` never offers a parent for this type)."""
+    if initial is not None:
+        raise ValueError("the logistic model trains cold: it has no warm start")
+    started = time.perf_counter()
+    train = splits.train
+    model = fit_logistic(
+        x,
+        train.ends,
+        train.labels,
+        config.seq_len,
+        config.logistic_c,
+        config.logistic_max_samples,
+        config.seed,
+    )
+    seconds = time.perf_counter() - started
+    val_logits, test_logits = (
+        model.logits_at(x, part.ends, config.seq_len) for part in (splits.val, splits.test)
+    )
+    fitted_samples = min(len(train.ends), config.logistic_max_samples)
+    curve = [
+        {
+            "epoch": 1,
+            "loss": metrics.bce_from_logits(model.logits_at(x, train.ends, config.seq_len), train.labels),
+            "val_loss": metrics.bce_from_logits(val_logits, splits.val.labels),
+            "val_accuracy": float(np.mean((val_logits > 0) == (splits.val.labels > 0.5))),
+        }
+    ]
+    architecture = {
+        "summary": f"LogisticRegression(C={config.logistic_c}) on window summaries {list(SUMMARIES)}",
+        "parameter_count": model.parameter_count,
+    }
+    outcome = FitOutcome(curve, 1, 1, seconds, fitted_samples / max(seconds, 1e-9), fitted_samples)
+    return Fitted(model.arrays(), False, architecture, val_logits, test_logits, outcome)
+
+
+def load_logistic_model(
+    weights: dict[str, Any], manifest: dict[str, Any], config: TrainConfig, features: int, manifest_path: Path
+) -> LogisticDirectionModel:
+    """The stored coefficients, checked against the manifest's parameter count and the feature count."""
+    path = manifest_path.parent / manifest["weights_file"]
+    try:
+        model = LogisticDirectionModel.from_arrays(weights)
+    except (KeyError, IndexError, ValueError) as error:
+        raise ModelArtifactError(f"{path}: weights are not a logistic model: {error!r}") from error
+    if model.parameter_count != manifest["parameter_count"] or len(model.coef) != len(SUMMARIES) * features:
+        raise ModelArtifactError(
+            f"{path}: manifest describes {manifest['parameter_count']} parameters for {features} features but "
+            f"the weights hold {model.parameter_count}"
+        )
+    return model

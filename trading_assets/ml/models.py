@@ -14,15 +14,28 @@ one fused cuDNN kernel and the faster choice (1.34-1.39x the shortcut on an H200
 `TransformerDirectionModel`: Linear(F, 64) + sinusoidal positions -> 2 encoder layers (4 heads,
 feed-forward 128, pre-norm) -> [last step, mean over time] -> Linear(128, 64) -> ReLU -> Dropout -> Linear(64, 1);
 77,313 parameters for 31 features (head reads the last step and the mean of the encoded window).
+
+`load_torch_model` turns a torch artifact back into a scorer (`TorchScorer`) for any torch model type.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
+
+from trading_assets.ml.artifacts import ModelArtifactError
+from trading_assets.ml.config import TrainConfig
+
+#: A torch model type's network for `features` inputs, shaped by the training config.
+TorchBuilder = Callable[[int, TrainConfig], nn.Module]
 
 
 class LSTMDirectionModel(nn.Module):
@@ -110,3 +123,52 @@ class TransformerDirectionModel(nn.Module):
 
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+@dataclass(frozen=True)
+class TorchScorer:
+    """A loaded torch network scoring windows in eval mode, batch by batch."""
+
+    module: nn.Module
+    batch_size: int = 2048
+
+    def logits(self, windows: np.ndarray) -> np.ndarray:
+        self.module.eval()
+        with torch.no_grad():
+            chunks = [
+                self.module(
+                    torch.tensor(windows[i : i + self.batch_size])
+                ).numpy()  # copies the read-only view
+                for i in range(0, len(windows), self.batch_size)
+            ]
+        return np.concatenate(chunks) if chunks else np.zeros(0)
+
+
+def load_torch_model(
+    build: TorchBuilder,
+    weights: dict[str, Any],
+    manifest: dict[str, Any],
+    config: TrainConfig,
+    features: int,
+    manifest_path: Path,
+) -> TorchScorer:
+    """The network `build` makes from the training config, checked against the manifest's architecture and
+    parameter count, with the artifact's weights."""
+    model = build(features, config)
+    expected = manifest.get("architecture")
+    if not isinstance(expected, dict) or "summary" not in expected:
+        raise ModelArtifactError(f"{manifest_path}: manifest has no architecture summary")
+    if str(model) != expected["summary"] or parameter_count(model) != manifest["parameter_count"]:
+        raise ModelArtifactError(
+            f"{manifest_path}: describes a {manifest['model_type']} of {manifest['parameter_count']:,} "
+            f"parameters but its training config builds another architecture of {parameter_count(model):,}"
+        )
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise ModelArtifactError(
+            f"{manifest_path.parent / manifest['weights_file']}: weights do not fit the manifest's architecture "
+            f"({manifest['parameter_count']:,} parameters, {manifest['model_type']}): "
+            + " ".join(str(error).split())[:300]
+        ) from error
+    return TorchScorer(model.eval())

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from trading_assets.features.registry import FEATURE_SET_VERSION, MODEL_FEATURES, schema_hash
 from trading_assets.features.store import FeatureMatrix, read_feature_matrix
@@ -26,24 +25,14 @@ from trading_assets.ml.artifacts import (
     new_version,
     write_artifact,
 )
-from trading_assets.ml.config import MODEL_TYPES, TrainConfig
-from trading_assets.ml.data import Samples, Splits, chronological_splits, fit_scaler, make_samples
-from trading_assets.ml.fit import (
-    FitOutcome,
-    ProgressCallback,
-    build_torch_model,
-    fit_torch,
-    pick_device,
-    predict_logits,
-    thread_budget,
-)
+from trading_assets.ml.config import TrainConfig
+from trading_assets.ml.data import Samples, chronological_splits, fit_scaler, make_samples
+from trading_assets.ml.fit import ProgressCallback
 from trading_assets.ml.gates import GateResult, GateThresholds, evaluate_gates, gate_record
 from trading_assets.ml.inference import LoadedModel, load_model
-from trading_assets.ml.linear import SUMMARIES, fit_logistic
-from trading_assets.ml.models import parameter_count
+from trading_assets.ml.model_types import CATALOGUE, MODEL_TYPES
 
 logger = logging.getLogger(__name__)
-TORCH_MODEL_TYPES = ("lstm", "transformer")
 
 
 @dataclass(frozen=True)
@@ -59,16 +48,6 @@ class TrainResult:
     seconds: float
     samples_per_s: float
     parameter_count: int
-
-
-@dataclass(frozen=True)
-class _Fitted:
-    weights: dict[str, Any]
-    is_torch: bool
-    architecture: dict[str, Any]
-    val_logits: np.ndarray
-    test_logits: np.ndarray
-    outcome: FitOutcome
 
 
 def train_symbol(
@@ -158,8 +137,8 @@ def train_model(
     scaler = start.model.scaler if start else fit_scaler(x, splits.train, config.seq_len)
     scaled = scaler.transform(x)
     replayed = _replayed(start, splits.train, minutes, config) if start else 0
-    initial = start.model.model.state_dict() if start else None
-    fitted = _fit(model_type, scaled, splits, config, progress, initial, replayed)
+    initial = start.model.model.module.state_dict() if start else None  # a torch scorer's network
+    fitted = CATALOGUE[model_type].fit(scaled, splits, config, progress, initial, replayed)
     temperature = metrics.fit_temperature(fitted.val_logits, splits.val.labels)
     report = report_on_test_part(fitted.test_logits, temperature, splits.test, close, config)
     thresholds = thresholds or GateThresholds()
@@ -237,7 +216,7 @@ def warm_start(
     why = None
     if parent is None:
         why = "no model in service"
-    elif model_type not in TORCH_MODEL_TYPES:
+    elif CATALOGUE[model_type].build is None:
         why = f"{model_type} models always train cold"
     else:
         try:
@@ -245,7 +224,7 @@ def warm_start(
         except ModelArtifactError as error:
             why = f"parent not usable: {error}"
         else:
-            ours = build_torch_model(model_type, len(feature_names), config.warm())
+            ours = CATALOGUE[model_type].build(len(feature_names), config.warm())
             if str(ours) != loaded.manifest["architecture"]["summary"]:
                 why = f"parent {parent.name} has another architecture"
             elif (loaded.seq_len, loaded.manifest["horizon"]) != (config.seq_len, config.horizon):
@@ -267,67 +246,6 @@ def _replayed(start: WarmStart, train: Samples, minutes: np.ndarray | None, conf
     last = np.datetime64(start.model.manifest["data_ranges"]["train"]["last_minute"].rstrip("Z"), "m")
     label_minutes = minutes[train.ends + config.horizon].astype("datetime64[m]")
     return int(np.searchsorted(label_minutes, last, side="right"))
-
-
-def _fit(
-    model_type: str,
-    x: np.ndarray,
-    splits: Splits,
-    config: TrainConfig,
-    progress: ProgressCallback | None,
-    initial: dict[str, Any] | None = None,
-    replayed: int = 0,
-) -> _Fitted:
-    if model_type == "sklearn":
-        return _fit_logistic(x, splits, config)
-    torch.set_num_threads(thread_budget(config.concurrent_trainings))
-    torch.manual_seed(config.seed)
-    device = pick_device(config.device)
-    model = build_torch_model(model_type, x.shape[1], config)
-    if initial is not None:
-        model.load_state_dict(initial)
-    model = model.to(device)
-    xt = torch.from_numpy(x).to(device)
-    outcome = fit_torch(model, xt, splits.train, splits.val, config, progress, replayed)
-    val_logits, test_logits = (
-        predict_logits(model, xt, part.ends, config.seq_len, config.eval_batch_size)
-        for part in (splits.val, splits.test)
-    )
-    architecture = {"summary": str(model), "parameter_count": parameter_count(model)}
-    return _Fitted(model.cpu().state_dict(), True, architecture, val_logits, test_logits, outcome)
-
-
-def _fit_logistic(x: np.ndarray, splits: Splits, config: TrainConfig) -> _Fitted:
-    started = time.perf_counter()
-    train = splits.train
-    model = fit_logistic(
-        x,
-        train.ends,
-        train.labels,
-        config.seq_len,
-        config.logistic_c,
-        config.logistic_max_samples,
-        config.seed,
-    )
-    seconds = time.perf_counter() - started
-    val_logits, test_logits = (
-        model.logits_at(x, part.ends, config.seq_len) for part in (splits.val, splits.test)
-    )
-    fitted_samples = min(len(train.ends), config.logistic_max_samples)
-    curve = [
-        {
-            "epoch": 1,
-            "loss": metrics.bce_from_logits(model.logits_at(x, train.ends, config.seq_len), train.labels),
-            "val_loss": metrics.bce_from_logits(val_logits, splits.val.labels),
-            "val_accuracy": float(np.mean((val_logits > 0) == (splits.val.labels > 0.5))),
-        }
-    ]
-    architecture = {
-        "summary": f"LogisticRegression(C={config.logistic_c}) on window summaries {list(SUMMARIES)}",
-        "parameter_count": model.parameter_count,
-    }
-    outcome = FitOutcome(curve, 1, 1, seconds, fitted_samples / max(seconds, 1e-9), fitted_samples)
-    return _Fitted(model.arrays(), False, architecture, val_logits, test_logits, outcome)
 
 
 def report_on_test_part(

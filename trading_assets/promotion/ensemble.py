@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from trading_assets.ml.config import MODEL_TYPES
 from trading_assets.ml.inference import LoadedModel
+from trading_assets.ml.model_types import DEFAULT_WEIGHTS, UnknownModelType, canonical_name, canonical_weights
 from trading_assets.promotion.registry import (
     PromotedModel,
     current,
@@ -34,7 +34,8 @@ from trading_assets.promotion.registry import (
     promoted_root,
 )
 
-DEFAULT_WEIGHTS = {"lstm": 0.35, "transformer": 0.40, "sklearn": 0.25}
+#: the key of the ensemble's probability next to its members' (`score_latest`, the recorded signals)
+ENSEMBLE = "ensemble"
 
 
 class NoPromotedMembers(LookupError):
@@ -78,7 +79,9 @@ class ServedMember:
 def build_ensemble(
     models_dir: Path, symbol: str, weights: dict[str, float] = DEFAULT_WEIGHTS
 ) -> EnsembleSpec:
-    """Members = what is promoted for `symbol`; weights renormalised over them. Written to the registry."""
+    """Members = what is promoted for `symbol`; weights (keyed by model type, today's or a former name)
+    renormalised over them. Written to the registry."""
+    weights = canonical_weights(weights)
     promoted: list[PromotedModel] = [
         model for model_type in weights if (model := current(models_dir, model_type, symbol)) is not None
     ]
@@ -112,6 +115,7 @@ def ensemble_path(models_dir: Path, symbol: str) -> Path:
 def read_ensemble(models_dir: Path, symbol: str) -> EnsembleSpec:
     """The symbol's ensemble, refused (one line naming the file) unless it is an ensemble of `symbol`.
 
+    A member under a former type name (`ml.model_types.ALIASES`) reads as today's name.
     Only types and weights are read: a path in the file (as files written before members were resolved
     through the registry held) is ignored, never loaded.
     """
@@ -128,13 +132,15 @@ def read_ensemble(models_dir: Path, symbol: str) -> EnsembleSpec:
             schema_hash=raw["schema_hash"],
             built_at=raw["built_at"],
         )
+    except UnknownModelType as error:
+        raise EnsembleFileError(f"{path}: {error}") from error
     except (ValueError, KeyError, TypeError) as error:
         raise EnsembleFileError(f"{path}: not an ensemble file: {error!r}") from error
     if spec.symbol != symbol:
         raise EnsembleFileError(f"{path}: an ensemble of {spec.symbol}, not of {symbol}")
     types = [member.model_type for member in spec.members]
-    if not types or len(set(types)) != len(types) or not set(types) <= set(MODEL_TYPES):
-        raise EnsembleFileError(f"{path}: member types {types} are not distinct types among {MODEL_TYPES}")
+    if not types or len(set(types)) != len(types):
+        raise EnsembleFileError(f"{path}: member types {types} are not distinct model types")
     if not all(math.isfinite(m.weight) and m.weight > 0 for m in spec.members):
         raise EnsembleFileError(f"{path}: weights {spec.weights} must be finite and > 0")
     return spec
@@ -142,7 +148,7 @@ def read_ensemble(models_dir: Path, symbol: str) -> EnsembleSpec:
 
 def _member(raw: dict[str, Any]) -> EnsembleMember:
     at_build = raw.get("version_at_build", raw.get("version", ""))
-    return EnsembleMember(str(raw["model_type"]), float(raw["weight"]), str(at_build))
+    return EnsembleMember(canonical_name(str(raw["model_type"])), float(raw["weight"]), str(at_build))
 
 
 class EnsembleScorer:
@@ -188,7 +194,7 @@ def score_latest(members: list[ServedMember], rows: np.ndarray) -> dict[str, flo
         member.model_type: float(member.model.predict_proba(rows[-member.model.seq_len :])[-1])
         for member in members
     }
-    probabilities["ensemble"] = sum(member.weight * probabilities[member.model_type] for member in members)
+    probabilities[ENSEMBLE] = sum(member.weight * probabilities[member.model_type] for member in members)
     return probabilities
 
 

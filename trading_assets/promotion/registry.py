@@ -47,6 +47,7 @@ from typing import Any
 from trading_assets.ml.artifacts import ModelArtifactError, read_manifest
 from trading_assets.ml.gates import blocking_failures, recorded_gates
 from trading_assets.ml.inference import LoadedModel, load_model
+from trading_assets.ml.model_types import stored_path
 
 PROMOTED_DIR = "promoted"
 STATE_FILE = "CURRENT.json"
@@ -95,7 +96,8 @@ def promoted_root(models_dir: Path) -> Path:
 
 
 def _slot(models_dir: Path, model_type: str, symbol: str) -> Path:
-    return promoted_root(models_dir) / model_type / symbol.replace("/", "-")
+    """The slot of (model_type, symbol); one written under the type's former name keeps serving."""
+    return stored_path(promoted_root(models_dir), model_type, symbol.replace("/", "-"))
 
 
 def promote(

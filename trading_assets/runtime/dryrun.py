@@ -6,6 +6,13 @@ so a promotion or rollback is served from the next tick on; each signal records 
 it. A symbol whose ensemble cannot be served (a member refused: damaged, of another symbol, unpromoted,
 non-finite, temperature <= 0) is skipped for that tick with one line naming the file; the other symbols go
 on scoring.
+
+Signals are stored one row per scored member and one for the ensemble (`member` = a model type or
+"ensemble"), so the table names no model type. Each row of a tick carries the tick's ensemble signal,
+latency and member versions. A DuckDB file written before (one wide row per tick with a `p_<type>`
+column per type) is migrated in place by the first write: inside the write's transaction the old table is
+unpivoted into the new `signals` table (a column of a former type name gets today's name) and dropped.
+Until then readers see the old table through the same unpivot (`signals_source`).
 """
 
 from __future__ import annotations
@@ -24,25 +31,33 @@ from trading_assets.features.registry import MODEL_FEATURES, schema_hash
 from trading_assets.features.store import feature_matrix
 from trading_assets.market.candles import CandleSource
 from trading_assets.ml.metrics import DEFAULT_SIGNAL, SignalThresholds
-from trading_assets.promotion.ensemble import EnsembleScorer, score_latest, seq_len_of
-from trading_assets.store.duckdb_store import run_write
+from trading_assets.ml.model_types import ALIASES, MODEL_TYPES
+from trading_assets.promotion.ensemble import ENSEMBLE, EnsembleScorer, score_latest, seq_len_of
+from trading_assets.store.duckdb_store import run_write, table_exists
 
-MEMBER_TYPES = ("lstm", "transformer", "sklearn")
+#: what a signal row can score: every model type, then the ensemble
+SCORED = (*MODEL_TYPES, ENSEMBLE)
 SIGNALS_DDL = """
 CREATE TABLE IF NOT EXISTS signals (
     symbol VARCHAR NOT NULL,
     minute TIMESTAMPTZ NOT NULL,
     recorded_at TIMESTAMPTZ NOT NULL,
     mode VARCHAR NOT NULL,
-    p_lstm DOUBLE,
-    p_transformer DOUBLE,
-    p_sklearn DOUBLE,
-    p_ensemble DOUBLE NOT NULL,
+    member VARCHAR NOT NULL,
+    probability DOUBLE NOT NULL,
     signal VARCHAR NOT NULL,
     latency_ms DOUBLE NOT NULL,
     members VARCHAR NOT NULL,
     schema_hash VARCHAR NOT NULL
 )
+"""
+#: The rows of a wide signals table (before one row per member): one per non-null `p_<name>` column, the
+#: member named by today's name. Parameters: $former and $today, the alias table as two lists.
+_WIDE_AS_ROWS = """
+SELECT * EXCLUDE (column_name),
+       coalesce(list_extract($today, list_position($former, substr(column_name, 3))), substr(column_name, 3))
+           AS member
+FROM (UNPIVOT {table} ON COLUMNS('^p_') INTO NAME column_name VALUE probability)
 """
 
 
@@ -105,7 +120,7 @@ class DryRunRuntime:
         rows = compute_features(candles, first_scored, latest + timedelta(minutes=1), self.history_start)
         rows = rows.filter(pl.col("minute") <= latest).tail(seq_len)
         probabilities = score_latest(members, feature_matrix(rows).x)
-        self.held[symbol] = self.thresholds.signal(probabilities["ensemble"], self.held.get(symbol, "flat"))
+        self.held[symbol] = self.thresholds.signal(probabilities[ENSEMBLE], self.held.get(symbol, "flat"))
         return Signal(
             symbol=symbol,
             minute=latest,
@@ -117,31 +132,65 @@ class DryRunRuntime:
 
 
 def record_signals(db_path: Path, signals: Sequence[Signal], recorded_at: datetime) -> None:
-    """Append signals to the DuckDB `signals` table in one transaction."""
+    """Append signals to the DuckDB `signals` table (one row per member and one for the ensemble) in one
+    transaction, migrating a wide table of an earlier version first."""
     if not signals:
         return
+    rows = [(s, member, p) for s in signals for member, p in s.probabilities.items()]
     frame = pl.DataFrame(
         {
-            "symbol": [s.symbol for s in signals],
-            "minute": [s.minute for s in signals],
-            "recorded_at": [recorded_at] * len(signals),
-            "mode": ["dryrun"] * len(signals),
-            **{f"p_{t}": [s.probabilities.get(t) for s in signals] for t in MEMBER_TYPES},
-            "p_ensemble": [s.probabilities["ensemble"] for s in signals],
-            "signal": [s.signal for s in signals],
-            "latency_ms": [s.latency_ms for s in signals],
-            "members": [s.members for s in signals],
-            "schema_hash": [schema_hash()] * len(signals),
+            "symbol": [s.symbol for s, _, _ in rows],
+            "minute": [s.minute for s, _, _ in rows],
+            "recorded_at": [recorded_at] * len(rows),
+            "mode": ["dryrun"] * len(rows),
+            "member": [member for _, member, _ in rows],
+            "probability": [p for _, _, p in rows],
+            "signal": [s.signal for s, _, _ in rows],
+            "latency_ms": [s.latency_ms for s, _, _ in rows],
+            "members": [s.members for s, _, _ in rows],
+            "schema_hash": [schema_hash()] * len(rows),
         },
-        schema_overrides={f"p_{t}": pl.Float64 for t in MEMBER_TYPES},
+        schema_overrides={"probability": pl.Float64},
     ).to_arrow()
 
     def append(connection) -> None:
+        migrate_wide_signals(connection)
         connection.register("new_signals", frame)
         connection.execute("INSERT INTO signals BY NAME SELECT * FROM new_signals")
         connection.unregister("new_signals")
 
     run_write(db_path, append, ddl=[SIGNALS_DDL])
+
+
+def _is_wide(connection) -> bool:
+    columns = connection.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'signals'"
+    ).fetchall()
+    return ("p_ensemble",) in columns
+
+
+def _alias_parameters() -> dict[str, list[str]]:
+    return {"former": list(ALIASES), "today": list(ALIASES.values())}
+
+
+def signals_source(connection) -> tuple[str, dict[str, list[str]]]:
+    """What a reader selects from for one row per member: the `signals` table, or (not yet migrated) the
+    rows of the wide table, with the parameters that SQL needs. The table must exist."""
+    if _is_wide(connection):
+        return f"({_WIDE_AS_ROWS.format(table='signals')})", _alias_parameters()
+    return "signals", {}
+
+
+def migrate_wide_signals(connection) -> None:
+    """Turn a wide `signals` table (a `p_<type>` column per type) into one row per member, in place, inside
+    the caller's transaction. Nothing happens when the table is absent or already has a row per member."""
+    if not (table_exists(connection, "signals") and _is_wide(connection)):
+        return
+    connection.execute("ALTER TABLE signals RENAME TO signals_wide")
+    connection.execute(SIGNALS_DDL)
+    rows = _WIDE_AS_ROWS.format(table="signals_wide")
+    connection.execute(f"INSERT INTO signals BY NAME {rows}", _alias_parameters())
+    connection.execute("DROP TABLE signals_wide")
 
 
 def run_iterations(
@@ -201,15 +250,12 @@ class SignalRecorder:
 
 
 def format_table(iteration: int, signals: Sequence[Signal]) -> str:
-    header = f"{'symbol':<10} {'minute (UTC)':<17} " + " ".join(
-        f"{t:>11}" for t in (*MEMBER_TYPES, "ensemble")
-    )
+    header = f"{'symbol':<10} {'minute (UTC)':<17} " + " ".join(f"{t:>11}" for t in SCORED)
     header += f" {'signal':>7} {'latency':>9}"
     lines = [f"-- dry-run iteration {iteration} (no orders placed) --", header]
     for s in signals:
         cells = " ".join(
-            f"{s.probabilities[t]:>11.4f}" if t in s.probabilities else f"{'-':>11}"
-            for t in (*MEMBER_TYPES, "ensemble")
+            f"{s.probabilities[t]:>11.4f}" if t in s.probabilities else f"{'-':>11}" for t in SCORED
         )
         lines.append(f"{s.symbol:<10} {s.minute:%Y-%m-%d %H:%M} {cells} {s.signal:>7} {s.latency_ms:>7.1f}ms")
     return "\n".join(lines)

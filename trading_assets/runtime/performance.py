@@ -17,23 +17,22 @@ import numpy as np
 import polars as pl
 
 from trading_assets.ml.metrics import expected_calibration_error
-from trading_assets.runtime.dryrun import MEMBER_TYPES
+from trading_assets.runtime.dryrun import SCORED, signals_source
 from trading_assets.store.duckdb_store import relation_to_polars, run_read, table_exists
 
-SCORED = (*MEMBER_TYPES, "ensemble")
-
+#: One row per member of the latest record of each minute (a member the latest record lacks stays absent).
 _OUTCOMES_SQL = """
 WITH latest AS (
-    SELECT * FROM signals
+    SELECT * FROM {signals}
     WHERE symbol = $symbol AND minute >= $since
-    QUALIFY row_number() OVER (PARTITION BY symbol, minute ORDER BY recorded_at DESC) = 1
+    QUALIFY recorded_at = max(recorded_at) OVER (PARTITION BY symbol, minute)
+        AND row_number() OVER (PARTITION BY symbol, minute, member ORDER BY recorded_at DESC) = 1
 )
-SELECT s.minute, s.p_lstm, s.p_transformer, s.p_sklearn, s.p_ensemble, s.signal,
-       CAST(later.close > now_candle.close AS DOUBLE) AS up
+SELECT s.minute, s.member, s.probability, s.signal, CAST(later.close > now_candle.close AS DOUBLE) AS up
 FROM latest s
 JOIN candles now_candle ON now_candle.symbol = s.symbol AND now_candle.minute = s.minute
 JOIN candles later ON later.symbol = s.symbol AND later.minute = s.minute + to_minutes($horizon)
-ORDER BY s.minute
+ORDER BY s.minute, s.member
 """
 
 
@@ -48,27 +47,31 @@ class ScoredPerformance:
 
 
 def signal_outcomes(db_path: Path, symbol: str, since: datetime, horizon: int = 1) -> pl.DataFrame:
-    """Signals of `symbol` from `since` on whose outcome candle has arrived, with `up` (1.0 / 0.0)."""
+    """Signals of `symbol` from `since` on whose outcome candle has arrived: one row per minute with
+    `minute`, `signal`, `up` (1.0 / 0.0) and a probability column per member that scored it."""
 
     def read(connection) -> pl.DataFrame:
         if not (table_exists(connection, "signals") and table_exists(connection, "candles")):
             return pl.DataFrame()
-        parameters = {"symbol": symbol, "since": since, "horizon": horizon}
-        return relation_to_polars(connection.sql(_OUTCOMES_SQL, params=parameters))
+        signals, source_parameters = signals_source(connection)
+        parameters = {"symbol": symbol, "since": since, "horizon": horizon, **source_parameters}
+        return relation_to_polars(connection.sql(_OUTCOMES_SQL.format(signals=signals), params=parameters))
 
-    return run_read(db_path, read)
+    rows = run_read(db_path, read)
+    if rows.height == 0:
+        return pl.DataFrame()
+    return rows.pivot(on="member", index=["minute", "signal", "up"], values="probability").sort("minute")
 
 
 def summarise(outcomes: pl.DataFrame) -> list[ScoredPerformance]:
     """Accuracy and calibration error of every member and the ensemble over these outcomes."""
     results = []
     for scored in SCORED:
-        column = f"p_{scored}"
-        rows = outcomes.filter(pl.col(column).is_not_null()) if column in outcomes.columns else pl.DataFrame()
+        rows = outcomes.filter(pl.col(scored).is_not_null()) if scored in outcomes.columns else pl.DataFrame()
         if rows.height == 0:
             results.append(ScoredPerformance(scored, 0, None, None))
             continue
-        probs, up = rows[column].to_numpy(), rows["up"].to_numpy()
+        probs, up = rows[scored].to_numpy(), rows["up"].to_numpy()
         accuracy = float(np.mean((probs > 0.5) == (up > 0.5)))
         results.append(
             ScoredPerformance(scored, rows.height, accuracy, expected_calibration_error(probs, up))

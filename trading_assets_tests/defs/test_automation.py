@@ -129,7 +129,7 @@ def test_models_retrain_weekly_after_new_checked_features(clock: Clock) -> None:
     )
     result = clock.tick(tick + timedelta(minutes=2))
     # BTC retrains (every model type); ETH's features failed a blocking check; SOL has no features.
-    for model_type in ("lstm", "transformer", "sklearn"):
+    for model_type in ("lstm", "transformer", "logistic"):
         assert requested(result, f"{model_type}_model") == {BTC}
     assert requested(clock.tick(tick + timedelta(minutes=3)), "lstm_model") == set()  # once per tick
     assert requested(clock.tick(tick + timedelta(days=1)), "lstm_model") == set()  # no cron tick since

@@ -6,9 +6,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from trading_assets.defs.assets.models import EnsembleConfig
 from trading_assets.defs.partitions import partition_range_tags
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource, ModelStoreResource
 from trading_assets.ml.gates import GATES
+from trading_assets.ml.model_types import DEFAULT_WEIGHTS, MODEL_TYPES
 from trading_assets.promotion.registry import current, history
 from trading_assets_tests.defs.code_location import (
     ensemble,
@@ -61,10 +63,10 @@ def module_instance(tmp_path_factory):
 
 def test_learnable_market_models_pass_gates_and_get_promoted(tmp_path: Path, module_instance) -> None:
     resources = build(0.7, tmp_path, module_instance)
-    result = run_models(resources, module_instance, ["lstm", "transformer", "sklearn"])
+    result = run_models(resources, module_instance, ["lstm", "transformer", "logistic"])
     gates = {(e.asset_key.path[0], e.check_name): e for e in result.get_asset_check_evaluations()}
     models_dir = Path(resources["model_store"].path)
-    for model_type in ("lstm", "transformer", "sklearn"):
+    for model_type in ("lstm", "transformer", "logistic"):
         verdicts = {name: gates[(f"{model_type}_model", name)] for name in GATES}
         # Clear on this market (margins of about 0.1): accuracy, skill over naive rules, after-fee economics.
         # Calibration sits within a few hundredths of its threshold after 2 short epochs, so only its
@@ -74,7 +76,7 @@ def test_learnable_market_models_pass_gates_and_get_promoted(tmp_path: Path, mod
         assert verdicts["accuracy_gate"].partition == "BTC-USD"
         promoted = current(models_dir, model_type, "BTC-USD") is not None
         assert promoted == all(v.passed for v in verdicts.values()), model_type
-    assert current(models_dir, "sklearn", "BTC-USD") is not None
+    assert current(models_dir, "logistic", "BTC-USD") is not None
     [lstm_materialization] = result.asset_materializations_for_node("lstm_model")
     metadata = lstm_materialization.metadata
     assert metadata["verdict"].value.startswith(
@@ -98,17 +100,50 @@ def test_learnable_market_models_pass_gates_and_get_promoted(tmp_path: Path, mod
     )
     [materialization] = spec_result.asset_materializations_for_node("ensemble")
     comparison = materialization.metadata["model_comparison"].value
-    promoted = [t for t in ("lstm", "transformer", "sklearn") if current(models_dir, t, "BTC-USD")]
+    promoted = [t for t in ("lstm", "transformer", "logistic") if current(models_dir, t, "BTC-USD")]
     assert comparison.count("| member |") == len(promoted)
     for model_type in promoted:
         assert f"| {model_type} | {current(models_dir, model_type, 'BTC-USD').version} |" in comparison
-    left_out = sorted({"lstm", "transformer", "sklearn"} - set(promoted))
+    left_out = sorted({"lstm", "transformer", "logistic"} - set(promoted))
     assert materialization.metadata["excluded"].value == (", ".join(left_out) or "none")
+
+
+@pytest.mark.parametrize(
+    ("weights", "failure"),
+    [
+        ({"sklearn": 0.25}, "no promoted model for BTC-USD among ['logistic']"),  # a former type name
+        ({"xgboost": 1.0}, "ensemble config `weights` of BTC-USD: unknown model type 'xgboost'"),
+    ],
+)
+def test_ensemble_weights_in_run_config_are_read_through_the_catalogue(
+    tmp_path: Path, dagster_instance, weights: dict, failure: str
+) -> None:
+    result = dg.materialize(
+        [ensemble],
+        partition_key="BTC-USD",
+        resources={"model_store": ModelStoreResource(path=str(tmp_path / "models"))},
+        instance=dagster_instance,
+        run_config=dg.RunConfig({"ensemble": {"config": {"weights": weights}}}),
+        raise_on_error=False,
+    )
+    [step_failure] = [e for e in result.all_events if e.is_step_failure]
+    assert failure in str(step_failure.step_failure_data)
+
+
+def test_kinds_and_default_weights_come_from_the_catalogue() -> None:
+    kinds = {asset.key.path[0]: set(next(iter(asset.specs)).kinds) for asset in model_assets}
+    assert kinds == {
+        "lstm_model": {"pytorch"},
+        "transformer_model": {"pytorch"},
+        "logistic_model": {"scikitlearn"},
+    }
+    assert [asset.key.path[0] for asset in promoted_assets] == [f"promoted_{t}_model" for t in MODEL_TYPES]
+    assert EnsembleConfig().weights == DEFAULT_WEIGHTS
 
 
 def test_pure_noise_fails_every_accuracy_gate_and_promotes_nothing(tmp_path: Path, module_instance) -> None:
     resources = build(0.0, tmp_path, module_instance)
-    result = run_models(resources, module_instance, ["lstm", "transformer", "sklearn"])
+    result = run_models(resources, module_instance, ["lstm", "transformer", "logistic"])
     assert not result.success
     accuracy = [e for e in result.get_asset_check_evaluations() if e.check_name == "accuracy_gate"]
     assert len(accuracy) == 3 and not any(e.passed for e in accuracy)
@@ -117,7 +152,7 @@ def test_pure_noise_fails_every_accuracy_gate_and_promotes_nothing(tmp_path: Pat
     assert lstm.metadata["verdict"].value.startswith("NOT promoted: accuracy_gate FAILED")
     models_dir = Path(resources["model_store"].path)
     assert history(models_dir) == []
-    for model_type in ("lstm", "transformer", "sklearn"):
+    for model_type in ("lstm", "transformer", "logistic"):
         assert result.asset_materializations_for_node(f"promoted_{model_type}_model") == []
     failed_ensemble = dg.materialize(
         ALL_ASSETS,

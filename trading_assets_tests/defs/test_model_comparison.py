@@ -27,10 +27,10 @@ def record(instance: dg.DagsterInstance, model_type: str, gates: dict[str, bool]
 
 def test_the_reason_names_the_failed_gate_with_measured_and_threshold(dagster_instance) -> None:
     record(dagster_instance, "lstm", {"accuracy_gate": False, "calibration_gate": True})
-    record(dagster_instance, "sklearn", {"accuracy_gate": True, "calibration_gate": True})
+    record(dagster_instance, "logistic", {"accuracy_gate": True, "calibration_gate": True})
     assert _exclusion_reason(dagster_instance, "lstm", "BTC-USD") == (
         "excluded: accuracy_gate FAILED: measured 0.5100, threshold 0.6800"
     )
-    assert _exclusion_reason(dagster_instance, "sklearn", "BTC-USD") == "not promoted"
+    assert _exclusion_reason(dagster_instance, "logistic", "BTC-USD") == "not promoted"
     assert _exclusion_reason(dagster_instance, "transformer", "BTC-USD") == "not trained"
     assert _exclusion_reason(dagster_instance, "lstm", "ETH-USD") == "not trained"

@@ -37,7 +37,12 @@ def test_live_accuracy_warns_below_the_gate(tmp_path: Path, dagster_instance, ri
     up = close[1:] > close[:-1]
     signals = [
         Signal(
-            "BTC-USD", START + timedelta(minutes=m), {"sklearn": p, "ensemble": p}, "flat", 1.0, "sklearn:v1"
+            "BTC-USD",
+            START + timedelta(minutes=m),
+            {"logistic": p, "ensemble": p},
+            "flat",
+            1.0,
+            "logistic:v1",
         )
         for m in range(600, 700)
         for p in [0.8 if up[m] == right else 0.2]
@@ -51,7 +56,7 @@ def test_live_accuracy_warns_below_the_gate(tmp_path: Path, dagster_instance, ri
     assert check.check_name == "live_accuracy" and check.passed is right
     assert check.severity == dg.AssetCheckSeverity.WARN
     if not right:
-        assert set(check.metadata["below_gate"].value) == {"sklearn", "ensemble"}
+        assert set(check.metadata["below_gate"].value) == {"logistic", "ensemble"}
     assert np.isclose(check.metadata["ensemble_outcomes"].value, 100)
 
 
@@ -75,7 +80,7 @@ def test_too_few_outcomes_do_not_pass_either(tmp_path: Path, dagster_instance) -
         SyntheticSource(predictability=0.7), db_path, "BTC-USD", date(2024, 3, 1), max_invalid_share=0.0
     )
     signals = [
-        Signal("BTC-USD", START + timedelta(minutes=m), {"ensemble": 0.6}, "flat", 1.0, "sklearn:v1")
+        Signal("BTC-USD", START + timedelta(minutes=m), {"ensemble": 0.6}, "flat", 1.0, "logistic:v1")
         for m in range(600, 605)
     ]
     record_signals(db_path, signals, START + timedelta(hours=20))

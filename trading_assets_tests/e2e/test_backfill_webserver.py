@@ -50,7 +50,7 @@ DAYS = 18
 #: One torch model and the scikit-learn one. The transformer asset comes from the same factory as the LSTM
 #: (`build_model_asset`) and is covered in-process by defs/test_model_assets.py; through the daemon it would
 #: add a third training per symbol (about a minute here, with the training pool of 2 and 2 run slots).
-MODEL_TYPES = ("lstm", "sklearn")
+MODEL_TYPES = ("lstm", "logistic")
 MINUTES_PER_DAY = 1440
 #: Generous: the machine is shared; a wait that runs out prints the backfill, the daemons and the log.
 BACKFILL_TIMEOUT_S = 900

@@ -7,13 +7,13 @@ import torch
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.data import chronological_splits, fit_scaler, gather_windows, make_samples
 from trading_assets.ml.fit import (
-    build_torch_model,
     draw_windows,
     epoch_windows,
     fit_torch,
     predict_logits,
     thread_budget,
 )
+from trading_assets.ml.model_types import LSTM
 
 
 @pytest.mark.parametrize(("cores", "concurrent", "expected"), [(8, 4, 2), (8, 1, 8), (2, 3, 1), (16, 3, 5)])
@@ -32,7 +32,7 @@ def _fit(market, config, progress=None):
     splits = chronological_splits(samples, 0.7, 0.15, config.seq_len + config.horizon)
     x = torch.from_numpy(fit_scaler(market.x, splits.train, config.seq_len).transform(market.x))
     torch.manual_seed(config.seed)
-    model = build_torch_model("lstm", x.shape[1], config)
+    model = LSTM.build(x.shape[1], config)
     return model, fit_torch(model, x, splits.train, splits.val, config, progress), x, splits
 
 

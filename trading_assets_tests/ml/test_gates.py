@@ -124,17 +124,17 @@ def test_backtest_follows_the_horizon() -> None:
 
 
 @pytest.fixture(scope="module")
-def trained_sklearn(market, tmp_path_factory):
+def trained_logistic(market, tmp_path_factory):
     config = TrainConfig(seq_len=10, max_epochs=1, samples_per_epoch=512)
     result = train_model(
-        "sklearn", "BTC-USD", market.x, market.close, market.usable, market.minutes, COLUMNS, "fs-1",
+        "logistic", "BTC-USD", market.x, market.close, market.usable, market.minutes, COLUMNS, "fs-1",
         "schema-5", config, tmp_path_factory.mktemp("models"),
     )  # fmt: skip
     return result, read_manifest(result.artifact_dir)
 
 
-def test_gates_are_recorded_in_the_manifest_and_re_read_from_it(trained_sklearn) -> None:
-    result, manifest = trained_sklearn
+def test_gates_are_recorded_in_the_manifest_and_re_read_from_it(trained_logistic) -> None:
+    result, manifest = trained_logistic
     assert manifest["gates"]["thresholds"] == GateThresholds().to_dict()
     assert recorded_gates(manifest) == result.gates
     stricter = {
@@ -160,7 +160,7 @@ def test_on_real_one_minute_candles_no_model_passes_the_gates(tmp_path) -> None:
     frame = compute_features(candles, start, candles["minute"][-1], history_start=start.date())
     matrix = feature_matrix(frame)
     result = train_model(
-        "sklearn", "BTC-USD", matrix.x, matrix.close, matrix.usable, matrix.minutes, list(MODEL_FEATURES),
+        "logistic", "BTC-USD", matrix.x, matrix.close, matrix.usable, matrix.minutes, list(MODEL_FEATURES),
         FEATURE_SET_VERSION, schema_hash(), TrainConfig(), tmp_path, observed=matrix.observed,
     )  # fmt: skip
     gates = {gate.name: gate for gate in result.gates}

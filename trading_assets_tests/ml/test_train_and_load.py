@@ -26,7 +26,7 @@ def lstm_artifact(market, tmp_path_factory):
     return _train("lstm", market, config, tmp_path_factory.mktemp("models"))
 
 
-@pytest.mark.parametrize("model_type", ["transformer", "sklearn"])
+@pytest.mark.parametrize("model_type", ["transformer", "logistic"])
 def test_each_model_type_trains_and_round_trips(model_type, market, tmp_path):
     config = TrainConfig(seq_len=10, max_epochs=6, samples_per_epoch=1024, batch_size=32, d_model=16)
     result = _train(model_type, market, config, tmp_path)
@@ -72,7 +72,7 @@ def test_loaded_lstm_predicts_like_the_trained_network(lstm_artifact, market):
     windows = market.x[-25:-5][None]
     scaled = torch.from_numpy((windows[:, -10:] - loaded.scaler.mean) / loaded.scaler.std)
     with torch.no_grad():
-        expected = torch.sigmoid(loaded.model(scaled) / loaded.temperature).numpy()
+        expected = torch.sigmoid(loaded.model.module(scaled) / loaded.temperature).numpy()
     np.testing.assert_allclose(loaded.predict_proba(windows[:, -10:]), expected, rtol=1e-5)
 
 
@@ -137,8 +137,8 @@ def test_a_failed_write_leaves_no_artifact(market, tiny_config, tmp_path, monkey
 def test_training_refuses_to_write_a_model_with_temperature_zero(market, tiny_config, tmp_path, monkeypatch):
     monkeypatch.setattr("trading_assets.ml.metrics.fit_temperature", lambda logits, labels: 0.0)
     with pytest.raises(ModelArtifactError, match="calibration temperature 0.0 must be a finite number > 0"):
-        _train("sklearn", market, tiny_config, tmp_path)
-    assert not (tmp_path / "sklearn").exists()
+        _train("logistic", market, tiny_config, tmp_path)
+    assert not (tmp_path / "logistic").exists()
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])

@@ -52,8 +52,8 @@ def trained_models(tmp_path_factory) -> dict[str, TrainResult]:
     """A passing and a failing model of the cheap type, trained once per session."""
     models_dir = tmp_path_factory.mktemp("trained")
     return {
-        "good": train("sklearn", 0.7, models_dir),
-        "noise": train("sklearn", 0.0, models_dir),
+        "good": train("logistic", 0.7, models_dir),
+        "noise": train("logistic", 0.0, models_dir),
     }
 
 

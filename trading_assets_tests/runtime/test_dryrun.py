@@ -47,7 +47,7 @@ def deployed(tmp_path_factory) -> tuple[Path, Path, dict[str, Path]]:
         build_feature_day(db_path, "BTC-USD", day, HISTORY_START)
     matrix = read_feature_matrix(db_path, "BTC-USD", DAYS[1], DAYS[2])
     artifacts = {}
-    for model_type in ("lstm", "sklearn"):
+    for model_type in ("lstm", "logistic"):
         result = train_model(
             model_type, "BTC-USD", matrix.x, matrix.close, matrix.usable, matrix.minutes, list(MODEL_FEATURES),
             FEATURE_SET_VERSION, schema_hash(), TrainConfig(max_epochs=1, samples_per_epoch=512), models_dir,
@@ -89,13 +89,13 @@ def test_train_serve_parity(deployed) -> None:
     rows = read_feature_matrix(
         db_path, "BTC-USD", signal.minute - timedelta(minutes=59), signal.minute + timedelta(minutes=1)
     ).x
-    for model_type in ("lstm", "sklearn"):
+    for model_type in ("lstm", "logistic"):
         promoted = current(models_dir, model_type, "BTC-USD")
         offline = load_model(promoted.directory, list(MODEL_FEATURES), schema_hash()).predict_proba(rows)[-1]
         assert signal.probabilities[model_type] == pytest.approx(float(offline), abs=1e-6)
         assert f"{model_type}:{promoted.version}" in signal.members
     weights = {m.model_type: m.weight for m in runtime.scorers["BTC-USD"].members()}
-    assert weights == pytest.approx({"lstm": 0.35 / 0.6, "sklearn": 0.25 / 0.6})
+    assert weights == pytest.approx({"lstm": 0.35 / 0.6, "logistic": 0.25 / 0.6})
     assert signal.probabilities["ensemble"] == pytest.approx(
         sum(weights[t] * signal.probabilities[t] for t in weights)
     )
@@ -130,12 +130,13 @@ def test_the_loop_reports_source_errors_and_goes_on_recording_signals(deployed) 
     )
     assert "(no orders placed)" in lines[0] and "BTC-USD" in lines[0]
     recorded = query(
-        db_path, "SELECT symbol, minute, signal, p_ensemble, p_transformer FROM signals ORDER BY minute"
+        db_path, "SELECT symbol, minute, member, probability, signal FROM signals ORDER BY minute"
     )
-    assert recorded.height >= 2
+    ensemble = recorded.filter(pl.col("member") == "ensemble")
+    assert ensemble.height >= 2
     assert set(recorded["signal"].to_list()) <= {"long", "flat", "short"}
-    assert recorded["p_transformer"].is_null().all()
-    assert recorded.filter(pl.col("minute") == datetime(2024, 3, 3, 12, 1, tzinfo=UTC)).height == 1
+    assert set(recorded["member"].to_list()) == {"lstm", "logistic", "ensemble"}  # transformer not promoted
+    assert ensemble.filter(pl.col("minute") == datetime(2024, 3, 3, 12, 1, tzinfo=UTC)).height == 1
 
 
 def offline_p_up(artifact: Path, db_path: Path, minute: datetime) -> float:
@@ -151,18 +152,18 @@ def test_rollback_changes_what_the_runtime_scores(deployed, tmp_path: Path) -> N
     db_path, _, artifacts = deployed
     models_dir, signals_db = tmp_path / "models", tmp_path / "signals.duckdb"
     v1, v2, v3 = (
-        copy_artifact(artifacts["sklearn"], tmp_path / "trained" / f"2024010{i}T000000000000Z", shift)
+        copy_artifact(artifacts["logistic"], tmp_path / "trained" / f"2024010{i}T000000000000Z", shift)
         for i, shift in ((1, -1.0), (2, 0.0), (3, 1.0))
     )
     for version in (v1, v2, v3):
         do_promote(version, models_dir)
     build_ensemble(models_dir, "BTC-USD")
     runtime = DryRunRuntime(SOURCE, signals_db, models_dir, ["BTC-USD"], HISTORY_START)
-    args = (models_dir, "sklearn", "BTC-USD", "t", list(MODEL_FEATURES), schema_hash())
+    args = (models_dir, "logistic", "BTC-USD", "t", list(MODEL_FEATURES), schema_hash())
 
     def tick() -> tuple[str, float]:
         [signal] = run_iterations(runtime, 1, 0, report=lambda line: None, clock=lambda: NOW)
-        return signal.members, signal.probabilities["sklearn"]
+        return signal.members, signal.probabilities["logistic"]
 
     served = [tick()]
     rollback(*args)
@@ -173,11 +174,13 @@ def test_rollback_changes_what_the_runtime_scores(deployed, tmp_path: Path) -> N
     served.append(tick())
 
     minute = datetime(2024, 3, 3, 11, 59, tzinfo=UTC)
-    expected = [(f"sklearn:{v.name}", offline_p_up(v, db_path, minute)) for v in (v3, v2, v1, v2)]
+    expected = [(f"logistic:{v.name}", offline_p_up(v, db_path, minute)) for v in (v3, v2, v1, v2)]
     assert [members for members, _ in served] == [members for members, _ in expected]
     np.testing.assert_allclose([p for _, p in served], [p for _, p in expected], atol=1e-6)
     assert expected[0][1] > expected[1][1] > expected[2][1]  # three different models, told apart
-    recorded = query(signals_db, "SELECT members, p_sklearn FROM signals ORDER BY members, p_sklearn")
+    recorded = query(
+        signals_db, "SELECT members FROM signals WHERE member = ? ORDER BY members, probability", ["logistic"]
+    )
     assert sorted(recorded["members"].to_list()) == sorted(members for members, _ in expected)
 
 
@@ -243,7 +246,7 @@ def _temperature_zero(models_dir: Path, version: Path) -> tuple[Path, str]:
 def _foreign_symbol(models_dir: Path, version: Path) -> tuple[Path, str]:
     return _write_manifest(
         version, symbol="BTC-USD"
-    ), "a sklearn model of BTC-USD, not the sklearn model of ETH-USD"
+    ), "a logistic model of BTC-USD, not the logistic model of ETH-USD"
 
 
 def _path_escaping(models_dir: Path, version: Path) -> tuple[Path, str]:
@@ -314,10 +317,10 @@ CORRUPTIONS: dict[str, Callable[[Path, Path], tuple[Path, str]]] = {
 def two_symbols(deployed, tmp_path_factory) -> Path:
     """A logistic model promoted for BTC-USD and one for ETH-USD, each in a one-member ensemble."""
     models_dir = tmp_path_factory.mktemp("two-symbols") / "models"
-    sklearn = deployed[2]["sklearn"]
-    do_promote(sklearn, models_dir)
+    logistic = deployed[2]["logistic"]
+    do_promote(logistic, models_dir)
     do_promote(
-        copy_artifact(sklearn, models_dir.parent / "eth" / "20240101T000000000000Z", symbol="ETH-USD"),
+        copy_artifact(logistic, models_dir.parent / "eth" / "20240101T000000000000Z", symbol="ETH-USD"),
         models_dir,
     )
     for symbol in ("BTC-USD", "ETH-USD"):
@@ -331,7 +334,7 @@ def test_a_refused_member_skips_its_symbol_in_one_line_naming_the_file(
 ) -> None:
     models_dir = tmp_path / "models"
     shutil.copytree(two_symbols, models_dir)
-    version = models_dir / "promoted" / "sklearn" / "ETH-USD" / "versions" / "20240101T000000000000Z"
+    version = models_dir / "promoted" / "logistic" / "ETH-USD" / "versions" / "20240101T000000000000Z"
     named_file, reason = corruption(models_dir, version)
     runtime = DryRunRuntime(
         SOURCE, tmp_path / "signals.duckdb", models_dir, ["BTC-USD", "ETH-USD"], HISTORY_START

@@ -31,17 +31,17 @@ from trading_assets.defs.resources import DuckDBStoreResource, ModelStoreResourc
 from trading_assets.features.registry import MODEL_FEATURES, schema_hash
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.gates import GATES, GateResult, GateThresholds, blocking_failures
+from trading_assets.ml.model_types import CATALOGUE, DEFAULT_WEIGHTS, UnknownModelType, canonical_weights
 from trading_assets.ml.train import TrainResult, train_symbol
 from trading_assets.plots import (
     equity_curve_png,
     learning_curve_png,
     reliability_diagram_png,
 )
-from trading_assets.promotion.ensemble import DEFAULT_WEIGHTS, EnsembleSpec, NoPromotedMembers, build_ensemble
+from trading_assets.promotion.ensemble import EnsembleSpec, NoPromotedMembers, build_ensemble
 from trading_assets.promotion.registry import current, promote
 from trading_assets.settings import Settings
 
-MODEL_TYPES = ("lstm", "transformer", "sklearn")
 #: Steps tagged with this key share the training slots of the multiprocess executor (definitions.py),
 #: and training steps of all runs share the `training` pool (limit in dagster_home/dagster.yaml).
 TRAINING_TAG = "trading_assets/training"
@@ -60,8 +60,8 @@ def build_model_assets(settings: Settings, partitions: Partitions) -> ModelAsset
     """The model, promotion and ensemble assets per symbol; run config defaults and the retraining cadence
     from the settings."""
     run_config = model_run_config(settings)
-    models = [_build_model_asset(t, run_config, partitions, settings) for t in MODEL_TYPES]
-    promoted = [_build_promoted_asset(t, partitions) for t in MODEL_TYPES]
+    models = [_build_model_asset(t, run_config, partitions, settings) for t in CATALOGUE]
+    promoted = [_build_promoted_asset(t, partitions) for t in CATALOGUE]
     return ModelAssets(models, promoted, _build_ensemble(partitions))
 
 
@@ -226,7 +226,8 @@ def _build_model_asset(
 
     @dg.asset(
         key=key,
-        description=f"The {model_type} direction model of one symbol, trained on all its stored features.",
+        description=f"The {model_type} direction model of one symbol ({CATALOGUE[model_type].description}), "
+        "trained on all its stored features.",
         group_name="models",
         partitions_def=partitions.symbol,
         deps=[
@@ -241,7 +242,7 @@ def _build_model_asset(
         op_tags={TRAINING_TAG: model_type},
         pool=TRAINING_POOL,
         automation_condition=retrain_on_cadence(settings.retrain_cron),
-        kinds={"pytorch" if model_type != "sklearn" else "scikitlearn"},
+        kinds={CATALOGUE[model_type].dagster_kind},
     )
     def model_asset(
         context: dg.AssetExecutionContext,
@@ -316,9 +317,9 @@ def _build_promoted_asset(model_type: str, partitions: Partitions) -> dg.AssetsD
 
 
 class EnsembleConfig(dg.Config):
-    lstm_weight: float = DEFAULT_WEIGHTS["lstm"]
-    transformer_weight: float = DEFAULT_WEIGHTS["transformer"]
-    sklearn_weight: float = DEFAULT_WEIGHTS["sklearn"]
+    """Weight of each model type (renormalised over the promoted members); a former type name is accepted."""
+
+    weights: dict[str, float] = dict(DEFAULT_WEIGHTS)
 
 
 def _build_ensemble(partitions: Partitions) -> dg.AssetsDefinition:
@@ -327,7 +328,7 @@ def _build_ensemble(partitions: Partitions) -> dg.AssetsDefinition:
         "`model_comparison` table shows every model type: promoted version, weight, metrics, or why it is out.",
         group_name="promotion",
         partitions_def=partitions.symbol,
-        deps=[dg.AssetKey(f"promoted_{t}_model") for t in MODEL_TYPES],
+        deps=[dg.AssetKey(f"promoted_{t}_model") for t in CATALOGUE],
         automation_condition=ENSEMBLE_FOLLOWS_PROMOTIONS,
         owners=ASSET_OWNERS,
     )
@@ -343,17 +344,16 @@ def _ensemble(
     context: dg.AssetExecutionContext, config: EnsembleConfig, models_dir: Path
 ) -> dg.MaterializeResult:
     symbol = context.partition_key
-    weights = {
-        "lstm": config.lstm_weight,
-        "transformer": config.transformer_weight,
-        "sklearn": config.sklearn_weight,
-    }
+    try:
+        weights = canonical_weights(config.weights)
+    except UnknownModelType as error:
+        raise dg.Failure(description=f"ensemble config `weights` of {symbol}: {error}") from error
     try:
         spec = build_ensemble(models_dir, symbol, weights)
     except NoPromotedMembers as error:
         raise dg.Failure(description=str(error)) from error
     comparison = [
-        _comparison_row(context.instance, models_dir, symbol, model_type, spec) for model_type in MODEL_TYPES
+        _comparison_row(context.instance, models_dir, symbol, model_type, spec) for model_type in CATALOGUE
     ]
     return dg.MaterializeResult(
         metadata={
