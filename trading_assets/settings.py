@@ -19,6 +19,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: (see `trading_assets.market.synthetic`), so on a fresh machine the gates can pass.
 DEFAULT_SYNTHETIC_PREDICTABILITY = 0.7
 #: The environment variable of each ccxt credential setting; read here only, never shown.
+#: The exchange URL may carry user:password@ (a proxy): like the credentials, passed on by variable name.
+CCXT_API_URL_ENV = "TA_CCXT_API_URL"
 CCXT_CREDENTIAL_ENV = {
     "ccxt_api_key": "TA_CCXT_API_KEY",
     "ccxt_secret": "TA_CCXT_SECRET",
@@ -154,7 +156,7 @@ class Settings:
     synthetic_predictability: float = DEFAULT_SYNTHETIC_PREDICTABILITY
     synthetic_predictability_by_symbol: str | None = None
     ccxt_exchange: str = "coinbase"
-    ccxt_api_url: str | None = None
+    ccxt_api_url: str | None = field(default=None, repr=False)  # may carry user:password@
     ccxt_timeout_ms: int = 10_000
     ccxt_max_retries: int = 5
     #: Credentials, only if the exchange needs them for candles; kept out of repr.
@@ -213,7 +215,7 @@ def load_settings() -> Settings:
         ),
         synthetic_predictability_by_symbol=_env("TA_SYNTHETIC_PREDICTABILITY_BY_SYMBOL", "") or None,
         ccxt_exchange=_env("TA_CCXT_EXCHANGE", default.ccxt_exchange),
-        ccxt_api_url=_env_url("TA_CCXT_API_URL"),
+        ccxt_api_url=_env_url(CCXT_API_URL_ENV),
         ccxt_timeout_ms=_env_int("TA_CCXT_TIMEOUT_MS", default.ccxt_timeout_ms, minimum=1),
         ccxt_max_retries=_env_int("TA_CCXT_MAX_RETRIES", default.ccxt_max_retries, minimum=0),
         **{name: _env(variable, "") or None for name, variable in CCXT_CREDENTIAL_ENV.items()},

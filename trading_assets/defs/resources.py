@@ -11,18 +11,21 @@ import pydantic
 
 from trading_assets.market.candles import CandleSource
 from trading_assets.market.sources import SourceOptions, build_source
-from trading_assets.settings import CCXT_CREDENTIAL_ENV, Settings
+from trading_assets.settings import CCXT_API_URL_ENV, CCXT_CREDENTIAL_ENV, Settings
 
 
 class _MarketData(dg.ConfigurableResource):
     """Which market data source the assets read (synthetic, ccxt or files) and its options: the fields of
-    `SourceOptions`, with its defaults. Credentials are `dg.EnvVar`s, so Dagster shows their names only."""
+    `SourceOptions`, with its defaults. Credentials and the exchange URL (which may carry user:password@) are
+    `dg.EnvVar`s, so Dagster shows their names only."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MarketDataResource:
         options = dataclasses.asdict(SourceOptions.from_settings(settings))
         secrets = {
-            name: dg.EnvVar(variable) for name, variable in CCXT_CREDENTIAL_ENV.items() if options[name]
+            name: dg.EnvVar(variable)
+            for name, variable in {**CCXT_CREDENTIAL_ENV, "ccxt_api_url": CCXT_API_URL_ENV}.items()
+            if options[name]
         }
         return cls(**{**options, **secrets})
 

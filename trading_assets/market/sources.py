@@ -25,7 +25,7 @@ class SourceOptions:
     #: "SYMBOL=p,SYMBOL=p": symbols whose synthetic market has another predictability (e.g. one made to fail)
     synthetic_predictability_by_symbol: str | None = None
     ccxt_exchange: str = Settings.ccxt_exchange
-    ccxt_api_url: str | None = None
+    ccxt_api_url: str | None = field(default=None, repr=False)  # may carry user:password@
     ccxt_timeout_ms: int = Settings.ccxt_timeout_ms
     ccxt_max_retries: int = Settings.ccxt_max_retries
     ccxt_api_key: str | None = field(default=None, repr=False)
