@@ -15,6 +15,20 @@ import dagster as dg
 from trading_assets.defs.dagster_private import TargetMaterialization
 
 
+def partition_check_specs(
+    asset: dg.AssetKey,
+    checks: Mapping[str, tuple[str, bool]],
+    partitions_def: dg.PartitionsDefinition,
+) -> list[dg.AssetCheckSpec]:
+    """One check spec per entry of `checks` (name -> (description, blocking)) on the partitions of `asset`."""
+    return [
+        dg.AssetCheckSpec(
+            name, asset=asset, description=description, blocking=blocking, partitions_def=partitions_def
+        )
+        for name, (description, blocking) in checks.items()
+    ]
+
+
 class PartitionChecks:
     """Builds the check evaluations of one asset's partitions in this run, each pointing at the partition's
     materialization made by this run. Create it after the step has yielded its MaterializeResult."""

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from trading_assets.defs.checks import PartitionChecks
+from trading_assets.defs.checks import PartitionChecks, partition_check_specs
 from trading_assets.defs.metadata import ASSET_OWNERS, batch_metadata, iso, markdown_image, markdown_table
 from trading_assets.defs.partitions import DAYS_PER_TRANSACTION, Partitions, partition_batches
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
@@ -62,16 +62,7 @@ def build_candle_assets(
                 kinds={"duckdb", "polars"},
             )
         ],
-        check_specs=[
-            dg.AssetCheckSpec(
-                name,
-                asset=RAW_CANDLES,
-                description=description,
-                blocking=blocking,
-                partitions_def=partitions.symbol_date,
-            )
-            for name, (description, blocking) in _CHECKS.items()
-        ],  # fmt: skip
+        check_specs=partition_check_specs(RAW_CANDLES, _CHECKS, partitions.symbol_date),
         # Optional outputs: the checks are reported per partition as AssetCheckEvaluation events below.
         can_subset=True,
         partitions_def=partitions.symbol_date,

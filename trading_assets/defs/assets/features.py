@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from trading_assets.defs.automation import FEATURES_FOLLOW_CANDLES
-from trading_assets.defs.checks import PartitionChecks
+from trading_assets.defs.checks import PartitionChecks, partition_check_specs
 from trading_assets.defs.metadata import ASSET_OWNERS, batch_metadata, markdown_table
 from trading_assets.defs.partitions import DAYS_PER_TRANSACTION, Partitions, partition_batches
 from trading_assets.defs.resources import DuckDBStoreResource
@@ -59,16 +59,7 @@ def build_features_asset(settings: Settings, partitions: Partitions) -> dg.Asset
                 automation_condition=FEATURES_FOLLOW_CANDLES,
             )
         ],
-        check_specs=[
-            dg.AssetCheckSpec(
-                name,
-                asset=FEATURES_ASSET,
-                description=description,
-                blocking=blocking,
-                partitions_def=partitions.symbol_date,
-            )
-            for name, (description, blocking) in _CHECKS.items()
-        ],  # fmt: skip
+        check_specs=partition_check_specs(FEATURES_ASSET, _CHECKS, partitions.symbol_date),
         can_subset=True,
         partitions_def=partitions.symbol_date,
         backfill_policy=dg.BackfillPolicy.single_run(),

@@ -18,6 +18,7 @@ from trading_assets.defs.automation import (
     PROMOTE_AFTER_PASSING_GATES,
     retrain_on_cadence,
 )
+from trading_assets.defs.checks import partition_check_specs
 from trading_assets.defs.dagster_private import FINISHED_CHECK_STATUSES, PartitionKeyFilter
 from trading_assets.defs.metadata import (
     ASSET_OWNERS,
@@ -131,15 +132,6 @@ def model_run_config(settings: Settings) -> type[_ModelRunConfig]:
     return ModelRunConfig
 
 
-def _gate_specs(asset: dg.AssetKey, partitions: Partitions) -> list[dg.AssetCheckSpec]:
-    return [
-        dg.AssetCheckSpec(
-            name, asset=asset, description=description, blocking=True, partitions_def=partitions.symbol
-        )
-        for name, description in GATES.items()
-    ]
-
-
 def _gate_result(gate: GateResult) -> dg.AssetCheckResult:
     low, high = gate.interval
     return dg.AssetCheckResult(
@@ -238,7 +230,9 @@ def _build_model_asset(
                 ),
             )
         ],
-        check_specs=_gate_specs(key, partitions),
+        check_specs=partition_check_specs(
+            key, {name: (description, True) for name, description in GATES.items()}, partitions.symbol
+        ),
         op_tags={TRAINING_TAG: model_type},
         pool=TRAINING_POOL,
         automation_condition=retrain_on_cadence(settings.retrain_cron),
