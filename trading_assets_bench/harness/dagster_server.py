@@ -183,16 +183,29 @@ def _process_start_time(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
-def _parent_pids() -> dict[int, int]:
-    """pid -> parent pid of every process visible in /proc."""
-    parents: dict[int, int] = {}
+def _stat_fields() -> dict[int, list[str]]:
+    """pid -> the fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, ...)."""
+    fields: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            parents[int(entry.name)] = int(fields[1])
-    return parents
+        with contextlib.suppress(OSError, IndexError):
+            fields[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+    return fields
+
+
+def _parent_pids() -> dict[int, int]:
+    """pid -> parent pid of every process visible in /proc."""
+    return {pid: int(stat[1]) for pid, stat in _stat_fields().items()}
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group `pgid`, wherever their parent went.
+
+    A process the group spawned after the last look at its descendants (a run worker the daemon was
+    launching as the server stopped) is still in the group, and the group id cannot be reused while it is.
+    """
+    return [pid for pid, stat in _stat_fields().items() if int(stat[2]) == pgid and stat[0] != "Z"]
 
 
 def descendants(pid: int) -> list[int]:
@@ -225,6 +238,16 @@ def processes_with_env(name: str, value: str) -> list[int]:
             if needle in (entry / "environ").read_bytes().split(b"\0") and pid_alive(int(entry.name)):
                 found.append(int(entry.name))
     return found
+
+
+def command_lines(pids: Iterable[int]) -> list[str]:
+    """ "<pid> <command line>" of each pid still readable: names a process that was left behind."""
+    lines = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            lines.append(f"{pid} {b' '.join(argv).decode(errors='replace').strip()}")
+    return lines
 
 
 def pid_alive(pid: int, start_time: str | None = None) -> bool:
@@ -319,36 +342,41 @@ class DagsterServer:
         """Live processes this server started (the `dagster dev` process and its descendants)."""
         if self.process is None:
             return []
-        self._remember(*descendants(self.process.pid))
+        self._remember(*descendants(self.process.pid), *group_members(self.process.pid))
         return [pid for pid, started in self._known.items() if pid_alive(pid, started)]
 
     def stop(self, timeout: float = 30.0) -> None:
         """End the process group started by `start()` (SIGTERM, then SIGKILL after `timeout`).
 
-        Descendants that left the group (none are known to) are ended the same way, by pid and only
-        while their start time still matches, so no unrelated process is ever signalled.
+        It waits for every process of the group, also those spawned after the last look (a run worker
+        launched as the server stopped), not only for the leader. Descendants that left the group (none
+        are known to) are ended the same way, by pid and only while their start time still matches, so no
+        unrelated process is ever signalled.
         """
         if self.process is None:
             return
         self.processes()  # note every descendant before signalling: they are reparented once we do
         pgid = self.process.pid
         self._signal(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self._alive():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=0.2)
-        if self._alive():
+        if not self._wait_until_gone(timeout):
             self._signal(pgid, signal.SIGKILL)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and self._alive():
-                time.sleep(0.1)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=5)
+            self._wait_until_gone(10)
         self._session.close()
 
+    def _wait_until_gone(self, timeout: float) -> bool:
+        """Poll until nothing this server started runs (the leader reaped); False after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while self._alive():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+        return True
+
     def _alive(self) -> bool:
-        leader_running = self.process is not None and self.process.poll() is None
-        return leader_running or any(pid_alive(pid, started) for pid, started in self._known.items())
+        """True while the leader, a process of its group, or a known descendant still runs."""
+        if self.process is None:
+            return False
+        return self.process.poll() is None or bool(self.processes())
 
     def _signal(self, pgid: int, signum: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

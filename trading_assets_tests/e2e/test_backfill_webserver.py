@@ -37,7 +37,12 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from trading_assets.alerts import AlertLog
 from trading_assets.promotion.registry import current, history
 from trading_assets.settings import PROJECT_ROOT
-from trading_assets_bench.harness.dagster_server import BackfillStatus, DagsterServer, processes_with_env
+from trading_assets_bench.harness.dagster_server import (
+    BackfillStatus,
+    DagsterServer,
+    command_lines,
+    processes_with_env,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +73,7 @@ class Scenario:
     model_backfill: BackfillStatus
     started_pids: list[int]
     left_running: list[int]
-    left_with_our_home: list[int]
+    left_with_our_home: list[str]  # pid and command line
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -169,7 +174,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         model_backfill=model_backfill,
         started_pids=started_pids,
         left_running=server.processes(),
-        left_with_our_home=processes_with_env("DAGSTER_HOME", str(home.resolve())),
+        left_with_our_home=command_lines(processes_with_env("DAGSTER_HOME", str(home.resolve()))),
         seconds=seconds,
     )
 

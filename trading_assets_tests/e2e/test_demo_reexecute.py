@@ -19,7 +19,7 @@ import pytest
 from trading_assets.defs.partitions import partition_range_tags
 from trading_assets.demo_runs import CodeLocationRuns
 from trading_assets.settings import PROJECT_ROOT
-from trading_assets_bench.harness.dagster_server import DagsterServer, processes_with_env
+from trading_assets_bench.harness.dagster_server import DagsterServer, command_lines, processes_with_env
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +85,7 @@ def test_a_demo_run_is_re_executed_through_the_webserver(
     assert child["status"] == "SUCCESS", child
     assert child["parentRunId"] == parent_id
     assert child["pipelineName"] == "__ASSET_JOB" and child["repositoryOrigin"] is not None
-    assert processes_with_env("DAGSTER_HOME", str(home.resolve())) == []
+    assert command_lines(processes_with_env("DAGSTER_HOME", str(home.resolve()))) == []
 
 
 def _wait_for_run(server: DagsterServer, run_id: str) -> dict:
