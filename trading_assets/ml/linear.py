@@ -47,7 +47,13 @@ class LogisticDirectionModel:
         return summary_features(windows) @ self.coef + self.intercept
 
     def logits_at(self, x: np.ndarray, ends: np.ndarray, seq_len: int) -> np.ndarray:
-        return summaries_at(x, ends, seq_len) @ self.coef + self.intercept
+        """Logits of the windows ending at `ends`, chunk by chunk: never all their summaries at once (at two
+        years the training part's would be ~0.4 GB, and ~0.7 GB more as float64 for the product)."""
+        chunks = [
+            summaries_at(x, ends[i : i + _CHUNK], seq_len) @ self.coef + self.intercept
+            for i in range(0, len(ends), _CHUNK)
+        ]
+        return np.concatenate(chunks) if chunks else np.zeros(0)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"coef": self.coef, "intercept": np.array([self.intercept])}
