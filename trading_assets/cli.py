@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.model_types import MODEL_TYPES, UnknownModelType, canonical_name
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--epochs",
         type=POSITIVE_INT,
-        help="maximum training epochs, early stop (default: TA_TRAIN_EPOCHS, 15)",
+        help=f"maximum training epochs, early stop (default: TA_TRAIN_EPOCHS, {TrainConfig.max_epochs})",
     )
     train.add_argument("--batch-size", type=POSITIVE_INT, default=64, help="training windows per step")
     train.add_argument("--seq-len", type=POSITIVE_INT, default=60, help="minutes of features per window")

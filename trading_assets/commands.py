@@ -24,13 +24,15 @@ def train(
     """The old pipeline's trainer command: the model asset's training call on all stored history up to today
     (UTC); `epochs` None takes the setting, as the asset does."""
     from trading_assets.ml.config import TrainConfig
+    from trading_assets.ml.model_types import model_type as catalogue_record
     from trading_assets.ml.train import train_symbol
 
-    config = TrainConfig(
+    shared = TrainConfig(
         max_epochs=epochs or settings.train_epochs, samples_per_epoch=settings.train_samples_per_epoch,
         batch_size=batch_size, seq_len=seq_len, horizon=horizon, seed=seed, fee_bps=settings.fee_bps,
         slippage_bps=settings.slippage_bps, concurrent_trainings=settings.concurrent_trainings,
     )  # fmt: skip
+    config = catalogue_record(model_type).train_config(shared)
     result = train_symbol(
         settings.duckdb_path, symbol, model_type, settings.history_start, datetime.now(UTC).date(), config,
         _thresholds(settings), settings.models_dir, progress=lambda p: print(p, flush=True),

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from trading_assets.ml.config import TrainConfig
 from trading_assets.urls import require_http_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -58,8 +59,8 @@ ENVIRONMENT_VARIABLES = {
     "TA_ALERT_WEBHOOK_URL": "optional http(s) webhook (Slack-compatible JSON POST) for alerts",
     "TA_EXECUTOR": "step executor of the code location: in_process | multiprocess | dask (default multiprocess)",
     "TA_DASK_SCHEDULER": "address of the Dask scheduler for TA_EXECUTOR=dask, e.g. tcp://127.0.0.1:8786",
-    "TA_TRAIN_EPOCHS": "default maximum epochs of a model run (default 15; run config overrides)",
-    "TA_TRAIN_SAMPLES_PER_EPOCH": "default training windows sampled per epoch (default 200000)",
+    "TA_TRAIN_EPOCHS": f"default maximum epochs of a model run (default {TrainConfig.max_epochs}; run config overrides)",
+    "TA_TRAIN_SAMPLES_PER_EPOCH": f"default training windows sampled per epoch (default {TrainConfig.samples_per_epoch})",
     "TA_CONCURRENT_TRAININGS": "trainings sharing this machine's cores outside Dagster (thread budget; default 1)",
     "TA_RETRAIN_CRON": "cadence of automatic model retraining, a cron string in UTC (default weekly: 0 3 * * 1)",
 }
@@ -177,8 +178,8 @@ class Settings:
     executor: str = "multiprocess"
     dask_scheduler: str | None = None
     retrain_cron: str = "0 3 * * 1"
-    train_epochs: int = 15
-    train_samples_per_epoch: int = 200_000
+    train_epochs: int = TrainConfig.max_epochs
+    train_samples_per_epoch: int = TrainConfig.samples_per_epoch
     concurrent_trainings: int = 1
     dagster_home: Path = PROJECT_ROOT / "dagster_home"
 

@@ -59,11 +59,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", default="bi", choices=["bi", "uni"])
     parser.add_argument("--seq-len", type=int, default=defaults.seq_len)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="constant Adam learning rate")
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=LSTM.recipe["learning_rate"],
+        help="constant Adam learning rate (default: the LSTM recipe's peak)",
+    )
     parser.add_argument(
         "--train-seq-len",
         type=int,
-        default=20,
+        default=LSTM.recipe["train_seq_len"],
         help="target mode: train on the last N steps of each window (validation always sees --seq-len steps)",
     )
     parser.add_argument("--seconds", type=float, default=20.0, help="measured training time (throughput)")

@@ -17,6 +17,8 @@ class TrainConfig:
     `train_seq_len` (None: seq_len) trains on the last steps of each window only, cutting the cost per
     sample; validation, test and inference always see seq_len steps, and the model function is unchanged.
     `evals_per_epoch` validates that many times per epoch; `patience` counts validations without a new best.
+    `val_max_samples` (None: all) caps the validation windows those validations score, evenly spread over
+    the validation part; the temperature and the gates always use whole parts.
     `window_sampling`: "random" draws an epoch's windows uniformly; "even" draws one window from each of
     `samples_per_epoch` equal stretches of the training history, so every epoch covers all of it.
     `warm_start` asks for a warm retrain (see `train_model(parent=...)`): the parent's weights and scaler are
@@ -36,6 +38,7 @@ class TrainConfig:
     samples_per_epoch: int | None = 200_000
     learning_rate: float = 3e-3
     evals_per_epoch: int = 1
+    val_max_samples: int | None = 20_000
     window_sampling: str = "random"  # "random" | "even"
     warm_start: bool = False
     warm_epochs: int = 3
@@ -50,6 +53,7 @@ class TrainConfig:
     d_model: int = 64
     heads: int = 4
     layers: int = 2
+    patch: int = 10  # Transformer: consecutive minutes per token (seq_len / patch positions)
     logistic_c: float = 1.0
     logistic_max_samples: int = 100_000
     eval_batch_size: int = 2048
@@ -82,3 +86,12 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """The config a manifest recorded; a field it lacks (added later) takes the value it trained with."""
+        return cls(**{**FIELDS_ADDED_LATER, **values})
+
+
+#: Fields added after artifacts were written, with the value those artifacts were trained with.
+FIELDS_ADDED_LATER: dict[str, Any] = {"patch": 1, "val_max_samples": None}

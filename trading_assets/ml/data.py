@@ -84,6 +84,14 @@ def chronological_splits(samples: Samples, train_fraction: float, val_fraction: 
     return Splits(*parts)
 
 
+def evenly_spread(samples: Samples, limit: int | None) -> Samples:
+    """At most `limit` of the samples (None: all), evenly spaced over them, in order."""
+    if limit is None or len(samples.ends) <= limit:
+        return samples
+    pick = np.unique(np.linspace(0, len(samples.ends) - 1, limit).round().astype(np.int64))
+    return Samples(samples.ends[pick], samples.labels[pick])
+
+
 def fit_scaler(x: np.ndarray, train: Samples, seq_len: int, chunk_rows: int = 65_536) -> Scaler:
     """Mean and std per feature over the rows the training windows cover (finite values only).
 

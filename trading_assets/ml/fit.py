@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from trading_assets.ml.config import TrainConfig
-from trading_assets.ml.data import Samples, Splits, gather_windows
+from trading_assets.ml.data import Samples, Splits, evenly_spread, gather_windows
 from trading_assets.ml.models import TorchBuilder, parameter_count
 
 logger = logging.getLogger(__name__)
@@ -168,11 +168,13 @@ def fit_torch(
 ) -> FitOutcome:
     """Train in place and restore the weights of the validation with the lowest loss.
 
-    Validates `evals_per_epoch` times per epoch and stops after `patience` validations without a new best.
+    Validates `evals_per_epoch` times per epoch (on at most `val_max_samples` validation windows) and stops
+    after `patience` validations without a new best.
     A warm start (`config.warm_start`) validates the starting weights first: they stay if nothing beats them.
     `replayed`: the first that many training samples are the parent's (see `epoch_windows`).
     """
     generator = torch.Generator().manual_seed(config.seed)
+    val = evenly_spread(val, config.val_max_samples)
     ends = torch.from_numpy(train.ends).to(x.device)
     labels = torch.from_numpy(train.labels).to(x.device)
     per_epoch = _per_epoch(len(ends), config)

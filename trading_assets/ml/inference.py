@@ -77,7 +77,7 @@ def load_model(
     check_features(manifest, feature_names, schema_hash, manifest_path)
     weights = read_weights(directory, manifest)
     try:
-        config = TrainConfig(**manifest["training_config"])
+        config = TrainConfig.from_dict(manifest["training_config"])
         scaler = Scaler.from_dict(manifest["scaler"], list(feature_names))
     except (TypeError, KeyError, ValueError) as error:
         raise ModelArtifactError(

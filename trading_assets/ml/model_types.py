@@ -16,7 +16,7 @@ manifests, registry slots (`models/promoted/<former name>/...`), ensemble files 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -59,6 +59,12 @@ class ModelType:
     default_weight: float  # in the ensemble, before renormalising over the promoted members
     dagster_kind: str
     build: TorchBuilder | None = None  # the network of a torch type (the training benchmark builds it alone)
+    #: the type's own training defaults over TrainConfig's shared ones (measured: README, "Retrain cost")
+    recipe: Mapping[str, Any] = field(default_factory=dict)
+
+    def train_config(self, shared: TrainConfig) -> TrainConfig:
+        """The config this type trains with: `shared` (run config, settings) with the type's recipe over it."""
+        return replace(shared, **self.recipe)
 
 
 # The functions below import torch / scikit-learn when a model is built, fitted or loaded, so reading the
@@ -89,7 +95,13 @@ def _load_logistic(*args: Any) -> DirectionScorer:
     return load_logistic_model(*args)
 
 
-def _torch_type(name: str, description: str, build: TorchBuilder, default_weight: float) -> ModelType:
+def _torch_type(
+    name: str,
+    description: str,
+    build: TorchBuilder,
+    default_weight: float,
+    recipe: Mapping[str, Any] | None = None,
+) -> ModelType:
     return ModelType(
         name=name,
         description=description,
@@ -98,6 +110,7 @@ def _torch_type(name: str, description: str, build: TorchBuilder, default_weight
         default_weight=default_weight,
         dagster_kind="pytorch",
         build=build,
+        recipe=dict(recipe or {}),
     )
 
 
@@ -110,7 +123,9 @@ def _lstm(features: int, config: TrainConfig) -> nn.Module:
 def _transformer(features: int, config: TrainConfig) -> nn.Module:
     from trading_assets.ml.models import TransformerDirectionModel
 
-    return TransformerDirectionModel(features, config.d_model, config.heads, config.layers, config.dropout)
+    return TransformerDirectionModel(
+        features, config.d_model, config.heads, config.layers, config.dropout, config.patch
+    )
 
 
 LSTM = _torch_type(
@@ -118,10 +133,12 @@ LSTM = _torch_type(
     "2-layer (bidirectional) LSTM over the window -> last step -> MLP head",
     _lstm,
     default_weight=0.35,
+    # trains on the last 20 steps of each 60-step window (validated and served on all 60) at lr 1e-3
+    recipe={"train_seq_len": 20, "learning_rate": 1e-3},
 )
 TRANSFORMER = _torch_type(
     "transformer",
-    "Transformer encoder (sinusoidal positions, pre-norm) -> [last step, mean] -> MLP head",
+    "Transformer encoder over 10-minute tokens (sinusoidal positions, pre-norm) -> [last token, mean] -> MLP head",
     _transformer,
     default_weight=0.40,
 )

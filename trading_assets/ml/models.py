@@ -98,11 +98,21 @@ class SinusoidalPositions(nn.Module):
 
 
 class TransformerDirectionModel(nn.Module):
+    """`patch` consecutive minutes form one token (the oldest `seq_len % patch` minutes are left out), so
+    the encoder attends over seq_len / patch positions; patch 1 is one token per minute."""
+
     def __init__(
-        self, features: int = 31, d_model: int = 64, heads: int = 4, layers: int = 2, dropout: float = 0.1
+        self,
+        features: int = 31,
+        d_model: int = 64,
+        heads: int = 4,
+        layers: int = 2,
+        dropout: float = 0.1,
+        patch: int = 1,
     ) -> None:
         super().__init__()
-        self.embed = nn.Linear(features, d_model)
+        self.patch = patch
+        self.embed = nn.Linear(features * patch, d_model)
         self.positions = SinusoidalPositions(d_model)
         layer = nn.TransformerEncoderLayer(
             d_model, heads, dim_feedforward=2 * d_model, dropout=dropout, batch_first=True, norm_first=True
@@ -114,7 +124,9 @@ class TransformerDirectionModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, seq_len, features) -> logits (batch,). Pooled: the last step's encoding and the mean."""
-        encoded = self.encoder(self.positions(self.embed(x)))
+        tokens = x.shape[1] // self.patch
+        patches = x[:, x.shape[1] - tokens * self.patch :].reshape(x.shape[0], tokens, -1)
+        encoded = self.encoder(self.positions(self.embed(patches)))
         return self.head(torch.cat([encoded[:, -1], encoded.mean(dim=1)], dim=1)).squeeze(-1)
 
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:

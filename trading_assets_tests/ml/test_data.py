@@ -5,6 +5,7 @@ import torch
 from trading_assets.ml.data import (
     Samples,
     chronological_splits,
+    evenly_spread,
     fit_scaler,
     gather_windows,
     make_samples,
@@ -69,3 +70,12 @@ def test_scaler_in_chunks_equals_one_pass_over_finite_values():
     rows = x[:800].astype(np.float64)
     np.testing.assert_allclose(scaler.mean, np.nanmean(rows, axis=0), rtol=1e-6)
     np.testing.assert_allclose(scaler.std, np.nanstd(rows, axis=0), rtol=1e-6)
+
+
+def test_evenly_spread_keeps_order_and_spans_the_part():
+    samples = Samples(np.arange(100, 1100, dtype=np.int64), (np.arange(1000) % 2).astype(np.float32))
+    picked = evenly_spread(samples, 10)
+    assert len(picked.ends) == 10 and picked.ends[0] == 100 and picked.ends[-1] == 1099
+    assert np.all(np.diff(picked.ends) > 0)
+    np.testing.assert_array_equal(picked.labels, samples.labels[picked.ends - 100])
+    assert evenly_spread(samples, None) is samples and evenly_spread(samples, 5000) is samples

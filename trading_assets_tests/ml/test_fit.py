@@ -106,3 +106,18 @@ def test_warm_epochs_mix_replayed_and_newer_windows(tiny_config):
     drawn = epoch_windows(1_000, 200, config, torch.Generator().manual_seed(0), replayed=800)
     assert len(set(drawn.tolist())) == 200
     assert sum(i < 800 for i in drawn.tolist()) == 50
+
+
+def test_validations_during_training_score_at_most_val_max_samples_windows(market, tiny_config, monkeypatch):
+    from trading_assets.ml import fit
+
+    scored = []
+
+    def recording(model, x, ends, seq_len, batch_size):
+        scored.append(len(ends))
+        return predict_logits(model, x, ends, seq_len, batch_size)
+
+    monkeypatch.setattr(fit, "predict_logits", recording)
+    config = type(tiny_config)(**{**tiny_config.to_dict(), "val_max_samples": 50, "max_epochs": 2})
+    _, outcome, _, _ = _fit(market, config)
+    assert scored == [50, 50] and len(outcome.learning_curve) == 2

@@ -82,3 +82,15 @@ def test_transformer_returns_one_logit_per_window():
     assert torch.all(
         (model.predict_proba(torch.randn(3, 20, 6)) > 0) & (model.predict_proba(torch.randn(3, 20, 6)) < 1)
     )
+
+
+def test_patch_tokens_read_consecutive_minutes_and_leave_the_oldest_remainder_out():
+    model = TransformerDirectionModel(6, patch=5).eval()
+    assert model.embed.in_features == 30
+    windows = torch.randn(3, 22, 6)
+    with torch.no_grad():
+        assert torch.equal(model(windows), model(windows[:, 2:]))  # 22 minutes = 4 tokens + 2 left out
+        changed = windows.clone()
+        changed[:, -1] += 1.0  # the last minute is in the last token
+        assert not torch.equal(model(changed), model(windows))
+    assert parameter_count(TransformerDirectionModel(31, patch=1)) == 77_313

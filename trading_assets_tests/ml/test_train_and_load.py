@@ -185,3 +185,16 @@ def test_warm_retrain_from_another_architecture_trains_cold(market, tiny_config,
     assert result.manifest["training_mode"] == "cold" and result.manifest["parent_version"] is None
     assert not result.manifest["training_config"]["warm_start"]
     assert f"training cold: parent {parent.artifact_dir.name} has another architecture" in caplog.text
+
+
+def test_an_artifact_written_before_later_config_fields_loads_as_it_was_trained(market, tmp_path):
+    """A transformer of one token per minute, whose manifest has no `patch` (added later), still loads."""
+    config = TrainConfig(seq_len=10, max_epochs=1, samples_per_epoch=256, d_model=16, patch=1)
+    result = _train("transformer", market, config, tmp_path)
+    manifest_path = result.artifact_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    before = {k: v for k, v in manifest["training_config"].items() if k not in ("patch", "val_max_samples")}
+    manifest_path.write_text(json.dumps({**manifest, "training_config": before}))
+    loaded = load_model(result.artifact_dir, COLUMNS, SCHEMA)
+    assert loaded.model.module.patch == 1
+    assert TrainConfig().patch != 1  # today's default would build another network

@@ -101,7 +101,11 @@ class _ModelRunConfig(dg.Config):
             self.min_accuracy, self.max_calibration_error, self.min_skill_margin, self.min_excess_return
         )
 
-    def train_config(self) -> TrainConfig:
+    def train_config(self, model_type: str) -> TrainConfig:
+        """What `model_type` trains with: this run config over the shared defaults, the type's recipe over it."""
+        return CATALOGUE[model_type].train_config(self._shared_train_config())
+
+    def _shared_train_config(self) -> TrainConfig:
         return TrainConfig(
             max_epochs=self.epochs,
             batch_size=self.batch_size,
@@ -248,7 +252,7 @@ def _build_model_asset(
         first, last = config.training_range(settings.history_start)
         in_service = current(model_store.models_dir, model_type, symbol) if config.mode == "warm" else None
         result = train_symbol(
-            store.db_path, symbol, model_type, first, last, config.train_config(), config.thresholds(),
+            store.db_path, symbol, model_type, first, last, config.train_config(model_type), config.thresholds(),
             model_store.models_dir, progress=lambda p: context.log.info(f"{model_type} {symbol}: {p}"),
             log=context.log.info, parent=in_service.directory if in_service else None,
         )  # fmt: skip
