@@ -3,7 +3,7 @@
 Synthetic 1-minute history (the settings' seed and predictability) of `--days` days ending on `--end-day`
 is ingested and its features built as the assets do (`ingest_days`, `build_feature_days`) into a temporary
 DuckDB; then every model type of every symbol trains through `train_symbol` with the model assets' run
-config defaults (`model_run_config(settings)().train_config()`), `--parallel` trainings at a time (default: the
+config defaults (`model_run_config(settings)().train_config(model_type)`), `--parallel` trainings at a time (default: the
 assets' training slots), each in its own process so its peak RSS is its own. The JSON gives total seconds
 and, per training: seconds, epochs, windows seen, windows/s, best validation loss, calibrated test
 accuracy / log loss / ECE, peak RSS.
@@ -12,7 +12,8 @@ accuracy / log loss / ECE, peak RSS.
 one (its parent), and cold again on the same data, to compare cost and test metrics.
 `--recipes`: the lever comparison instead: each named recipe (overrides of the defaults, `RECIPES`) trains
 every model, one after another per model (back to back, so machine load changes hit all recipes alike), on
-the same data with the same seed, and each is compared with `default`.
+the same data with the same seed, and each is compared with the first one named (`before`: the defaults
+this project trained with before the retrain-cost work).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.gates import GateThresholds
@@ -39,6 +40,11 @@ INGEST_BATCH_DAYS = 30
 #: Overrides of the model assets' defaults, measured against them by `--recipes`.
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
+    # every model type on the shared defaults before the retrain-cost work: full windows at lr 3e-3, one
+    # token per minute, every validation window scored each epoch
+    "before": {"train_seq_len": None, "learning_rate": 3e-3, "patch": 1, "val_max_samples": None},
+    "patch_5": {"patch": 5},
+    "epochs_8": {"max_epochs": 8},
     "short_windows": {"train_seq_len": 20, "learning_rate": 1e-3},
     "short_windows_4_evals": {
         "train_seq_len": 20,
@@ -54,6 +60,14 @@ RECIPES: dict[str, dict[str, Any]] = {
         "window_sampling": "even",
     },
 }
+
+
+class Job(NamedTuple):
+    """One training: a model type of a symbol, with the config it trains with."""
+
+    symbol: str
+    model: str
+    config: TrainConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,13 +100,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = load_settings()  # this command's entry point: the same settings the model assets get
     args.symbols = args.symbols or list(settings.symbols)
     run_config = model_run_config(settings)()
-    config = run_config.train_config()
     overrides = {
         "samples_per_epoch": args.samples_per_epoch,
         "max_epochs": args.max_epochs,
         "warm_samples_per_epoch": args.warm_samples_per_epoch,
     }
-    config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    configs = {model: replace(run_config.train_config(model), **overrides) for model in args.models}
+    device = next(iter(configs.values())).device
     parallel = args.parallel or TRAINING_SLOTS
     first = args.end_day - timedelta(days=args.days - 1)
     root = Path(tempfile.mkdtemp(prefix="bench-retrain-"))
@@ -103,26 +118,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         data_seconds = time.perf_counter() - started
         head = {
             "benchmark": "retrain",
-            "device": str(pick_device(config.device)),
+            "device": str(pick_device(device)),
             "days": args.days,
             "first_day": first.isoformat(),
             "last_day": args.end_day.isoformat(),
             "symbols": args.symbols,
             "models": args.models,
             "data_seconds": round(data_seconds, 1),
-            "train_config": config.to_dict(),
+            "train_configs": {model: config.to_dict() for model, config in configs.items()},
             "shared_machine_note": "2 cores shared with other sessions' work: figures move with their load",
         }
-        jobs = [(symbol, model) for symbol in args.symbols for model in args.models]
+        jobs = [Job(symbol, model, configs[model]) for symbol in args.symbols for model in args.models]
         if args.recipes:
-            return {**head, **compare_recipes(db_path, jobs, config, args.recipes, root, first, args.end_day)}
+            return {**head, **compare_recipes(db_path, jobs, args.recipes, root, first, args.end_day)}
         thresholds = run_config.thresholds()
         window = (first, args.end_day)
-        cold = _timed_trainings(db_path, jobs, config, thresholds, root / "models", window, parallel)
+        cold = _timed_trainings(db_path, jobs, thresholds, root / "models", window, parallel)
         result = {**head, "parallel": parallel, "total_seconds": cold["total_seconds"], "cold": cold}
         if args.warm:
             result["warm_week"] = warm_week(
-                settings, db_path, jobs, config, thresholds, root, cold, first, args, parallel
+                settings, db_path, jobs, thresholds, root, cold, first, args, parallel
             )
         return result
     finally:
@@ -198,15 +213,14 @@ def peak_rss_mb() -> float:
 
 def _timed_trainings(
     db_path: Path,
-    jobs: list[tuple[str, str]],
-    config: TrainConfig,
+    jobs: list[Job],
     thresholds: GateThresholds,
     models_dir: Path,
     window: tuple[date, date],
     parallel: int,
     parents: dict[tuple[str, str], Path] | None = None,
 ) -> dict[str, Any]:
-    """Every (symbol, model) job, `parallel` at a time, each in a fresh process (spawned: no forked torch)."""
+    """Every job, `parallel` at a time, each in a fresh process (spawned: no forked torch)."""
     started = time.perf_counter()
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=parallel, mp_context=context, max_tasks_per_child=1) as pool:
@@ -214,15 +228,15 @@ def _timed_trainings(
             pool.submit(
                 _train_and_measure,
                 db_path,
-                symbol,
-                model,
-                config,
+                job.symbol,
+                job.model,
+                job.config,
                 models_dir,
                 thresholds,
                 window,
-                (parents or {}).get((symbol, model)),
+                (parents or {}).get((job.symbol, job.model)),
             )  # fmt: skip
-            for symbol, model in jobs
+            for job in jobs
         ]
         trainings = [future.result() for future in futures]
     return {"total_seconds": round(time.perf_counter() - started, 1), "trainings": trainings}
@@ -231,8 +245,7 @@ def _timed_trainings(
 def warm_week(
     settings,
     db_path: Path,
-    jobs: list[tuple[str, str]],
-    config: TrainConfig,
+    jobs: list[Job],
     thresholds: GateThresholds,
     root: Path,
     cold: dict[str, Any],
@@ -245,9 +258,9 @@ def warm_week(
     build_history(settings, db_path, args.symbols, args.end_day + timedelta(days=1), last, first)
     parents = {(t["symbol"], t["model"]): Path(t["artifact"]) for t in cold["trainings"]}
     window = (first, last)
-    warm_config = replace(config, warm_start=True)
-    warm = _timed_trainings(db_path, jobs, warm_config, thresholds, root / "warm", window, parallel, parents)
-    recold = _timed_trainings(db_path, jobs, config, thresholds, root / "recold", window, parallel)
+    warm_jobs = [job._replace(config=replace(job.config, warm_start=True)) for job in jobs]
+    warm = _timed_trainings(db_path, warm_jobs, thresholds, root / "warm", window, parallel, parents)
+    recold = _timed_trainings(db_path, jobs, thresholds, root / "recold", window, parallel)
     return {
         "last_day": last.isoformat(),
         "warm": warm,
@@ -258,37 +271,34 @@ def warm_week(
 
 def compare_recipes(
     db_path: Path,
-    jobs: list[tuple[str, str]],
-    config: TrainConfig,
+    jobs: list[Job],
     recipes: list[str],
     root: Path,
     first: date,
     last: date,
 ) -> dict[str, Any]:
-    """Each recipe on each job, back to back per job; deltas of each against `default` on the same job."""
+    """Each recipe on each job, back to back per job; deltas of each against the first recipe on the same job."""
     thresholds = GateThresholds()
     rows = []
-    for symbol, model in jobs:
+    for job in jobs:
         measured = {}
         for name in recipes:
-            recipe = replace(config, **RECIPES[name])
-            [row] = _timed_trainings(
-                db_path, [(symbol, model)], recipe, thresholds, root / name, (first, last), 1
-            )["trainings"]
+            recipe = job._replace(config=replace(job.config, **RECIPES[name]))
+            [row] = _timed_trainings(db_path, [recipe], thresholds, root / name, (first, last), 1)[
+                "trainings"
+            ]
             measured[name] = {"recipe": name, **row}
         rows.extend(_with_deltas(measured))
     return {"recipes": {name: RECIPES[name] for name in recipes}, "comparison": rows}
 
 
 def _with_deltas(measured: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    base = measured.get("default")
+    base = next(iter(measured.values()))
     for row in measured.values():
-        if base is not None:
-            row["seconds_ratio_to_default"] = round(row["seconds"] / base["seconds"], 3)
-            row["log_loss_minus_default"] = round(row["test_log_loss"] - base["test_log_loss"], 5)
-            row["accuracy_minus_default"] = round(row["test_accuracy"] - base["test_accuracy"], 5)
-            row["quality_holds"] = (
-                row["log_loss_minus_default"] <= 0.002 and row["accuracy_minus_default"] >= -0.005
-            )
+        row["compared_with"] = base["recipe"]
+        row["seconds_ratio"] = round(row["seconds"] / base["seconds"], 3)
+        row["log_loss_delta"] = round(row["test_log_loss"] - base["test_log_loss"], 5)
+        row["accuracy_delta"] = round(row["test_accuracy"] - base["test_accuracy"], 5)
+        row["quality_holds"] = row["log_loss_delta"] <= 0.002 and row["accuracy_delta"] >= -0.005
         row.pop("artifact")
     return list(measured.values())

@@ -16,7 +16,9 @@ def test_bench_retrain_trains_each_model_and_reports_it(tmp_path, capsys):
     assert main(["bench", "retrain", *args]) == 0
     result = json.loads(out.read_text())
     assert result["benchmark"] == "retrain" and result["device"] == "cpu"
-    assert result["train_config"]["max_epochs"] == 1 and result["train_config"]["seq_len"] == 60
+    lstm_config = result["train_configs"]["lstm"]
+    assert lstm_config["max_epochs"] == 1 and lstm_config["seq_len"] == 60
+    assert lstm_config["train_seq_len"] == 20  # the catalogue's LSTM recipe over the assets' defaults
     cold = {row["model"]: row for row in result["cold"]["trainings"]}
     assert set(cold) == {"lstm"} and cold["lstm"]["windows_seen"] == 256
     for row in cold.values():
@@ -33,14 +35,16 @@ def test_bench_retrain_trains_each_model_and_reports_it(tmp_path, capsys):
     assert result["warm_week"]["last_day"] == "2025-12-07"
 
 
-def test_recipe_deltas_judge_quality_against_the_default():
+def test_recipe_deltas_judge_quality_against_the_first_recipe():
     measured = {
-        name: {"seconds": s, "test_log_loss": loss, "test_accuracy": acc, "artifact": "x"}
-        for name, s, loss, acc in (("default", 10, 0.5, 0.8), ("a", 5, 0.5019, 0.796), ("b", 4, 0.503, 0.8))
+        name: {"recipe": name, "seconds": s, "test_log_loss": loss, "test_accuracy": acc, "artifact": "x"}
+        for name, s, loss, acc in (("before", 10, 0.5, 0.8), ("a", 5, 0.5019, 0.796), ("b", 4, 0.503, 0.8))
     }
     rows = {row.get("seconds"): row for row in retrain._with_deltas(measured)}
-    assert rows[5]["quality_holds"] and rows[5]["seconds_ratio_to_default"] == 0.5
-    assert not rows[4]["quality_holds"] and rows[4]["log_loss_minus_default"] == 0.003
+    assert (
+        rows[5]["quality_holds"] and rows[5]["seconds_ratio"] == 0.5 and rows[5]["compared_with"] == "before"
+    )
+    assert not rows[4]["quality_holds"] and rows[4]["log_loss_delta"] == 0.003
     assert "artifact" not in rows[10]
 
 
