@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
+import duckdb
 import numpy as np
 import polars as pl
 
@@ -23,7 +24,14 @@ from trading_assets.features.registry import (
     schema_hash,
 )
 from trading_assets.market.candles import MINUTES_PER_DAY, day_bounds
-from trading_assets.store.duckdb_store import read_range, replace_slices
+from trading_assets.store.duckdb_store import (
+    StoreMissingError,
+    arrow_to_polars,
+    read_range,
+    replace_slices,
+    run_read,
+    table_exists,
+)
 
 FEATURES_TABLE = "features"
 STORED_COLUMNS = ("minute", "close", *FEATURE_NAMES, *FLAG_COLUMNS, "feature_set_version", "schema_hash")
@@ -148,9 +156,61 @@ def read_feature_matrix(
     end: date | datetime,
     names: tuple[str, ...] = MODEL_FEATURES,
 ) -> FeatureMatrix:
-    """`feature_matrix` of the stored rows of `symbol` in [start, end)."""
-    columns = ("minute", "close", *names, "usable", "filled", "schema_hash")
-    return feature_matrix(read_features(db_path, symbol, start, end, columns), names)
+    """`feature_matrix` of the stored rows of `symbol` in [start, end), sorted by minute.
+
+    Streamed: DuckDB casts the features to float32 and hands them over in record batches, which fill
+    arrays allocated once, so memory holds the matrix plus one batch; its short-lived connection sorts with
+    one thread in at most `_READ_MEMORY_LIMIT` (it caches the scanned table otherwise). Read as one polars
+    frame of the stored float64 columns, two years of one symbol raised a training's peak RSS by ~1 GB.
+    """
+    where = "symbol = ? AND minute >= ? AND minute < ?"
+    parameters = [symbol, _as_datetime(start), _as_datetime(end)]
+    casts = ", ".join(f'CAST("{name}" AS FLOAT) AS "{name}"' for name in names)
+    query = (
+        f"SELECT minute, close, usable, filled, schema_hash, {casts} "
+        f"FROM {FEATURES_TABLE} WHERE {where} ORDER BY minute"
+    )
+
+    def work(connection: duckdb.DuckDBPyConnection) -> FeatureMatrix:
+        if not table_exists(connection, FEATURES_TABLE):
+            raise StoreMissingError(f"no features are stored in {db_path} yet")
+        connection.execute(f"SET threads = 1; SET memory_limit = '{_READ_MEMORY_LIMIT}'")
+        counted = connection.execute(f"SELECT count(*) FROM {FEATURES_TABLE} WHERE {where}", parameters)
+        matrix = _empty_matrix(counted.fetchall()[0][0], names)
+        filled = 0
+        for batch in connection.sql(query, params=parameters).to_arrow_reader(_READ_BATCH_ROWS):
+            filled = _fill_matrix(matrix, filled, arrow_to_polars(batch))
+        return matrix._replace(x=matrix.x[:filled], minutes=matrix.minutes[:filled],
+                               close=matrix.close[:filled], usable=matrix.usable[:filled],
+                               observed=matrix.observed[:filled])  # fmt: skip
+
+    return run_read(db_path, work)
+
+
+_READ_BATCH_ROWS = 65_536
+_READ_MEMORY_LIMIT = "128MB"
+
+
+def _empty_matrix(rows: int, names: tuple[str, ...]) -> FeatureMatrix:
+    return FeatureMatrix(
+        x=np.empty((rows, len(names)), dtype=np.float32),
+        minutes=np.empty(rows, dtype="datetime64[us]"),
+        close=np.empty(rows),
+        usable=np.empty(rows, dtype=bool),
+        observed=np.empty(rows, dtype=bool),
+        names=names,
+    )
+
+
+def _fill_matrix(matrix: FeatureMatrix, offset: int, batch: pl.DataFrame) -> int:
+    """Copy `batch` (after `feature_matrix`'s schema check) into `matrix` from row `offset`; the next offset."""
+    part = feature_matrix(batch, matrix.names)
+    end = offset + batch.height
+    if end > len(matrix.x):
+        raise RuntimeError(f"the feature rows changed while they were read ({end} > {len(matrix.x)})")
+    for name in ("x", "minutes", "close", "usable", "observed"):
+        getattr(matrix, name)[offset:end] = getattr(part, name)
+    return end
 
 
 def feature_summary(frame: pl.DataFrame) -> pl.DataFrame:

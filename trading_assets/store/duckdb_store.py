@@ -275,7 +275,12 @@ def read_range(
 
 def relation_to_polars(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
     """A relation as polars (zero-copy via Arrow), with every timestamp in UTC microseconds."""
-    frame = pl.from_arrow(relation.to_arrow_table())
+    return arrow_to_polars(relation.to_arrow_table())
+
+
+def arrow_to_polars(data: pa.Table | pa.RecordBatch) -> pl.DataFrame:
+    """Arrow data from DuckDB as polars (zero-copy), with every timestamp in UTC microseconds."""
+    frame = pl.from_arrow(data)
     assert isinstance(frame, pl.DataFrame)
     timestamps = [
         name for name, dtype in frame.schema.items() if isinstance(dtype, pl.Datetime) and dtype.time_zone

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import polars as pl
 import pytest
 
+from trading_assets.features import store as feature_store
 from trading_assets.features.pipeline import compute_day_features
 from trading_assets.features.registry import FEATURE_NAMES, FEATURE_SET_VERSION, MODEL_FEATURES, schema_hash
 from trading_assets.features.store import (
@@ -19,7 +21,7 @@ from trading_assets.features.store import (
     read_features,
     write_feature_day,
 )
-from trading_assets.store.duckdb_store import query
+from trading_assets.store.duckdb_store import StoreMissingError, query
 from trading_assets_tests.features.conftest import FIRST_DAY
 
 DAY2 = FIRST_DAY + timedelta(days=1)
@@ -90,6 +92,25 @@ def test_feature_matrix_is_float32_in_model_order(tmp_path: Path, day2_rows: pl.
     assert matrix.close.shape == matrix.usable.shape == matrix.minutes.shape == (1440,)
     with pytest.raises(ValueError, match="feature set"):
         feature_matrix(day2_rows.with_columns(schema_hash=pl.lit("0123456789abcdef")))
+
+
+def test_matrix_is_streamed_in_minute_order_across_batches(
+    tmp_path: Path, btc_candles: pl.DataFrame, day2_rows: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "store.duckdb"
+    write_feature_day(db, "BTC-USD", DAY2, day2_rows)  # the later day is stored first
+    write_feature_day(db, "BTC-USD", FIRST_DAY, compute_day_features(btc_candles, FIRST_DAY, FIRST_DAY))
+    monkeypatch.setattr(feature_store, "_READ_BATCH_ROWS", 1000)  # 2,880 rows: three batches
+    streamed = read_feature_matrix(db, "BTC-USD", FIRST_DAY, DAY2 + timedelta(days=1))
+    whole = feature_matrix(read_features(db, "BTC-USD", FIRST_DAY, DAY2 + timedelta(days=1)))
+    assert np.all(np.diff(streamed.minutes) == np.timedelta64(1, "m")) and len(streamed.minutes) == 2880
+    for name in ("x", "minutes", "close", "usable", "observed"):
+        assert np.array_equal(getattr(streamed, name), getattr(whole, name)), name
+    assert read_feature_matrix(db, "ETH-USD", FIRST_DAY, DAY2).x.shape == (0, len(MODEL_FEATURES))
+    empty = tmp_path / "empty.duckdb"
+    duckdb.connect(str(empty)).close()
+    with pytest.raises(StoreMissingError, match="no features are stored"):
+        read_feature_matrix(empty, "BTC-USD", FIRST_DAY, DAY2)
 
 
 def test_summary_has_one_row_per_feature(day2_rows: pl.DataFrame) -> None:
