@@ -31,9 +31,11 @@ class Scaler:
     std: np.ndarray
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        """Standardised float32 copy; non-finite values (warm-up rows) become 0."""
-        out = (x - self.mean) / self.std
-        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32, copy=False)
+        """Standardised float32 copy; non-finite values (warm-up rows) become 0. Computed in place in the copy:
+        at two years each temporary would be another ~130 MB."""
+        out = np.subtract(x, self.mean, dtype=np.float32)
+        out /= self.std
+        return np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 
     def to_dict(self, feature_names: list[str]) -> dict[str, dict[str, float]]:
         return {

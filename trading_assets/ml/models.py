@@ -142,7 +142,7 @@ class TorchScorer:
     """A loaded torch network scoring windows in eval mode, batch by batch."""
 
     module: nn.Module
-    batch_size: int = 2048
+    batch_size: int = TrainConfig.eval_batch_size
 
     def logits(self, windows: np.ndarray) -> np.ndarray:
         self.module.eval()
