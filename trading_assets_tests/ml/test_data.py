@@ -52,6 +52,19 @@ def test_scaler_uses_training_rows_only_and_ignores_non_finite_values():
     assert np.all(np.isfinite(scaler.transform(x)))
 
 
+def test_scaler_transforms_into_a_copy_or_in_place_alike():
+    rng = np.random.default_rng(1)
+    x = rng.normal(3.0, 2.0, (50, 3)).astype(np.float32)
+    x[2, 1] = np.inf
+    scaler = fit_scaler(x, Samples(np.arange(4, 40), np.zeros(36, np.float32)), seq_len=5)
+    expected = np.nan_to_num((x - scaler.mean) / scaler.std, nan=0.0, posinf=0.0, neginf=0.0)
+    copied = scaler.transform(x)
+    assert copied.dtype == np.float32 and not np.shares_memory(copied, x) and np.isinf(x[2, 1])
+    np.testing.assert_allclose(copied, expected, rtol=1e-6)
+    in_place = scaler.transform(x, in_place=True)
+    assert in_place is x and np.array_equal(in_place, copied)
+
+
 def test_windows_are_gathered_per_batch_and_viewed_without_copies():
     x = np.arange(40, dtype=np.float32).reshape(20, 2)
     windows = gather_windows(torch.from_numpy(x), torch.tensor([4, 19]), seq_len=5)
