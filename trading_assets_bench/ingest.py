@@ -27,7 +27,7 @@ SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--days", type=int, default=730, help="days per symbol (default 730 = 2 years)")
     parser.add_argument("--start", default="2023-11-10", help="first day (default 2023-11-10)")
-    parser.add_argument("--exchange-requests", type=int, default=20, help="requests in the ccxt part")
+    parser.add_argument("--exchange-requests", type=int, default=100, help="requests in the ccxt part")
     parser.add_argument("--exchange-rate-limit-ms", type=int, default=100, help="allowed ms between requests")
 
 
