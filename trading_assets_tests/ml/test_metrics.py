@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import brier_score_loss, log_loss
+from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 
 from trading_assets.ml import metrics
 
@@ -50,10 +50,18 @@ def test_classification_metrics_agree_with_sklearn():
     assert result["brier"] == pytest.approx(brier_score_loss(labels, probs))
     assert result["log_loss"] == pytest.approx(log_loss(labels, probs))
     assert result["log_loss"] == pytest.approx(metrics.bce_from_logits(logits, labels), rel=1e-6)
+    assert result["roc_auc"] == pytest.approx(roc_auc_score(labels, probs), abs=1e-12)
     (tn, fp), (fn, tp) = result["confusion_matrix"]
     assert tn + fp + fn + tp == result["samples"] == 500
     assert result["accuracy"] == pytest.approx((tn + tp) / 500)
     assert result["base_rate"] == pytest.approx(max(labels.mean(), 1 - labels.mean()))
+
+
+def test_roc_auc_counts_tied_scores_half_as_scikit_learn_does():
+    labels = np.array([0, 1, 0, 1, 1, 0, 1, 0], dtype=bool)
+    scores = np.array([0.1, 0.4, 0.4, 0.4, 0.9, 0.2, 0.2, 0.9])
+    assert metrics.roc_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert metrics.roc_auc(labels, labels.astype(float)) == 1.0
 
 
 def test_temperature_scaling_recovers_the_true_temperature():

@@ -74,3 +74,27 @@ def test_reading_the_catalogue_imports_no_torch() -> None:
     code = "import sys, trading_assets.cli; print(sorted({'torch', 'sklearn'} & set(sys.modules)))"
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
+
+
+#: A tiny LSTM training in a fresh interpreter; prints the heavy modules it imported.
+TORCH_TRAINING = """
+import sys, tempfile
+from pathlib import Path
+import numpy as np
+from trading_assets.ml import TrainConfig, train_model
+rng = np.random.default_rng(0)
+x = rng.standard_normal((600, 3)).astype(np.float32)
+close = 100 * np.exp(np.cumsum(0.001 * rng.standard_normal(600)))
+config = TrainConfig(seq_len=10, max_epochs=1, samples_per_epoch=64, hidden=4)
+train_model("lstm", "BTC-USD", x, close, np.ones(600, bool), None, ["a", "b", "c"], "v", "h", config,
+            Path(tempfile.mkdtemp()))
+print(sorted({"torch", "sklearn"} & set(sys.modules)))
+"""
+
+
+def test_a_torch_training_imports_no_scikit_learn() -> None:
+    """scikit-learn adds ~120 MB to a training process's memory: only the logistic model type pays for it."""
+    output = subprocess.run(
+        [sys.executable, "-c", TORCH_TRAINING], capture_output=True, text=True, check=True
+    ).stdout
+    assert output.strip().splitlines()[-1] == "['torch']"
