@@ -41,15 +41,17 @@ INGEST_BATCH_DAYS = 30
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
     # every model type on the shared defaults before the retrain-cost work: full windows at lr 3e-3, one
-    # token per minute, every validation window scored each epoch, in batches of 2,048
+    # token per minute, every validation window scored each epoch and for the temperature, in batches of 2,048
     "before": {
         "train_seq_len": None,
         "learning_rate": 3e-3,
         "patch": 1,
         "val_max_samples": None,
+        "calibration_max_samples": None,
         "eval_batch_size": 2048,
     },
     "patch_5": {"patch": 5},
+    "temperature_on_whole_val": {"calibration_max_samples": None},
     "lr_1e-3": {"learning_rate": 1e-3},
     "epochs_8": {"max_epochs": 8},
     "short_windows": {"train_seq_len": 20, "learning_rate": 1e-3},

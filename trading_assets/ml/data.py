@@ -7,9 +7,13 @@ rises over the next `horizon` rows. Only arrays of end indices are ever held, ne
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from trading_assets.ml.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,11 @@ def evenly_spread(samples: Samples, limit: int | None) -> Samples:
         return samples
     pick = np.unique(np.linspace(0, len(samples.ends) - 1, limit).round().astype(np.int64))
     return Samples(samples.ends[pick], samples.labels[pick])
+
+
+def calibration_windows(val: Samples, config: TrainConfig) -> Samples:
+    """The validation windows the temperature is fitted on (`calibration_max_samples`, evenly spread)."""
+    return evenly_spread(val, config.calibration_max_samples)
 
 
 def fit_scaler(x: np.ndarray, train: Samples, seq_len: int, chunk_rows: int = 65_536) -> Scaler:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from trading_assets.ml.config import TrainConfig
-from trading_assets.ml.data import Samples, Splits, evenly_spread, gather_windows
+from trading_assets.ml.data import Samples, Splits, calibration_windows, evenly_spread, gather_windows
 from trading_assets.ml.models import TorchBuilder, parameter_count
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,8 @@ class FitOutcome:
 
 @dataclass(frozen=True)
 class Fitted:
-    """What a model type's fit hands to training: weights to store, logits on the validation and test parts."""
+    """What a model type's fit hands to training: weights to store, logits of the calibration windows
+    (`calibration_windows` of the validation part) and of the whole test part."""
 
     weights: dict[str, Any]
     is_torch: bool  # weights are a torch state_dict (weights.pt), else plain arrays (weights.npz)
@@ -92,7 +93,7 @@ def fit_torch_model(
     outcome = fit_torch(model, xt, splits.train, splits.val, config, progress, replayed)
     val_logits, test_logits = (
         predict_logits(model, xt, part.ends, config.seq_len, config.eval_batch_size)
-        for part in (splits.val, splits.test)
+        for part in (calibration_windows(splits.val, config), splits.test)
     )
     architecture = {"summary": str(model), "parameter_count": parameter_count(model)}
     return Fitted(model.cpu().state_dict(), True, architecture, val_logits, test_logits, outcome)

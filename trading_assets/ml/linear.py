@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from trading_assets.ml import metrics
 from trading_assets.ml.artifacts import ModelArtifactError
 from trading_assets.ml.config import TrainConfig
-from trading_assets.ml.data import Splits
+from trading_assets.ml.data import Splits, calibration_windows
 from trading_assets.ml.fit import FitOutcome, Fitted, ProgressCallback
 
 SUMMARIES = ("last", "previous", "mean_5", "mean_window")
@@ -103,16 +103,15 @@ def fit_logistic_model(
         config.seed,
     )
     seconds = time.perf_counter() - started
-    val_logits, test_logits = (
-        model.logits_at(x, part.ends, config.seq_len) for part in (splits.val, splits.test)
-    )
+    val = calibration_windows(splits.val, config)
+    val_logits, test_logits = (model.logits_at(x, part.ends, config.seq_len) for part in (val, splits.test))
     fitted_samples = min(len(train.ends), config.logistic_max_samples)
     curve = [
         {
             "epoch": 1,
             "loss": metrics.bce_from_logits(model.logits_at(x, train.ends, config.seq_len), train.labels),
-            "val_loss": metrics.bce_from_logits(val_logits, splits.val.labels),
-            "val_accuracy": float(np.mean((val_logits > 0) == (splits.val.labels > 0.5))),
+            "val_loss": metrics.bce_from_logits(val_logits, val.labels),
+            "val_accuracy": float(np.mean((val_logits > 0) == (val.labels > 0.5))),
         }
     ]
     architecture = {

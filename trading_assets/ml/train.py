@@ -26,7 +26,13 @@ from trading_assets.ml.artifacts import (
     write_artifact,
 )
 from trading_assets.ml.config import TrainConfig
-from trading_assets.ml.data import Samples, chronological_splits, fit_scaler, make_samples
+from trading_assets.ml.data import (
+    Samples,
+    calibration_windows,
+    chronological_splits,
+    fit_scaler,
+    make_samples,
+)
 from trading_assets.ml.fit import ProgressCallback
 from trading_assets.ml.gates import GateResult, GateThresholds, evaluate_gates, gate_record
 from trading_assets.ml.inference import LoadedModel, load_model
@@ -145,7 +151,7 @@ def train_model(
     replayed = _replayed(start, splits.train, minutes, config) if start else 0
     initial = start.model.model.module.state_dict() if start else None  # a torch scorer's network
     fitted = CATALOGUE[model_type].fit(scaled, splits, config, progress, initial, replayed)
-    temperature = metrics.fit_temperature(fitted.val_logits, splits.val.labels)
+    temperature = metrics.fit_temperature(fitted.val_logits, calibration_windows(splits.val, config).labels)
     report = report_on_test_part(fitted.test_logits, temperature, splits.test, close, config)
     thresholds = thresholds or GateThresholds()
     gates = evaluate_gates(report, thresholds)

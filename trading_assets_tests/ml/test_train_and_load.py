@@ -6,6 +6,7 @@ import torch
 
 from trading_assets.ml import ModelArtifactError, TrainConfig, load_model, train_model
 from trading_assets.ml.artifacts import sha256_of, write_artifact
+from trading_assets.ml.config import FIELDS_ADDED_LATER
 from trading_assets.ml.models import LSTMDirectionModel
 
 from .conftest import COLUMNS
@@ -193,8 +194,37 @@ def test_an_artifact_written_before_later_config_fields_loads_as_it_was_trained(
     result = _train("transformer", market, config, tmp_path)
     manifest_path = result.artifact_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    before = {k: v for k, v in manifest["training_config"].items() if k not in ("patch", "val_max_samples")}
+    before = {k: v for k, v in manifest["training_config"].items() if k not in FIELDS_ADDED_LATER}
     manifest_path.write_text(json.dumps({**manifest, "training_config": before}))
     loaded = load_model(result.artifact_dir, COLUMNS, SCHEMA)
     assert loaded.model.module.patch == 1
     assert TrainConfig().patch != 1  # today's default would build another network
+
+
+@pytest.mark.parametrize("model_type", ["lstm", "logistic"])
+def test_the_temperature_is_fitted_on_at_most_calibration_max_samples_windows(
+    market, tiny_config, tmp_path, monkeypatch, model_type
+):
+    from trading_assets.ml import train
+
+    fitted_on = []
+
+    def recording(logits, labels):
+        assert len(logits) == len(labels)
+        fitted_on.append(len(labels))
+        return fit_temperature(logits, labels)
+
+    fit_temperature = train.metrics.fit_temperature
+    monkeypatch.setattr(train.metrics, "fit_temperature", recording)
+    config = TrainConfig(**{**tiny_config.to_dict(), "max_epochs": 1})
+    capped = _train(
+        model_type, market, TrainConfig(**{**config.to_dict(), "calibration_max_samples": 40}), tmp_path
+    )
+    whole = _train(
+        model_type, market, TrainConfig(**{**config.to_dict(), "calibration_max_samples": None}), tmp_path
+    )
+    assert fitted_on == [40, whole.manifest["data_ranges"]["val"]["samples"]] and fitted_on[1] > 40
+    assert capped.manifest["calibration"]["temperature"] != whole.manifest["calibration"]["temperature"]
+    assert (
+        capped.metrics["calibrated"]["samples"] == whole.metrics["calibrated"]["samples"]
+    )  # whole test part
