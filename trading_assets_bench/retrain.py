@@ -6,7 +6,8 @@ DuckDB; then every model type of every symbol trains through `train_symbol` with
 config defaults (`model_run_config(settings)().train_config(model_type)`), `--parallel` trainings at a time (default: the
 assets' training slots), each in its own process so its peak RSS is its own. The JSON gives total seconds
 and, per training: seconds, epochs, windows seen, windows/s, best validation loss, calibrated test
-accuracy / log loss / ECE, peak RSS.
+accuracy / log loss / ECE, peak RSS (and where it was reached: `peak_rss_mb_by_phase`). `--repeats N` trains
+each model N times (peak memory is not the same in every run).
 
 `--warm`: after the cold retrain, one more week is ingested and every model is retrained warm from the cold
 one (its parent), and cold again on the same data, to compare cost and test metrics.
@@ -23,6 +24,7 @@ import multiprocessing
 import resource
 import shutil
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -37,6 +39,7 @@ from trading_assets.ml.model_types import MODEL_TYPES
 #: A fixed last day, so the synthetic history (and every figure) is the same on any date.
 END_DAY = date(2025, 11, 30)
 INGEST_BATCH_DAYS = 30
+PAGE_BYTES = resource.getpagesize()
 #: Overrides of the model assets' defaults, measured against them by `--recipes`.
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
@@ -97,6 +100,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-epochs", type=int, help="override the defaults' maximum epochs")
     parser.add_argument(
+        "--repeats", type=int, default=1, help="train each model this many times (peak memory varies by run)"
+    )
+    parser.add_argument(
         "--warm-samples-per-epoch", type=int, help="override the defaults' windows per warm epoch (likewise)"
     )
 
@@ -137,7 +143,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "train_configs": {model: config.to_dict() for model, config in configs.items()},
             "shared_machine_note": "2 cores shared with other sessions' work: figures move with their load",
         }
-        jobs = [Job(symbol, model, configs[model]) for symbol in args.symbols for model in args.models]
+        jobs = [
+            Job(symbol, model, configs[model]) for symbol in args.symbols for model in args.models
+        ] * args.repeats
         if args.recipes:
             return {**head, **compare_recipes(db_path, jobs, args.recipes, root, first, args.end_day)}
         thresholds = run_config.thresholds()
@@ -180,11 +188,17 @@ def _train_and_measure(
     window: tuple[date, date],
     parent: Path | None = None,
 ) -> dict[str, Any]:
-    """One training in this (child) process, summarised; peak RSS is this process's high-water mark."""
+    """One training in this (child) process, summarised; peak RSS is this process's high-water mark, and
+    `peak_rss_mb_by_phase` where it was reached (sampled every 50 ms)."""
     started = time.perf_counter()
     from trading_assets.ml.train import train_symbol  # the model assets' own call
 
-    result = train_symbol(db_path, symbol, model_type, *window, config, thresholds, models_dir, parent=parent)
+    with RssSampler() as sampler:
+        result = train_symbol(
+            db_path, symbol, model_type, *window, config, thresholds, models_dir,
+            progress=lambda _update: sampler.next_segment(), log=lambda _line: sampler.next_segment(),
+            parent=parent,
+        )  # fmt: skip
     calibrated = result.metrics["calibrated"]
     return {
         "symbol": symbol,
@@ -205,6 +219,7 @@ def _train_and_measure(
         "test_samples": calibrated["samples"],
         "gates_passed": all(gate.passed for gate in result.gates),
         "peak_rss_mb": round(peak_rss_mb()),
+        "peak_rss_mb_by_phase": sampler.peaks(),
         "artifact": str(result.artifact_dir),
     }
 
@@ -218,6 +233,57 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class RssSampler:
+    """This process's peak RSS by phase of a training, sampled every `interval` seconds in a thread.
+
+    Segments: the first is "read" (the feature rows, until train_symbol's log line); each `next_segment()`
+    (a progress update, i.e. after a validation) closes one as "fit" (training and validating); the last,
+    after the final validation, is "score" (the best weights' calibration and test scoring, the artifact);
+    a model type without validations (logistic) has one "fit_and_score" after "read".
+    A sampled peak can miss a spike shorter than `interval` that VmHWM (`peak_rss_mb`) holds."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self._interval = interval
+        self._segment = ("read", 0.0)
+        self._peaks: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample_until_stopped, daemon=True)
+
+    def next_segment(self, closed_as: str = "fit") -> None:
+        self._sample()
+        with self._lock:
+            name, peak = self._segment
+            if name == "read" or (name == "fit_and_score" and closed_as == "score"):
+                closed_as = name
+            self._peaks[closed_as] = max(self._peaks.get(closed_as, 0.0), peak)
+            self._segment = ("fit_and_score" if name == "read" else "fit", 0.0)
+
+    def peaks(self) -> dict[str, int]:
+        """MiB per phase, in order."""
+        order = ("read", "fit", "score", "fit_and_score")
+        return {name: round(self._peaks[name]) for name in order if name in self._peaks}
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.next_segment(closed_as="score")
+
+    def _sample_until_stopped(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._sample()
+
+    def _sample(self) -> None:
+        resident_mb = int(Path("/proc/self/statm").read_text().split()[1]) * PAGE_BYTES / 2**20
+        with self._lock:
+            name, peak = self._segment
+            self._segment = (name, max(peak, resident_mb))
 
 
 def _timed_trainings(

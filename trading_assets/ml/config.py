@@ -20,7 +20,7 @@ class TrainConfig:
     `val_max_samples` (None: all) caps the validation windows those validations score, evenly spread over
     the validation part. `calibration_max_samples` (None: all) likewise caps the validation windows the
     temperature is fitted on (one parameter: 20,000 windows fix it as well as 157,000 do at two years, and
-    cost a seventh of the scoring). The gates always judge the whole test part.
+    cost an eighth of the scoring). The gates always judge the whole test part.
     `window_sampling`: "random" draws an epoch's windows uniformly; "even" draws one window from each of
     `samples_per_epoch` equal stretches of the training history, so every epoch covers all of it.
     `warm_start` asks for a warm retrain (see `train_model(parent=...)`): the parent's weights and scaler are

@@ -17,7 +17,7 @@ from torch import nn
 
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.data import Samples, Splits, calibration_windows, evenly_spread, gather_windows
-from trading_assets.ml.models import TorchBuilder, parameter_count
+from trading_assets.ml.models import TorchBuilder, logits_in_batches, parameter_count
 
 logger = logging.getLogger(__name__)
 
@@ -110,17 +110,18 @@ def train_step(
     return loss.detach()
 
 
-@torch.no_grad()
 def predict_logits(
     model: nn.Module, x: torch.Tensor, ends: np.ndarray, seq_len: int, batch_size: int
 ) -> np.ndarray:
     """Eval-mode logits of the windows ending at `ends`, batch by batch."""
-    model.eval()
     ends_t = torch.from_numpy(ends).to(x.device)
-    out = [
-        model(gather_windows(x, ends_t[i : i + batch_size], seq_len)) for i in range(0, len(ends), batch_size)
-    ]
-    return torch.cat(out).float().cpu().numpy()
+    return logits_in_batches(
+        model,
+        len(ends),
+        batch_size,
+        lambda start, stop: gather_windows(x, ends_t[start:stop], seq_len),
+        x.device,
+    )
 
 
 def _per_epoch(count: int, config: TrainConfig) -> int:

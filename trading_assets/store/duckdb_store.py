@@ -88,6 +88,7 @@ def _connect(path: Path, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     connection = duckdb.connect(str(path), read_only=read_only)
+    connection.execute("SET enable_progress_bar = false")  # not on stderr: a training's log is its own
     try:
         yield connection
     finally:

@@ -12,17 +12,30 @@ from trading_assets_bench import retrain
 def test_bench_retrain_trains_each_model_and_reports_it(tmp_path, capsys):
     out = tmp_path / "retrain.json"
     args = ["--days", "2", "--symbols", "BTC-USD", "--models", "lstm", "--parallel", "1"]
-    args += ["--max-epochs", "1", "--samples-per-epoch", "256", "--warm", "--json", str(out)]
+    args += [
+        "--max-epochs",
+        "1",
+        "--samples-per-epoch",
+        "256",
+        "--warm",
+        "--repeats",
+        "2",
+        "--json",
+        str(out),
+    ]
     assert main(["bench", "retrain", *args]) == 0
     result = json.loads(out.read_text())
     assert result["benchmark"] == "retrain" and result["device"] == "cpu"
     lstm_config = result["train_configs"]["lstm"]
     assert lstm_config["max_epochs"] == 1 and lstm_config["seq_len"] == 60
     assert lstm_config["train_seq_len"] == 20  # the catalogue's LSTM recipe over the assets' defaults
+    assert len(result["cold"]["trainings"]) == 2  # --repeats
     cold = {row["model"]: row for row in result["cold"]["trainings"]}
     assert set(cold) == {"lstm"} and cold["lstm"]["windows_seen"] == 256
     for row in cold.values():
         assert row["mode"] == "cold" and row["peak_rss_mb"] > 0 and row["test_samples"] > 0
+        assert list(row["peak_rss_mb_by_phase"]) == ["read", "fit", "score"]
+        assert 0 < max(row["peak_rss_mb_by_phase"].values()) <= row["peak_rss_mb"]
         assert {"seconds", "epochs", "windows_per_s", "best_val_loss", "test_log_loss", "test_ece"} <= set(
             row
         )
@@ -52,3 +65,15 @@ def test_history_is_fixed_whatever_the_date():
     parser = argparse.ArgumentParser()
     retrain.add_arguments(parser)
     assert parser.parse_args([]).end_day == date(2025, 11, 30)
+
+
+def test_the_rss_sampler_names_the_phases_of_a_training():
+    with retrain.RssSampler(interval=0.01) as validated:
+        validated.next_segment()  # the log line after the read
+        validated.next_segment()  # a validation
+        validated.next_segment()  # the last validation
+    assert list(validated.peaks()) == ["read", "fit", "score"]
+    with retrain.RssSampler(interval=0.01) as unvalidated:
+        unvalidated.next_segment()
+    assert list(unvalidated.peaks()) == ["read", "fit_and_score"]
+    assert 0 < min(unvalidated.peaks().values()) <= retrain.peak_rss_mb()
