@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The training benchmark on a GPU machine: `trading-assets bench training` with --device auto (CUDA there),
 # which also measures the same trainer on that machine's CPU and runs the old recipe (CPU) for comparison;
-# then `bench retrain` (the model assets' code path and defaults; BENCH_RETRAIN_DAYS, default 730).
+# then `bench retrain` (the model assets' code path and defaults; BENCH_RETRAIN_DAYS, default 730; more of its
+# options in BENCH_RETRAIN_ARGS, e.g. "--symbols BTC-USD": 3 symbols take ~15 min on an H200, one ~5 min).
 # Usage: scripts/bench_gpu.sh OUTPUT_DIR [BASELINE_RECIPE]  (python3 with torch, numpy; bench retrain also needs
 # the project installed: pip install -e .)
 set -euo pipefail
@@ -16,4 +17,5 @@ bench --arch bi --seconds "$seconds" --batch-size 1024 --skip-baseline --json "$
 bench --arch bi --write-data "$out/data.npz" >/dev/null
 bench --arch bi --target-val-loss 0.38 --max-seconds 150 --data "$out/data.npz" --json "$out/training_target.json"
 rm -f "$out/data.npz"
-PYTHONPATH=. python3 -m trading_assets.cli bench retrain --days "${BENCH_RETRAIN_DAYS:-730}" --json "$out/retrain.json"
+PYTHONPATH=. python3 -m trading_assets.cli bench retrain --days "${BENCH_RETRAIN_DAYS:-730}" ${BENCH_RETRAIN_ARGS:-} \
+    --json "$out/retrain.json"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import resource
 import shutil
 import tempfile
@@ -141,7 +142,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "models": args.models,
             "data_seconds": round(data_seconds, 1),
             "train_configs": {model: config.to_dict() for model, config in configs.items()},
-            "shared_machine_note": "2 cores shared with other sessions' work: figures move with their load",
+            "cpu_cores": os.cpu_count(),  # figures move with whatever else these cores run
         }
         jobs = [
             Job(symbol, model, configs[model]) for symbol in args.symbols for model in args.models

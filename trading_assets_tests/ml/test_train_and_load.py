@@ -228,3 +228,31 @@ def test_the_temperature_is_fitted_on_at_most_calibration_max_samples_windows(
     assert (
         capped.metrics["calibrated"]["samples"] == whole.metrics["calibrated"]["samples"]
     )  # whole test part
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("model_type", ["lstm", "transformer"])
+def test_a_model_trained_on_cuda_writes_the_artifact_a_cpu_training_writes(model_type, market, tmp_path):
+    """Same files, manifest fields, weight names, shapes and dtypes as a CPU training; the weights were saved
+    from the CPU (they open on a machine without CUDA), and the CPU loader scores as the network did on the GPU."""
+    config = TrainConfig(seq_len=10, max_epochs=2, samples_per_epoch=512, batch_size=64, hidden=8, d_model=16)
+    on_cpu = _train(model_type, market, TrainConfig(**{**config.to_dict(), "device": "cpu"}), tmp_path / "c")
+    on_gpu = _train(model_type, market, TrainConfig(**{**config.to_dict(), "device": "cuda"}), tmp_path / "g")
+    assert sorted(p.name for p in on_gpu.artifact_dir.iterdir()) == sorted(
+        p.name for p in on_cpu.artifact_dir.iterdir()
+    )
+    assert on_gpu.manifest.keys() == on_cpu.manifest.keys()
+    assert on_gpu.manifest["architecture"] == on_cpu.manifest["architecture"]
+    saved = [torch.load(r.artifact_dir / "weights.pt", weights_only=True) for r in (on_cpu, on_gpu)]
+    assert {k: (v.shape, v.dtype) for k, v in saved[1].items()} == {
+        k: (v.shape, v.dtype) for k, v in saved[0].items()
+    }
+    assert {v.device.type for v in saved[1].values()} == {"cpu"}
+    loaded = load_model(on_gpu.artifact_dir, COLUMNS, SCHEMA)
+    windows = market.x[-30:][None, -10:]
+    scaled = torch.from_numpy((windows - loaded.scaler.mean) / loaded.scaler.std).float()
+    with torch.no_grad():
+        on_the_gpu = loaded.model.module.cuda().eval()(scaled.cuda()).cpu()
+    loaded.model.module.cpu()
+    expected = torch.sigmoid(on_the_gpu / loaded.temperature).numpy()
+    np.testing.assert_allclose(loaded.predict_proba(windows), expected, atol=1e-4)
