@@ -25,7 +25,7 @@ def test_bench_retrain_trains_each_model_and_reports_it(tmp_path, capsys):
     ]
     assert main(["bench", "retrain", *args]) == 0
     result = json.loads(out.read_text())
-    assert result["benchmark"] == "retrain" and result["device"] == "cpu"
+    assert result["benchmark"] == "retrain" and result["device"] == "cpu" and result["cpu_cores"] >= 1
     lstm_config = result["train_configs"]["lstm"]
     assert lstm_config["max_epochs"] == 1 and lstm_config["seq_len"] == 60
     assert lstm_config["train_seq_len"] == 20  # the catalogue's LSTM recipe over the assets' defaults
