@@ -56,7 +56,6 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     "patch_5": {"patch": 5},
     "temperature_on_whole_val": {"calibration_max_samples": None},
-    "lr_1e-3": {"learning_rate": 1e-3},
     "lr_3e-3": {"learning_rate": 3e-3},
     "epochs_8": {"max_epochs": 8},
     "short_windows": {"train_seq_len": 20, "learning_rate": 1e-3},
