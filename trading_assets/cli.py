@@ -151,12 +151,14 @@ def _parser() -> argparse.ArgumentParser:
         "--model-type", required=True, type=_model_type, choices=MODEL_TYPES, help="the model's type"
     )
     evaluate.add_argument(
-        "--min-accuracy", type=float, help="accuracy gate, in (0.5, 1] (default: the TA_MIN_ACCURACY setting)"
+        "--min-accuracy",
+        type=float,
+        help="accuracy gate; may only tighten the TA_MIN_ACCURACY setting (its default)",
     )
     evaluate.add_argument(
         "--max-calibration-error",
         type=float,
-        help="calibration gate, in (0, 1) (default: the TA_MAX_CALIBRATION_ERROR setting)",
+        help="calibration gate; may only tighten the TA_MAX_CALIBRATION_ERROR setting (its default)",
     )
     evaluate.add_argument("--promote", action="store_true", help="promote it when every blocking gate passes")
     evaluate.set_defaults(handler=_run_evaluate)
@@ -200,6 +202,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("benchmark", choices=BENCHMARKS, help="which benchmark")
     bench.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options (see --help)")
     bench.set_defaults(handler=_run_bench)
+
+    settings_command = _command(
+        commands, "settings", "print every TA_* setting with its default and meaning (the README's table)"
+    )
+    settings_command.set_defaults(handler=_run_settings)
     return parser
 
 
@@ -277,10 +284,6 @@ def _run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from trading_assets.commands import evaluate
 
     _check_symbols([args.symbol], settings)
-    _check_threshold("--min-accuracy", args.min_accuracy, 0.5, 1.0, low_open=True)
-    _check_threshold(
-        "--max-calibration-error", args.max_calibration_error, 0.0, 1.0, low_open=True, high_open=True
-    )
     if not Path(args.model).is_dir():
         raise Refused(f"--model {args.model}: no such artifact directory")
     return evaluate(
@@ -320,15 +323,11 @@ def _run_runtime(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
-def _check_threshold(
-    option: str, value: float | None, low: float, high: float, low_open: bool = False, high_open: bool = False
-) -> None:
-    """A gate threshold from the command line, within the same range as its setting."""
-    from trading_assets.settings import outside_interval
+def _run_settings(args: argparse.Namespace, settings: Settings) -> int:
+    from trading_assets.settings import settings_table
 
-    outside = None if value is None else outside_interval(value, low, high, low_open, high_open)
-    if outside:
-        raise Refused(f"{option} {value:g} is {outside}")
+    print(settings_table())
+    return 0
 
 
 def _run_demo(args: argparse.Namespace, settings: Settings) -> int:

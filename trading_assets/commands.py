@@ -25,17 +25,22 @@ def train(
     (UTC); `epochs` None takes the setting, as the asset does."""
     from trading_assets.ml.config import TrainConfig
     from trading_assets.ml.model_types import model_type as catalogue_record
-    from trading_assets.ml.train import train_symbol
+    from trading_assets.ml.train import TrainSpec, train_symbol
+    from trading_assets.promotion.registry import current
 
     shared = TrainConfig(
         max_epochs=epochs or settings.train_epochs, samples_per_epoch=settings.train_samples_per_epoch,
-        batch_size=batch_size, seq_len=seq_len, horizon=horizon, seed=seed, fee_bps=settings.fee_bps,
-        slippage_bps=settings.slippage_bps, concurrent_trainings=settings.concurrent_trainings,
+        batch_size=batch_size, seq_len=seq_len, horizon=horizon, seed=seed,
+        concurrent_trainings=settings.concurrent_trainings,
     )  # fmt: skip
-    config = catalogue_record(model_type).train_config(shared)
+    in_service = current(settings.models_dir, model_type, symbol)
+    spec = TrainSpec(
+        model_type, symbol, settings.models_dir, catalogue_record(model_type).train_config(shared),
+        settings.policy, settings.costs_in_force(), champion=in_service.directory if in_service else None,
+    )  # fmt: skip
     result = train_symbol(
-        settings.duckdb_path, symbol, model_type, settings.history_start, datetime.now(UTC).date(), config,
-        _thresholds(settings), settings.models_dir, progress=lambda p: print(p, flush=True),
+        settings.duckdb_path, settings.history_start, datetime.now(UTC).date(), spec,
+        progress=lambda p: print(p, flush=True),
     )  # fmt: skip
     print(
         json.dumps({"artifact": str(result.artifact_dir), "metrics": result.metrics["calibrated"]}, indent=2)
@@ -52,15 +57,19 @@ def evaluate(
     max_calibration_error: float | None,
     promote_if_passed: bool,
 ) -> int:
-    """Verify the artifact, print its test metrics and gates; exit 1 when a blocking gate fails."""
-    from dataclasses import replace
-
+    """Verify the artifact, print its test metrics and gates (thresholds may only tighten the policy in force:
+    exit 2 otherwise); exit 1 when a blocking gate fails."""
     from trading_assets.ml.gates import blocking_failures, evaluate_gates
     from trading_assets.ml.inference import load_model
-    from trading_assets.promotion.registry import promote
+    from trading_assets.ml.policy import PolicyError, tightened
+    from trading_assets.promotion.registry import PromotionRefused
 
     overrides = {"min_accuracy": min_accuracy, "max_calibration_error": max_calibration_error}
-    thresholds = replace(_thresholds(settings), **{k: v for k, v in overrides.items() if v is not None})
+    try:
+        policy = tightened(settings.policy, overrides, where="command line")
+    except PolicyError as error:
+        print(error, file=sys.stderr)
+        return 2
     manifest = load_model(model, list(MODEL_FEATURES), schema_hash()).manifest
     if (manifest["symbol"], manifest["model_type"]) != (symbol, model_type):
         print(
@@ -68,7 +77,13 @@ def evaluate(
             file=sys.stderr,
         )
         return 2
-    gates = evaluate_gates(manifest["metrics"], thresholds)
+    if "policy" not in manifest.get("gates", {}):
+        print(
+            f"{model}: trained by an older version, not judged on walk-forward evidence: retrain it",
+            file=sys.stderr,
+        )
+        return 1
+    gates = evaluate_gates(manifest["metrics"], policy)
     print(json.dumps(manifest["metrics"]["calibrated"], indent=2))
     for gate in gates:
         print(("   " if gate.passed else "!! ") + gate.describe())
@@ -76,27 +91,30 @@ def evaluate(
         print(f"{model_type} {symbol}: gates failed, not promoted")
         return 1
     if promote_if_passed:
-        promoted = promote(model, settings.models_dir, list(MODEL_FEATURES), schema_hash(), "cli")
+        try:
+            promoted = _promote(settings, model)
+        except PromotionRefused as error:
+            print(error, file=sys.stderr)
+            return 1
         print(f"promoted {model_type} {symbol} version {promoted.version} -> {promoted.directory}")
     return 0
 
 
-def _thresholds(settings: Settings):
-    from trading_assets.ml.gates import GateThresholds
+def _promote(settings: Settings, artifact: Path):
+    """The registry's promotion of `artifact` under the policy and costs in force."""
+    from trading_assets.promotion.registry import promote
 
-    return GateThresholds(
-        settings.min_accuracy,
-        settings.max_calibration_error,
-        settings.min_skill_margin,
-        settings.min_excess_return,
-    )
+    return promote(
+        artifact, settings.models_dir, list(MODEL_FEATURES), schema_hash(), "cli", settings.policy,
+        settings.costs_in_force(),
+    )  # fmt: skip
 
 
 def promote_version(settings: Settings, symbol: str, model_type: str, version: str | None) -> int:
     """Promote a trained version (default: the latest) after re-checking its artifact and gates."""
     from trading_assets.ml.artifacts import ModelArtifactError
     from trading_assets.ml.model_types import stored_path
-    from trading_assets.promotion.registry import PromotionRefused, promote, service_stack
+    from trading_assets.promotion.registry import PromotionRefused, service_stack
 
     trained = stored_path(settings.models_dir, model_type, symbol.replace("/", "-"), version or "")
     if version is None:
@@ -109,7 +127,7 @@ def promote_version(settings: Settings, symbol: str, model_type: str, version: s
         print(f"no trained {model_type} model of {symbol} at {trained}", file=sys.stderr)
         return 1
     try:
-        promoted = promote(trained, settings.models_dir, list(MODEL_FEATURES), schema_hash(), "cli")
+        promoted = _promote(settings, trained)
     except (PromotionRefused, ModelArtifactError) as error:
         print(error, file=sys.stderr)
         return 1
@@ -144,7 +162,7 @@ def runtime(
 ) -> int:
     """The old pipeline's runtime command; only the dry-run mode exists."""
     from trading_assets.market.sources import SourceOptions, build_source
-    from trading_assets.ml.metrics import SignalThresholds
+    from trading_assets.ml.backtest import SignalPolicy
     from trading_assets.runtime.dryrun import (
         DryRunRuntime,
         LiveTradingRefused,
@@ -160,7 +178,7 @@ def runtime(
     source = build_source(SourceOptions.from_settings(settings))
     dryrun = DryRunRuntime(
         source, settings.duckdb_path, settings.models_dir, symbols or list(settings.symbols),
-        settings.history_start, SignalThresholds(long_above, short_below),
+        settings.history_start, SignalPolicy(long_above, short_below), settings.costs.allow_short,
     )  # fmt: skip
     run_iterations(dryrun, iterations, sleep_seconds)
     return 0

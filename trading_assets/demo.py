@@ -66,6 +66,10 @@ def replay_minutes(last_day: date, count: int) -> list[datetime]:
     return [midnight - timedelta(minutes=count - 1 - index) for index in range(count)]
 
 
+#: Walk-forward folds of the demo's gates (the least the policy allows; scheduled retrains default to 4).
+DEMO_FOLDS = 2
+
+
 def run_demo(
     settings: Settings,
     days: int = 14,
@@ -82,6 +86,8 @@ def run_demo(
         return EXIT_BAD_ARGUMENTS
     home = settings.dagster_home
     export_dagster_home(home)
+    # 14 days hold 2 walk-forward folds of a day and a half: the demo's policy unless TA_FOLDS says otherwise
+    os.environ.setdefault("TA_FOLDS", str(DEMO_FOLDS))
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / f"demo-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.log"
     with _output_to_log(log_path) as terminal:
@@ -117,7 +123,8 @@ def _run_stages(
     first, last = demo_days(days, end_day)
     console.line(
         f"trading-assets demo: source={settings.source} (predictability {settings.synthetic_predictability}), "
-        f"symbols={', '.join(settings.symbols)}, {first} .. {last}"
+        f"symbols={', '.join(settings.symbols)}, {first} .. {last}, gates on {os.environ['TA_FOLDS']} "
+        f"walk-forward folds at {settings.costs_in_force().fee_bps:g} bps fees"
     )
     instance = dg.DagsterInstance.get()
     with CodeLocationRuns(instance, PROJECT_ROOT / "workspace.yaml") as runs:
@@ -180,7 +187,7 @@ def _dry_run(console, settings: Settings, last_day: date, iterations: int, sleep
         return True
     runtime = DryRunRuntime(
         build_source(SourceOptions.from_settings(settings)), settings.duckdb_path, settings.models_dir,
-        deployable, settings.history_start,
+        deployable, settings.history_start, allow_short=settings.costs.allow_short,
     )  # fmt: skip
     moments = iter(replay_minutes(last_day, iterations))
     problems: list[str] = []

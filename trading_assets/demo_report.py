@@ -39,6 +39,7 @@ class CheckCell:
 class ModelRow:
     model_type: str
     metrics: dict[str, float | None]
+    evidence: dict[str, str]  # TEXT_COLUMNS: the walk-forward folds' accuracies, the strongest rival
     checks: dict[str, CheckCell]
     promoted: bool
     weight: float | None
@@ -60,6 +61,10 @@ METRIC_COLUMNS: dict[str, Callable[[Mapping[str, Any]], float | None]] = {
     "ECE": lambda metadata: _number(metadata.get("test_ece")),
     "backtest net": lambda metadata: _number(metadata.get("backtest_return")),
 }
+
+
+#: Text columns: header -> the model's materialization metadata entry shown as it is.
+TEXT_COLUMNS: dict[str, str] = {"folds (accuracy)": "fold_accuracies", "strongest rival": "strongest_rival"}
 
 
 def parse_epoch_progress(message: str) -> tuple[str, dict[str, float]] | None:
@@ -99,6 +104,7 @@ def symbol_summary(
             ModelRow(
                 model_type,
                 {header: read(metadata) for header, read in METRIC_COLUMNS.items()},
+                {header: _text(metadata.get(key)) for header, key in TEXT_COLUMNS.items()},
                 checks,
                 promoted=f"promoted_{asset}" in outcome.materialized,
                 weight=weights.get(model_type),
@@ -114,6 +120,11 @@ def _ensemble_weights(models_dir: Path, symbol: str) -> dict[str, float]:
         return read_ensemble(models_dir, symbol).weights
     except (NoPromotedMembers, FileNotFoundError):
         return {}
+
+
+def _text(value: Any) -> str:
+    value = getattr(value, "value", value)
+    return "-" if value is None else str(value).removeprefix("rule ")
 
 
 def _number(value: Any) -> float | None:
@@ -134,11 +145,12 @@ def summary_table(summary: SymbolSummary) -> Table:
         name.removesuffix("_gate").replace("_", " ") + ("" if blocking[name] else "*")
         for name in summary.check_names
     ]
-    headers = ["model", *METRIC_COLUMNS, *check_headers, "promoted", "weight"]
+    headers = ["model", *METRIC_COLUMNS, *TEXT_COLUMNS, *check_headers, "promoted", "weight"]
     rows = [
         [
             row.model_type,
             *(_format_metric(header, row.metrics[header]) for header in METRIC_COLUMNS),
+            *(row.evidence[header] for header in TEXT_COLUMNS),
             *(_format_check(row.checks.get(name)) for name in summary.check_names),
             "yes" if row.promoted else "no",
             f"{row.weight:.2f}" if row.weight is not None else "-",
@@ -146,8 +158,8 @@ def summary_table(summary: SymbolSummary) -> Table:
         for row in summary.rows
     ]
     table = Table(
-        title=f"{summary.symbol}, run {summary.run_id[:8]}: test metrics, backtest after fees, "
-        "gates (✗ failed: measured value)",
+        title=f"{summary.symbol}, run {summary.run_id[:8]}: pooled walk-forward metrics, backtest after "
+        "costs, gates (✗ failed: measured value)",
         caption="* warns, does not block promotion" if not all(blocking.values()) else None,
         caption_justify="left",
         title_justify="left",

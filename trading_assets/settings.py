@@ -10,10 +10,16 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TypeVar
 
+from pydantic import BaseModel, ValidationError
+
+from trading_assets.market.venues import source_fee_bps
 from trading_assets.ml.config import TrainConfig
+from trading_assets.ml.policy import POLICY_RECORDS, CostPolicy, PromotionPolicy, resolved
 from trading_assets.urls import require_http_url
 
+R = TypeVar("R", bound=BaseModel)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 #: The synthetic market's default predictability: a model can at best call about 81 % of directions there
@@ -50,12 +56,6 @@ ENVIRONMENT_VARIABLES = {
     "TA_MAX_INVALID_SHARE": "share of invalid rows above which a partition fails, 0..1 (default 0.01)",
     "TA_MIN_COVERAGE": "coverage below which the coverage check warns, 0..1 (default 0.95)",
     "TA_FRESHNESS_HOURS": "latest partition must be younger than this (default 48)",
-    "TA_MIN_ACCURACY": "accuracy gate threshold, above 0.5 up to 1 (default 0.68)",
-    "TA_MAX_CALIBRATION_ERROR": "calibration gate threshold, between 0 and 1 exclusive (default 0.05)",
-    "TA_MIN_SKILL_MARGIN": "skill gate: lower 95 % bound of accuracy minus the best naive rule's must exceed this, -1..1 (default 0)",
-    "TA_MIN_EXCESS_RETURN": "economics gate: after-fee test return minus max(0, buy-and-hold) must exceed this (default 0)",
-    "TA_FEE_BPS": "economics gate's backtest: fee per unit of position change in basis points, 0..1000 (default 5)",
-    "TA_SLIPPAGE_BPS": "economics gate's backtest: slippage per unit of position change in basis points, 0..1000 (default 1)",
     "TA_ALERT_WEBHOOK_URL": "optional http(s) webhook (Slack-compatible JSON POST) for alerts",
     "TA_EXECUTOR": "step executor of the code location: in_process | multiprocess | dask (default multiprocess)",
     "TA_DASK_SCHEDULER": "address of the Dask scheduler for TA_EXECUTOR=dask, e.g. tcp://127.0.0.1:8786",
@@ -168,12 +168,9 @@ class Settings:
     max_invalid_share: float = 0.01
     min_coverage: float = 0.95
     freshness_hours: float = 48.0
-    min_accuracy: float = 0.68
-    max_calibration_error: float = 0.05
-    min_skill_margin: float = 0.0
-    min_excess_return: float = 0.0
-    fee_bps: float = 5.0
-    slippage_bps: float = 1.0
+    #: the deployment's promotion policy and trading costs (declared, with their TA_* names, in ml/policy.py)
+    policy: PromotionPolicy = PromotionPolicy()
+    costs: CostPolicy = CostPolicy()
     alert_webhook_url: str | None = None
     executor: str = "multiprocess"
     dask_scheduler: str | None = None
@@ -186,6 +183,10 @@ class Settings:
     @property
     def alerts_dir(self) -> Path:
         return self.data_dir / "alerts"
+
+    def costs_in_force(self) -> CostPolicy:
+        """The costs with an unset fee replaced by the venue's (the source's stated fee, or ccxt's table)."""
+        return resolved(self.costs, source_fee_bps(self.source, self.ccxt_exchange))
 
 
 def load_settings() -> Settings:
@@ -226,14 +227,8 @@ def load_settings() -> Settings:
         freshness_hours=_env_float(
             "TA_FRESHNESS_HOURS", default.freshness_hours, 0.0, 24.0 * 366, low_open=True
         ),
-        min_accuracy=_env_float("TA_MIN_ACCURACY", default.min_accuracy, 0.5, 1.0, low_open=True),
-        max_calibration_error=_env_float(
-            "TA_MAX_CALIBRATION_ERROR", default.max_calibration_error, 0.0, 1.0, low_open=True, high_open=True
-        ),
-        min_skill_margin=_env_float("TA_MIN_SKILL_MARGIN", default.min_skill_margin, -1.0, 1.0),
-        min_excess_return=_env_float("TA_MIN_EXCESS_RETURN", default.min_excess_return, -10.0, 10.0),
-        fee_bps=_env_float("TA_FEE_BPS", default.fee_bps, 0.0, 1000.0),
-        slippage_bps=_env_float("TA_SLIPPAGE_BPS", default.slippage_bps, 0.0, 1000.0),
+        policy=read_record(PromotionPolicy),
+        costs=read_record(CostPolicy),
         alert_webhook_url=_env_url("TA_ALERT_WEBHOOK_URL"),
         executor=executor,
         dask_scheduler=_env("TA_DASK_SCHEDULER", "") or None,
@@ -245,6 +240,60 @@ def load_settings() -> Settings:
         concurrent_trainings=_env_int("TA_CONCURRENT_TRAININGS", default.concurrent_trainings, minimum=1),
         dagster_home=Path(_env("DAGSTER_HOME", str(default.dagster_home))),
     )
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a policy record's field."""
+    return f"TA_{field_name.upper()}"
+
+
+def read_record(record: type[R]) -> R:
+    """A policy record from its TA_* variables (unset: the declared default); SettingsError naming the
+    variable when a value is outside the declared bounds or of the wrong kind."""
+    given = {
+        name: os.environ[env_name(name)].strip()
+        for name in record.model_fields
+        if os.environ.get(env_name(name), "").strip()
+    }
+    try:
+        return record.model_validate(given)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = str(first["loc"][0])
+        raise SettingsError(
+            f"environment variable {env_name(name)}={given.get(name)!r}: {first['msg']}"
+        ) from None
+
+
+def settings_rows() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) of every setting: the policy records' fields, then the others."""
+    rows = []
+    for record in POLICY_RECORDS:
+        for name, info in record.model_fields.items():
+            bounds = _bounds_text(info.metadata)
+            rows.append((env_name(name), _default_text(info.default), f"{info.description}{bounds}"))
+    rows += [(name, "", meaning) for name, meaning in ENVIRONMENT_VARIABLES.items()]
+    rows += [(variable, "", "ccxt credential (never logged)") for variable in CCXT_CREDENTIAL_ENV.values()]
+    return rows
+
+
+def settings_table() -> str:
+    """The README's settings table, generated from the declarations."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    lines += [f"| `{name}` | {default} | {meaning} |" for name, default, meaning in settings_rows()]
+    return "\n".join(lines)
+
+
+def _default_text(value: object) -> str:
+    return "venue's" if value is None else f"`{str(value).lower() if isinstance(value, bool) else value}`"
+
+
+def _bounds_text(metadata: list) -> str:
+    symbols = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+    parts = [
+        f"{symbols[key]} {getattr(item, key)}" for item in metadata for key in symbols if hasattr(item, key)
+    ]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def export_dagster_home(home: Path) -> None:

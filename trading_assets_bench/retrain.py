@@ -34,8 +34,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from trading_assets.ml.config import TrainConfig
-from trading_assets.ml.gates import GateThresholds
 from trading_assets.ml.model_types import MODEL_TYPES
+from trading_assets.ml.policy import CostPolicy, PromotionPolicy
+
+#: the policy and costs every training of a run is judged under
+Judging = tuple[PromotionPolicy, CostPolicy]
 
 #: A fixed last day, so the synthetic history (and every figure) is the same on any date.
 END_DAY = date(2025, 11, 30)
@@ -149,13 +152,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ] * args.repeats
         if args.recipes:
             return {**head, **compare_recipes(db_path, jobs, args.recipes, root, first, args.end_day)}
-        thresholds = run_config.thresholds()
+        judging = run_config.policy_in_force(settings)
         window = (first, args.end_day)
-        cold = _timed_trainings(db_path, jobs, thresholds, root / "models", window, parallel)
+        cold = _timed_trainings(db_path, jobs, judging, root / "models", window, parallel)
         result = {**head, "parallel": parallel, "total_seconds": cold["total_seconds"], "cold": cold}
         if args.warm:
             result["warm_week"] = warm_week(
-                settings, db_path, jobs, thresholds, root, cold, first, args, parallel
+                settings, db_path, jobs, judging, root, cold, first, args, parallel
             )
         return result
     finally:
@@ -185,20 +188,20 @@ def _train_and_measure(
     model_type: str,
     config: TrainConfig,
     models_dir: Path,
-    thresholds: GateThresholds,
+    judging: Judging,
     window: tuple[date, date],
     parent: Path | None = None,
 ) -> dict[str, Any]:
     """One training in this (child) process, summarised; peak RSS is this process's high-water mark, and
     `peak_rss_mb_by_phase` where it was reached (sampled every 50 ms)."""
     started = time.perf_counter()
-    from trading_assets.ml.train import train_symbol  # the model assets' own call
+    from trading_assets.ml.train import TrainSpec, train_symbol  # the model assets' own call
 
+    spec = TrainSpec(model_type, symbol, models_dir, config, *judging, parent=parent)
     with RssSampler() as sampler:
         result = train_symbol(
-            db_path, symbol, model_type, *window, config, thresholds, models_dir,
-            progress=lambda _update: sampler.next_segment(), log=lambda _line: sampler.next_segment(),
-            parent=parent,
+            db_path, *window, spec, progress=lambda _update: sampler.next_segment(),
+            log=lambda _line: sampler.next_segment(),
         )  # fmt: skip
     calibrated = result.metrics["calibrated"]
     return {
@@ -218,6 +221,8 @@ def _train_and_measure(
         "test_log_loss": round(calibrated["log_loss"], 5),
         "test_ece": round(calibrated["ece"], 5),
         "test_samples": calibrated["samples"],
+        "folds": result.metrics["evaluation"]["folds"],
+        "gates_failed": [gate.name for gate in result.gates if not gate.passed],
         "gates_passed": all(gate.passed for gate in result.gates),
         "peak_rss_mb": round(peak_rss_mb()),
         "peak_rss_mb_by_phase": sampler.peaks(),
@@ -290,7 +295,7 @@ class RssSampler:
 def _timed_trainings(
     db_path: Path,
     jobs: list[Job],
-    thresholds: GateThresholds,
+    judging: Judging,
     models_dir: Path,
     window: tuple[date, date],
     parallel: int,
@@ -308,7 +313,7 @@ def _timed_trainings(
                 job.model,
                 job.config,
                 models_dir,
-                thresholds,
+                judging,
                 window,
                 (parents or {}).get((job.symbol, job.model)),
             )  # fmt: skip
@@ -322,7 +327,7 @@ def warm_week(
     settings,
     db_path: Path,
     jobs: list[Job],
-    thresholds: GateThresholds,
+    judging: Judging,
     root: Path,
     cold: dict[str, Any],
     first: date,
@@ -335,8 +340,8 @@ def warm_week(
     parents = {(t["symbol"], t["model"]): Path(t["artifact"]) for t in cold["trainings"]}
     window = (first, last)
     warm_jobs = [job._replace(config=replace(job.config, warm_start=True)) for job in jobs]
-    warm = _timed_trainings(db_path, warm_jobs, thresholds, root / "warm", window, parallel, parents)
-    recold = _timed_trainings(db_path, jobs, thresholds, root / "recold", window, parallel)
+    warm = _timed_trainings(db_path, warm_jobs, judging, root / "warm", window, parallel, parents)
+    recold = _timed_trainings(db_path, jobs, judging, root / "recold", window, parallel)
     return {
         "last_day": last.isoformat(),
         "warm": warm,
@@ -354,15 +359,13 @@ def compare_recipes(
     last: date,
 ) -> dict[str, Any]:
     """Each recipe on each job, back to back per job; deltas of each against the first recipe on the same job."""
-    thresholds = GateThresholds()
+    judging = (PromotionPolicy(), CostPolicy(fee_bps=10.0))
     rows = []
     for job in jobs:
         measured = {}
         for name in recipes:
             recipe = job._replace(config=replace(job.config, **RECIPES[name]))
-            [row] = _timed_trainings(db_path, [recipe], thresholds, root / name, (first, last), 1)[
-                "trainings"
-            ]
+            [row] = _timed_trainings(db_path, [recipe], judging, root / name, (first, last), 1)["trainings"]
             measured[name] = {"recipe": name, **row}
         rows.extend(_with_deltas(measured))
     return {"recipes": {name: RECIPES[name] for name in recipes}, "comparison": rows}

@@ -1,24 +1,38 @@
 """Settings refuse nonsense in one line that names the variable."""
 
+import re
+
 import pytest
 
+from trading_assets.ml.policy import POLICY_RECORDS
 from trading_assets.settings import (
-    CCXT_CREDENTIAL_ENV,
-    ENVIRONMENT_VARIABLES,
+    PROJECT_ROOT,
     Settings,
     SettingsError,
+    env_name,
     load_settings,
+    settings_rows,
+    settings_table,
 )
 
 
 @pytest.mark.parametrize(
     ("variable", "value", "expected"),
     [
-        ("TA_MIN_ACCURACY", "5", "TA_MIN_ACCURACY='5' is outside (0.5, 1]"),
-        ("TA_MIN_ACCURACY", "0.5", "TA_MIN_ACCURACY='0.5' is outside (0.5, 1]"),
-        ("TA_MIN_ACCURACY", "nan", "TA_MIN_ACCURACY='nan' is outside (0.5, 1]"),
-        ("TA_MAX_CALIBRATION_ERROR", "0", "TA_MAX_CALIBRATION_ERROR='0' is outside (0, 1)"),
-        ("TA_MAX_CALIBRATION_ERROR", "1", "TA_MAX_CALIBRATION_ERROR='1' is outside (0, 1)"),
+        ("TA_MIN_ACCURACY", "5", "TA_MIN_ACCURACY='5': Input should be less than or equal to 1"),
+        ("TA_MIN_ACCURACY", "0.5", "TA_MIN_ACCURACY='0.5': Input should be greater than 0.5"),
+        ("TA_MIN_ACCURACY", "nan", "TA_MIN_ACCURACY='nan': Input should be"),
+        ("TA_MAX_CALIBRATION_ERROR", "0", "TA_MAX_CALIBRATION_ERROR='0': Input should be greater than 0"),
+        ("TA_MAX_CALIBRATION_ERROR", "1", "TA_MAX_CALIBRATION_ERROR='1': Input should be less than 1"),
+        (
+            "TA_MIN_SKILL_MARGIN",
+            "-0.1",
+            "TA_MIN_SKILL_MARGIN='-0.1': Input should be greater than or equal to 0",
+        ),
+        ("TA_FOLDS", "1", "TA_FOLDS='1': Input should be greater than or equal to 2"),
+        ("TA_FOLDS", "four", "TA_FOLDS='four': Input should be a valid integer"),
+        ("TA_FEE_BPS", "-1", "TA_FEE_BPS='-1': Input should be greater than or equal to 0"),
+        ("TA_ALLOW_SHORT", "maybe", "TA_ALLOW_SHORT='maybe': Input should be a valid boolean"),
         ("TA_MAX_INVALID_SHARE", "-1", "TA_MAX_INVALID_SHARE='-1' is outside [0, 1]"),
         ("TA_MIN_COVERAGE", "1.5", "TA_MIN_COVERAGE='1.5' is outside [0, 1]"),
         ("TA_MIN_COVERAGE", "most", "TA_MIN_COVERAGE='most' is not a number"),
@@ -56,7 +70,10 @@ def test_a_bad_setting_is_refused_in_one_line_naming_the_variable(
 @pytest.mark.parametrize(
     ("variable", "value", "field", "loaded"),
     [
-        ("TA_MIN_ACCURACY", "1", "min_accuracy", 1.0),
+        ("TA_MIN_ACCURACY", "1", "policy.min_accuracy", 1.0),
+        ("TA_FOLDS", "12", "policy.folds", 12),
+        ("TA_FEE_BPS", "0", "costs.fee_bps", 0.0),
+        ("TA_ALLOW_SHORT", "true", "costs.allow_short", True),
         ("TA_MAX_INVALID_SHARE", "0", "max_invalid_share", 0.0),
         ("TA_MIN_COVERAGE", "1", "min_coverage", 1.0),
         ("TA_CCXT_MAX_RETRIES", "0", "ccxt_max_retries", 0),
@@ -67,13 +84,28 @@ def test_values_at_the_edges_of_their_range_are_accepted(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str, loaded: object
 ) -> None:
     monkeypatch.setenv(variable, value)
-    assert getattr(load_settings(), field) == loaded
+    record, _, name = field.rpartition(".")
+    settings = load_settings()
+    assert getattr(getattr(settings, record) if record else settings, name) == loaded
 
 
 def test_an_empty_environment_gives_the_field_defaults_of_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in [*ENVIRONMENT_VARIABLES, *CCXT_CREDENTIAL_ENV.values()]:
+    for name, _, _ in settings_rows():
         monkeypatch.delenv(name, raising=False)
     assert load_settings() == Settings()
+
+
+def test_every_setting_the_package_reads_is_documented_in_the_readme_as_declared() -> None:
+    """The README's settings table is the one generated from the declarations (`settings_table`), and every
+    TA_* name written anywhere in the package is one of its rows."""
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert settings_table() in readme, "README's settings table differs: paste `trading-assets settings`"
+    documented = {name for name, _, _ in settings_rows()}
+    written = set()
+    for path in (PROJECT_ROOT / "trading_assets").rglob("*.py"):
+        written |= set(re.findall(r"\bTA_[A-Z0-9_]*[A-Z0-9]\b", path.read_text()))
+    assert written <= documented, f"undocumented: {sorted(written - documented)}"
+    assert {env_name(name) for record in POLICY_RECORDS for name in record.model_fields} <= documented
 
 
 def test_ccxt_credentials_are_read_but_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:

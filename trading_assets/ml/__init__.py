@@ -18,8 +18,7 @@ _EXPORTS = {
     "TrainResult": "train",
     "load_model": "inference",
     "thread_budget": "fit",
-    "train_features": "train",
-    "train_model": "train",
+    "TrainSpec": "train",
     "train_symbol": "train",
 }
 __all__ = sorted(_EXPORTS)

@@ -61,8 +61,6 @@ class TrainConfig:
     logistic_max_samples: int = 100_000
     eval_batch_size: int = 256  # scoring: faster than 2,048 on CPU and ~0.5 GB less peak memory (LSTM)
     calibration_bins: int = 15
-    fee_bps: float = 5.0  # backtest: exchange fee per unit of position change
-    slippage_bps: float = 1.0  # backtest: price impact per unit of position change, on top of the fee
     concurrent_trainings: int = 1  # trainings sharing this machine's cores (each gets cores / N threads)
     device: str = "auto"  # "auto" picks CUDA when available
 
@@ -93,8 +91,11 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """The config a manifest recorded; a field it lacks (added later) takes the value it trained with."""
-        return cls(**{**FIELDS_ADDED_LATER, **values})
+        kept = {name: value for name, value in values.items() if name not in FIELDS_REMOVED}
+        return cls(**{**FIELDS_ADDED_LATER, **kept})
 
 
 #: Fields added after artifacts were written, with the value those artifacts were trained with.
 FIELDS_ADDED_LATER: dict[str, Any] = {"patch": 1, "val_max_samples": None, "calibration_max_samples": None}
+#: Fields older artifacts recorded that training no longer reads (costs moved to `ml.policy.CostPolicy`).
+FIELDS_REMOVED = frozenset({"fee_bps", "slippage_bps"})

@@ -1,18 +1,20 @@
-"""Promotion gates: what a model must show on its test part before it may serve. All of them block.
+"""Promotion gates: what a model must show before it may serve. All of them block.
 
-Each gate reads the test report of `train_model` (calibrated probabilities: what would be served) and records
-the measured value, its threshold, the sample count and a confidence interval (`ml.metrics.CONFIDENCE`):
+Each gate reads the evidence report (`ml.evaluation.evidence_report`: the pooled, calibrated out-of-sample
+predictions of K walk-forward folds) and records the measured value, the bound it decided on, the threshold
+of the policy (`ml.policy.PromotionPolicy`) and the strongest rival:
 
-    accuracy_gate     calibrated test accuracy >= min_accuracy
-    calibration_gate  expected calibration error (15 bins, L1) <= max_calibration_error
-    skill_gate        accuracy beats the best naive forecaster (majority class; same direction as the last
-                      move) with the one-sided lower confidence bound of the paired margin > min_skill_margin,
-                      so a constant or a sign-of-the-last-move model never passes
-    economics_gate    the after-fee backtest of the runtime's signal at the model's horizon beats flat and
-                      buy-and-hold: return - max(0, buy-and-hold return) > min_excess_return
+    accuracy_gate     pooled accuracy >= min_accuracy
+    calibration_gate  pooled expected calibration error (15 bins, L1) <= max_calibration_error
+    skill_gate        the lower confidence bound of (accuracy - rival accuracy) > min_skill_margin for every
+                      rival: the strongest naive rule (chosen before the evaluation) and the model in service;
+                      a candidate that does not beat the champion stays a challenger
+    economics_gate    the lower confidence bound of the net return after the venue's costs minus the best
+                      constant position (flat, long, short where allowed) > min_excess_return
 
-The thresholds and results are written into the artifact's manifest when it is trained; promotion re-reads
-them from there (`recorded_gates`), so there is one source of what a model was judged against.
+The policy, the costs and the results are written into the artifact's manifest when it is trained; promotion
+re-judges the recorded report against the recorded policy (`recorded_gates`) and refuses a policy looser than
+the one in force (`policy.check_judged_not_looser`).
 """
 
 from __future__ import annotations
@@ -20,33 +22,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-
-@dataclass(frozen=True)
-class GateThresholds:
-    min_accuracy: float = 0.68
-    max_calibration_error: float = 0.05
-    #: the lower confidence bound of (accuracy - best naive accuracy) must exceed this
-    min_skill_margin: float = 0.0
-    #: after-fee return minus max(0, buy-and-hold return) must exceed this (0: beat both)
-    min_excess_return: float = 0.0
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-
-#: Thresholds every model passes, for harnesses that measure something other than model quality (the runtime
-#: benchmark, scoring tests): never the default of any asset or command.
-ACCEPT_ANY_MODEL = GateThresholds(
-    min_accuracy=0.0, max_calibration_error=1.0, min_skill_margin=-1.0, min_excess_return=-10.0
-)
+from trading_assets.ml.policy import CostPolicy, PromotionPolicy
 
 #: name -> what the gate asks, in the order they are reported. The one list of gates: checks, summaries and
 #: promotion loop over it.
 GATES: dict[str, str] = {
-    "accuracy_gate": "Calibrated test accuracy >= min_accuracy.",
-    "calibration_gate": "Test expected calibration error <= max_calibration_error.",
-    "skill_gate": "Accuracy beats the best naive rule (majority class, last move) at 95 % confidence.",
-    "economics_gate": "After-fee backtest at the model's horizon beats flat and buy-and-hold.",
+    "accuracy_gate": "Pooled out-of-sample accuracy of the walk-forward folds >= min_accuracy.",
+    "calibration_gate": "Pooled expected calibration error of the walk-forward folds <= max_calibration_error.",
+    "skill_gate": "Beats the strongest naive rule and the model in service by a dependence-aware "
+    "lower confidence bound > min_skill_margin.",
+    "economics_gate": "Net return after the venue's costs minus the best constant position: its "
+    "dependence-aware lower bound > min_excess_return.",
 }
 
 
@@ -55,69 +41,93 @@ class GateResult:
     name: str
     passed: bool
     measured: float
+    bound: float  # what was decided on: the measured value itself, or its one-sided lower confidence bound
     threshold: float
     samples: int
-    interval: tuple[float, float]
+    rival: str = ""
     detail: str = ""
 
     def describe(self) -> str:
+        """One line: verdict, measured value, bound, threshold, rival and detail."""
         verdict = "passed" if self.passed else "FAILED"
-        low, high = self.interval
+        compare = "<=" if self.name == "calibration_gate" else (">=" if self.name == "accuracy_gate" else ">")
+        bound = "" if self.bound == self.measured else f", lower bound {self.bound:+.4f}"
+        rival = f" vs {self.rival}" if self.rival else ""
         return (
-            f"{self.name} {verdict}: measured {self.measured:.4f} ({low:.4f}..{high:.4f}), threshold "
-            f"{self.threshold:.4f}, {self.samples} samples" + (f"; {self.detail}" if self.detail else "")
+            f"{self.name} {verdict}: measured {self.measured:.4f}{bound} (needs {compare} {self.threshold:.4f})"
+            f"{rival}, {self.samples} samples" + (f"; {self.detail}" if self.detail else "")
         )
 
 
-def evaluate_gates(report: dict[str, Any], thresholds: GateThresholds) -> list[GateResult]:
-    """Every gate in `GATES` judged on a test report {"calibrated", "skill", "backtest"}."""
+def evaluate_gates(report: dict[str, Any], policy: PromotionPolicy) -> list[GateResult]:
+    """Every gate in `GATES` judged on an evidence report."""
     calibrated, skill, backtest = report["calibrated"], report["skill"], report["backtest"]
-    samples = int(calibrated["samples"])
+    samples, folds = int(calibrated["samples"]), int(report["evaluation"]["folds"])
     accuracy, ece = float(calibrated["accuracy"]), float(calibrated["ece"])
-    excess = backtest["return"] - max(0.0, backtest["buy_and_hold_return"])
+    fold_accuracies = ", ".join(f"{fold['accuracy']:.3f}" for fold in report["folds"])
+    rival = skill["rivals"][skill["strongest_rival"]]
     return [
         GateResult(
-            "accuracy_gate", accuracy >= thresholds.min_accuracy, accuracy, thresholds.min_accuracy,
-            samples, tuple(calibrated["accuracy_interval"]),
+            "accuracy_gate", accuracy >= policy.min_accuracy, accuracy, accuracy, policy.min_accuracy,
+            samples, detail=f"{folds} folds: {fold_accuracies}",
         ),
         GateResult(
-            "calibration_gate", ece <= thresholds.max_calibration_error, ece,
-            thresholds.max_calibration_error, samples, tuple(calibrated["ece_interval"]),
+            "calibration_gate", ece <= policy.max_calibration_error, ece, ece, policy.max_calibration_error,
+            samples,
         ),
         GateResult(
-            "skill_gate", skill["margin_lower_bound"] > thresholds.min_skill_margin, skill["margin"],
-            thresholds.min_skill_margin, samples, _around(skill["margin"], skill["margin_lower_bound"]),
-            detail=f"vs {skill['best_naive']} at {skill['naive'][skill['best_naive']]['accuracy']:.4f}",
+            "skill_gate", skill["margin_lower_bound"] > policy.min_skill_margin, skill["margin"],
+            skill["margin_lower_bound"], policy.min_skill_margin, samples,
+            rival=f"{skill['strongest_rival']} (accuracy {rival['rival_accuracy']:.4f})",
+            detail=f"{skill['confidence']:.2%} one-sided" + (
+                f"; {skill['champion_note']}" if skill.get("champion_note") else ""
+            ),
         ),
         GateResult(
-            "economics_gate", excess > thresholds.min_excess_return, excess, thresholds.min_excess_return,
-            int(backtest["periods"]), _shifted(backtest["return_interval"], excess - backtest["return"]),
-            detail=f"return {backtest['return']:+.4f} after {backtest['fee_bps']} bps fees, buy-and-hold "
-            f"{backtest['buy_and_hold_return']:+.4f}, {backtest['trades']} trades",
+            "economics_gate", backtest["excess_lower_bound"] > policy.min_excess_return,
+            backtest["excess_return"], backtest["excess_lower_bound"], policy.min_excess_return,
+            int(backtest["periods"]), rival=f"constant {backtest['best_constant']}",
+            detail=_economics_detail(backtest),
         ),
     ]  # fmt: skip
 
 
-def _around(centre: float, lower: float) -> tuple[float, float]:
-    """The two-sided interval whose lower end is the one-sided bound `lower` (90 % for a 95 % bound)."""
-    return (lower, 2 * centre - lower)
+def _economics_detail(backtest: dict[str, Any]) -> str:
+    costs = backtest["costs"]
+    break_even = backtest.get("break_even_fee_bps")
+    return (
+        f"net return {backtest['return']:+.4f} after {costs['fee_bps']:g} bps fee + "
+        f"{costs['slippage_bps']:g} slippage + {costs['half_spread_bps']:g} half spread per side, "
+        f"{backtest['trades']} trades; break-even fee "
+        + ("none" if break_even is None else f"{break_even:.1f} bps")
+    )
 
 
-def _shifted(interval: list[float], offset: float) -> tuple[float, float]:
-    return (interval[0] + offset, interval[1] + offset)
-
-
-def gate_record(results: list[GateResult], thresholds: GateThresholds) -> dict[str, Any]:
-    """What the manifest keeps: the thresholds and each gate's result."""
-    return {"thresholds": thresholds.to_dict(), "results": [asdict(result) for result in results]}
+def gate_record(results: list[GateResult], policy: PromotionPolicy, costs: CostPolicy) -> dict[str, Any]:
+    """What the manifest keeps: the policy and costs the model was judged under, and each gate's result."""
+    return {
+        "policy": policy.model_dump(),
+        "costs": costs.model_dump(),
+        "results": [asdict(result) for result in results],
+    }
 
 
 def recorded_gates(manifest: dict[str, Any]) -> list[GateResult]:
-    """The gates of an artifact, judged again from its own report against its recorded thresholds."""
-    if "gates" not in manifest:
-        raise ValueError("the manifest records no gate results: the model was never judged")
-    return evaluate_gates(manifest["metrics"], GateThresholds(**manifest["gates"]["thresholds"]))
+    """The gates of an artifact, judged again from its own report against its recorded policy."""
+    if "policy" not in manifest.get("gates", {}):
+        raise ValueError(
+            "the manifest records no promotion policy: the model was never judged on walk-forward evidence "
+            "(trained by an older version); retrain it"
+        )
+    return evaluate_gates(manifest["metrics"], PromotionPolicy(**manifest["gates"]["policy"]))
 
 
 def blocking_failures(results: list[GateResult]) -> list[GateResult]:
     return [result for result in results if not result.passed]
+
+
+def lost_to_champion(results: list[GateResult]) -> bool:
+    """Whether the candidate passed everything but the skill gate, whose strongest rival was the champion: it
+    is kept as a challenger."""
+    failed = blocking_failures(results)
+    return len(failed) == 1 and failed[0].name == "skill_gate" and failed[0].rival.startswith("champion")

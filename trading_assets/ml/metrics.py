@@ -1,50 +1,19 @@
-"""Test metrics with confidence intervals, naive forecasters, temperature scaling and the after-fee signal
-backtest (numpy only). Intervals are two-sided at `CONFIDENCE`; bootstraps use a fixed seed, so a report is
-reproducible.
+"""Classification metrics with confidence intervals and temperature scaling (numpy only). Intervals are
+two-sided at `CONFIDENCE`; bootstraps use a fixed seed, so a report is reproducible. The naive rules and the
+gates' bounds are in `evidence.py`, the after-cost signal backtest in `backtest.py`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.stats import norm, rankdata
 
-MINUTES_PER_YEAR = 525_600
 CONFIDENCE = 0.95
 _BOOTSTRAP_ROUNDS = 200
-_EQUITY_POINTS = 200
 _EPS = 1e-7
-
-
-@dataclass(frozen=True)
-class SignalThresholds:
-    """The runtime's signal: long once p_up rises above `long_above`, short once it falls below `short_below`,
-    and in between the position held stays (hysteresis: a probability wandering around 0.5 does not trade
-    every minute). Flat until the first call."""
-
-    long_above: float = 0.55
-    short_below: float = 0.45
-
-    def signal(self, p_up: float, held: str = "flat") -> str:
-        if p_up > self.long_above:
-            return "long"
-        if p_up < self.short_below:
-            return "short"
-        return held
-
-    def positions(self, probs: np.ndarray) -> np.ndarray:
-        """+1 long, -1 short, 0 flat (before the first signal) for each probability in turn."""
-        probs = np.asarray(probs, dtype=np.float64)
-        calls = np.where(probs > self.long_above, 1.0, np.where(probs < self.short_below, -1.0, np.nan))
-        last_call = np.maximum.accumulate(np.where(np.isnan(calls), -1, np.arange(len(calls))))
-        return np.where(last_call >= 0, calls[np.maximum(last_call, 0)], 0.0)
-
-
-#: The signal the runtime emits by default and the economics gate judges.
-DEFAULT_SIGNAL = SignalThresholds()
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -150,114 +119,3 @@ def _bootstrap_interval(statistic, n: int, confidence: float = CONFIDENCE) -> li
     values = [statistic(rng.integers(0, n, n)) for _ in range(_BOOTSTRAP_ROUNDS)]
     tail = (1 - confidence) / 2 * 100
     return [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))]
-
-
-def naive_forecasts(
-    close: np.ndarray, ends: np.ndarray, labels: np.ndarray, horizon: int
-) -> dict[str, np.ndarray]:
-    """Up/not-up calls of the one-line rules a model must beat, for the samples ending at `ends`.
-
-    majority_class: the test part's more frequent label for every sample (hindsight: the strictest constant);
-    last_move: "up" when the close rose over the `horizon` minutes up to the sample, as the label asks next.
-    """
-    last_move = close[ends] > close[np.maximum(ends - horizon, 0)]
-    return {"majority_class": np.full(len(ends), np.mean(labels) > 0.5), "last_move": last_move}
-
-
-def skill_report(
-    predicted_up: np.ndarray, labels: np.ndarray, naive: dict[str, np.ndarray]
-) -> dict[str, Any]:
-    """Accuracy margin over the best naive forecaster with its paired one-sided lower confidence bound.
-
-    The bound is the normal approximation of the mean of per-sample differences (model correct minus
-    naive correct) at `CONFIDENCE`; it is taken against each naive rule and the smallest one is reported.
-    """
-    positive = labels > 0.5
-    model_correct = (predicted_up == positive).astype(np.float64)
-    z = norm.ppf(CONFIDENCE)
-    per_rule = {}
-    for name, calls in naive.items():
-        difference = model_correct - (calls == positive)
-        spread = difference.std(ddof=1) / np.sqrt(len(difference)) if len(difference) > 1 else np.inf
-        per_rule[name] = {
-            "accuracy": float(np.mean(calls == positive)),
-            "margin": float(difference.mean()),
-            "margin_lower_bound": float(difference.mean() - z * spread),
-        }
-    weakest = min(per_rule, key=lambda name: per_rule[name]["margin_lower_bound"])
-    return {
-        "samples": len(labels),
-        "confidence": CONFIDENCE,
-        "naive": per_rule,
-        "best_naive": weakest,
-        "margin": per_rule[weakest]["margin"],
-        "margin_lower_bound": per_rule[weakest]["margin_lower_bound"],
-    }
-
-
-def _annualised_sharpe(returns: np.ndarray, periods_per_year: float) -> float:
-    std = returns.std()
-    return float(returns.mean() / std * np.sqrt(periods_per_year)) if std > 0 else 0.0
-
-
-def _max_drawdown(equity: np.ndarray) -> float:
-    """Largest fall from a running peak, as a fraction of the peak (0 for a curve that never falls)."""
-    if len(equity) == 0:
-        return 0.0
-    peaks = np.maximum.accumulate(np.concatenate([[1.0], equity]))[1:]
-    return float(np.max(1 - equity / peaks))
-
-
-def _thin(curve: np.ndarray) -> list[float]:
-    """At most `_EQUITY_POINTS` evenly spaced points of a curve, its last point included."""
-    if len(curve) <= _EQUITY_POINTS:
-        return [float(v) for v in curve]
-    index = np.linspace(0, len(curve) - 1, _EQUITY_POINTS).round().astype(np.int64)
-    return [float(v) for v in curve[index]]
-
-
-def signal_backtest(
-    probs: np.ndarray,
-    period_returns: np.ndarray,
-    fee_bps: float,
-    horizon: int = 1,
-    thresholds: SignalThresholds = DEFAULT_SIGNAL,
-) -> dict[str, Any]:
-    """The runtime's signal traded one `horizon` at a time, after fees, against buy-and-hold and flat.
-
-    Sample k takes the signal of `probs[k]` (long, short or flat by `thresholds`) and holds it for the
-    `period_returns[k]`, the close-to-close return over the next `horizon` minutes; consecutive samples are
-    consecutive, non-overlapping periods. A fee of `fee_bps` is paid per unit of position change (a
-    reversal pays twice); buy-and-hold pays one fee to enter.
-    """
-    fee = fee_bps / 10_000
-    position = thresholds.positions(probs)
-    changes = np.abs(np.diff(position, prepend=0.0))
-    strategy = position * period_returns - fee * changes
-    hold = period_returns.astype(np.float64).copy()
-    if len(hold):
-        hold[0] -= fee
-    equity, hold_equity = np.cumprod(1 + strategy), np.cumprod(1 + hold)
-    periods_per_year = MINUTES_PER_YEAR / horizon
-    moved = (period_returns != 0) & (position != 0)
-    return {
-        "fee_bps": fee_bps,
-        "horizon": horizon,
-        "periods": len(period_returns),
-        "return": float(equity[-1] - 1) if len(equity) else 0.0,
-        "return_interval": _bootstrap_interval(
-            lambda rows: float(np.prod(1 + strategy[rows]) - 1), len(strategy)
-        ),
-        "sharpe": _annualised_sharpe(strategy, periods_per_year),
-        "max_drawdown": _max_drawdown(equity),
-        "trades": int(np.count_nonzero(changes)),
-        "time_in_market": float(np.mean(position != 0)) if len(position) else 0.0,
-        "hit_rate": float(np.mean(position[moved] * period_returns[moved] > 0))
-        if moved.any()
-        else float("nan"),
-        "turnover": float(changes.mean()) if len(changes) else 0.0,
-        "buy_and_hold_return": float(hold_equity[-1] - 1) if len(hold_equity) else 0.0,
-        "buy_and_hold_sharpe": _annualised_sharpe(hold, periods_per_year),
-        "buy_and_hold_max_drawdown": _max_drawdown(hold_equity),
-        "equity_curve": {"strategy": _thin(equity), "buy_and_hold": _thin(hold_equity)},
-    }

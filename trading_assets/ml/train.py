@@ -1,20 +1,20 @@
-"""Training entry points: `train_symbol` (a symbol's stored features in, checked artifact out) is the one call
-the Dagster model asset, the CLI and the benchmarks use; `train_features` does the same for a feature matrix
-in memory; `train_model` is the array-level core both call."""
+"""Training: `train(matrix, spec)` trains, calibrates, judges on walk-forward evidence and writes one artifact;
+`train_symbol` reads a symbol's stored features for it (the Dagster model asset, the CLI and the benchmarks)."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from trading_assets.features.registry import FEATURE_SET_VERSION, MODEL_FEATURES, schema_hash
+from trading_assets.features.registry import FEATURE_SET_VERSION, MODEL_FEATURES
+from trading_assets.features.registry import schema_hash as registry_schema_hash
 from trading_assets.features.store import FeatureMatrix, read_feature_matrix
 from trading_assets.market.candles import day_bounds
 from trading_assets.ml import metrics
@@ -33,22 +33,46 @@ from trading_assets.ml.data import (
     fit_scaler,
     make_samples,
 )
+from trading_assets.ml.evaluation import ChampionCalls, evidence_report
 from trading_assets.ml.fit import ProgressCallback
-from trading_assets.ml.gates import GateResult, GateThresholds, evaluate_gates, gate_record
+from trading_assets.ml.gates import GateResult, evaluate_gates, gate_record
 from trading_assets.ml.inference import LoadedModel, load_model
 from trading_assets.ml.model_types import CATALOGUE, MODEL_TYPES
+from trading_assets.ml.policy import CostPolicy, PromotionPolicy
+from trading_assets.ml.walk_forward import walk_forward
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """What to train and how to judge it; everything but the data.
+
+    `parent`: with `config.warm_start`, the artifact to fine-tune (`warm_start`); `champion`: the artifact in
+    service for the symbol, the rival a candidate must beat (None: none in service). `feature_set_version` and
+    `schema_hash` describe the matrix's columns (default: the registry's model features).
+    """
+
+    model_type: str
+    symbol: str
+    models_dir: Path
+    config: TrainConfig = TrainConfig()
+    policy: PromotionPolicy = PromotionPolicy()
+    costs: CostPolicy = CostPolicy(fee_bps=10.0)
+    parent: Path | None = None
+    champion: Path | None = None
+    feature_set_version: str = FEATURE_SET_VERSION
+    schema_hash: str = field(default_factory=registry_schema_hash)
 
 
 @dataclass(frozen=True)
 class TrainResult:
     artifact_dir: Path
     manifest: dict[str, Any]
-    metrics: dict[str, Any]  # {"uncalibrated": ..., "calibrated": ..., "skill": ..., "backtest": ...}
+    metrics: dict[str, Any]  # the evidence report: pooled folds, skill, backtest, per-fold figures
     gates: list[GateResult]
     learning_curve: list[dict[str, float]]
-    reliability_table: list[dict[str, float]]  # calibrated test probabilities
+    reliability_table: list[dict[str, float]]  # calibrated pooled fold probabilities
     epochs_run: int
     best_epoch: int
     seconds: float
@@ -58,121 +82,77 @@ class TrainResult:
 
 def train_symbol(
     db_path: Path,
-    symbol: str,
-    model_type: str,
     first_day: date,
     last_day: date,
-    config: TrainConfig,
-    thresholds: GateThresholds,
-    models_dir: Path,
+    spec: TrainSpec,
     progress: ProgressCallback | None = None,
     log: Callable[[str], None] | None = None,
-    parent: Path | None = None,
 ) -> TrainResult:
-    """Train `model_type` on the stored model features of `symbol` from `first_day` to `last_day` (inclusive),
-    judge it by `thresholds` and write its artifact under `models_dir`; `log` hears how many rows it read.
-    `parent`: the artifact to fine-tune (a warm retrain), see `train_model`."""
-    matrix = read_feature_matrix(db_path, symbol, day_bounds(first_day)[0], day_bounds(last_day)[1])
+    """`train` on the stored model features of `spec.symbol` from `first_day` to `last_day` (inclusive, UTC);
+    `log` hears how many rows it read."""
+    matrix = read_feature_matrix(db_path, spec.symbol, day_bounds(first_day)[0], day_bounds(last_day)[1])
     if log is not None:
-        log(f"{model_type} {symbol}: {len(matrix.x)} feature rows, {int(matrix.usable.sum())} usable")
-    return train_features(
-        matrix, symbol, model_type, config, thresholds, models_dir, progress, parent, rows_are_scratch=True
-    )
+        log(
+            f"{spec.model_type} {spec.symbol}: {len(matrix.x)} feature rows, {int(matrix.usable.sum())} usable"
+        )
+    return train(matrix, spec, progress, rows_are_scratch=True)
 
 
-def train_features(
+def train(
     matrix: FeatureMatrix,
-    symbol: str,
-    model_type: str,
-    config: TrainConfig,
-    thresholds: GateThresholds,
-    models_dir: Path,
+    spec: TrainSpec,
     progress: ProgressCallback | None = None,
-    parent: Path | None = None,
     rows_are_scratch: bool = False,
 ) -> TrainResult:
-    """`train_model` on a feature matrix of the current feature set (`MODEL_FEATURES`)."""
-    if tuple(matrix.names) != MODEL_FEATURES:
-        raise ValueError(f"{symbol}: the feature matrix holds {list(matrix.names)}, not the model features")
-    return train_model(
-        model_type, symbol, matrix.x, matrix.close, matrix.usable, matrix.minutes, list(MODEL_FEATURES),
-        FEATURE_SET_VERSION, schema_hash(), config, models_dir, progress=progress, observed=matrix.observed,
-        thresholds=thresholds, parent=parent, rows_are_scratch=rows_are_scratch,
-    )  # fmt: skip
+    """Train one model on one symbol's feature matrix, calibrate it, judge it on walk-forward evidence and
+    write its artifact (the policy, costs and gate results go into its manifest).
 
-
-def train_model(
-    model_type: str,
-    symbol: str,
-    x: np.ndarray,
-    close: np.ndarray,
-    usable: np.ndarray,
-    minutes: np.ndarray | None,
-    feature_names: list[str],
-    feature_set_version: str,
-    schema_hash: str,
-    config: TrainConfig,
-    models_dir: Path,
-    progress: ProgressCallback | None = None,
-    observed: np.ndarray | None = None,
-    thresholds: GateThresholds | None = None,
-    parent: Path | None = None,
-    rows_are_scratch: bool = False,
-) -> TrainResult:
-    """Train one model on one symbol's rows, calibrate it, evaluate and judge it on the test part, write its
-    artifact (the gates' thresholds and results go into its manifest).
-
-    x: (rows, features) float32 in row order; close: (rows,) close prices; usable[i]: the window ending at
-    row i may be used (no long gap, no warm-up); minutes: optional datetime64 per row for the manifest;
-    thresholds: the gates to judge it by (default: `GateThresholds()`);
-    observed[i]: row i is a real candle, not a minute filled across a gap (default: all are). A sample whose
-    last row or label row was filled is used nowhere: its label would be "no move" by construction.
-    parent: with `config.warm_start`, the artifact (e.g. the promoted version in service) to fine-tune: its
-    weights and scaler are the start (`TrainConfig.warm`); a parent of another architecture, feature schema,
-    window or type, or one that does not load, means a cold training, said in a log line.
-    rows_are_scratch: the caller read float32 `x` for this training alone, so it is standardised in place
-    (one copy of the rows less: ~130 MB at two years of one symbol).
+    A sample whose last row or label row was filled across a gap (`matrix.observed` False) is used nowhere:
+    its label would be "no move" by construction. rows_are_scratch: the caller read float32 `matrix.x` for
+    this training alone, so it is standardised in place (one copy of the rows less: ~130 MB at two years).
     """
-    _check_inputs(model_type, x, close, usable, feature_names)
+    _check_inputs(spec, matrix)
     started = time.perf_counter()
-    labelled = usable if observed is None else usable & observed
-    samples = make_samples(close, labelled, config.seq_len, config.horizon, config.dead_band)
+    config = spec.config
+    samples = make_samples(matrix.close, matrix.usable & matrix.observed, config.seq_len, config.horizon,
+                           config.dead_band)  # fmt: skip
     splits = chronological_splits(
         samples, config.train_fraction, config.val_fraction, purge=config.seq_len + config.horizon
     )
-    start = (
-        warm_start(model_type, symbol, parent, feature_names, schema_hash, config)
-        if config.warm_start
-        else None
-    )
+    champion = champion_calls(spec, matrix, splits.test.ends) if spec.champion else None
+    start = warm_start(spec, list(matrix.names)) if config.warm_start else None
     config = config.warm() if start else replace(config, warm_start=False)
-    scaler = start.model.scaler if start else fit_scaler(x, splits.train, config.seq_len)
-    scaled = scaler.transform(x, in_place=rows_are_scratch and x.dtype == np.float32)
-    replayed = _replayed(start, splits.train, minutes, config) if start else 0
+    scaler = start.model.scaler if start else fit_scaler(matrix.x, splits.train, config.seq_len)
+    scaled = scaler.transform(matrix.x, in_place=rows_are_scratch and matrix.x.dtype == np.float32)
+    replayed = _replayed(start, splits.train, matrix.minutes, config) if start else 0
     initial = start.model.model.module.state_dict() if start else None  # a torch scorer's network
-    fitted = CATALOGUE[model_type].fit(scaled, splits, config, progress, initial, replayed)
+    fitted = CATALOGUE[spec.model_type].fit(scaled, splits, config, progress, initial, replayed)
     temperature = metrics.fit_temperature(fitted.val_logits, calibration_windows(splits.val, config).labels)
-    report = report_on_test_part(fitted.test_logits, temperature, splits.test, close, config)
-    thresholds = thresholds or GateThresholds()
-    gates = evaluate_gates(report, thresholds)
+    folds = walk_forward(spec.model_type, scaled, splits, config, spec.policy.folds, fitted, temperature)
+    report = evidence_report(
+        folds, matrix.close, (splits.train, splits.val), config.horizon, spec.policy, spec.costs,
+        comparisons=len(CATALOGUE), champion=champion, calibration_bins=config.calibration_bins,
+    )  # fmt: skip
+    _add_fold_minutes(report, matrix.minutes)
+    gates = evaluate_gates(report, spec.policy)
     manifest = {
-        "model_type": model_type,
-        "symbol": symbol,
+        "model_type": spec.model_type,
+        "symbol": spec.symbol,
         "architecture": fitted.architecture,
         "parameter_count": fitted.architecture["parameter_count"],
-        "feature_names": list(feature_names),
-        "feature_set_version": feature_set_version,
-        "schema_hash": schema_hash,
+        "feature_names": list(matrix.names),
+        "feature_set_version": spec.feature_set_version,
+        "schema_hash": spec.schema_hash,
         "seq_len": config.seq_len,
         "horizon": config.horizon,
-        "scaler": scaler.to_dict(list(feature_names)),
+        "scaler": scaler.to_dict(list(matrix.names)),
         "calibration": {"method": "temperature", "temperature": temperature},
         "training_config": config.to_dict(),
         "data_ranges": {
-            name: _range(getattr(splits, name), minutes, config) for name in ("train", "val", "test")
+            name: _range(getattr(splits, name), matrix.minutes, config) for name in ("train", "val", "test")
         },
         "metrics": report,
-        "gates": gate_record(gates, thresholds),
+        "gates": gate_record(gates, spec.policy, spec.costs),
         "learning_curve": fitted.outcome.learning_curve,
         "epochs_run": fitted.outcome.epochs_run,
         "best_epoch": fitted.outcome.best_epoch,
@@ -180,9 +160,10 @@ def train_model(
         "trained_at": new_version(),
         "training_mode": "warm" if start else "cold",
         "parent_version": start.version if start else None,
+        "champion_version": champion.version if champion else None,
         "windows_seen": fitted.outcome.windows_seen,
     }
-    target = artifact_dir(models_dir, model_type, symbol, manifest["trained_at"])
+    target = artifact_dir(spec.models_dir, spec.model_type, spec.symbol, manifest["trained_at"])
     write_artifact(target, fitted.weights, manifest, fitted.is_torch)
     return TrainResult(
         artifact_dir=target,
@@ -199,15 +180,30 @@ def train_model(
     )
 
 
-def _check_inputs(
-    model_type: str, x: np.ndarray, close: np.ndarray, usable: np.ndarray, feature_names: list[str]
-) -> None:
-    if model_type not in MODEL_TYPES:
-        raise ValueError(f"model_type must be one of {MODEL_TYPES}, not {model_type!r}")
-    if x.ndim != 2 or x.shape[1] != len(feature_names):
-        raise ValueError(f"x has shape {x.shape} but {len(feature_names)} feature names were given")
-    if not len(x) == len(close) == len(usable):
-        raise ValueError(f"x, close and usable differ in length: {len(x)}, {len(close)}, {len(usable)}")
+def _add_fold_minutes(report: dict[str, Any], minutes: np.ndarray) -> None:
+    """Each fold's first and last sample minute (UTC), for the UI and the manifest."""
+    for fold in report["folds"]:
+        for key, row in (("first_minute", fold["first_row"]), ("last_minute", fold["last_row"])):
+            fold[key] = _minute_text(minutes[row])
+
+
+def _minute_text(minute: np.datetime64) -> str:
+    return str(np.datetime_as_string(np.datetime64(minute).astype("datetime64[m]"))) + "Z"
+
+
+def _check_inputs(spec: TrainSpec, matrix: FeatureMatrix) -> None:
+    if spec.model_type not in MODEL_TYPES:
+        raise ValueError(f"model_type must be one of {MODEL_TYPES}, not {spec.model_type!r}")
+    if spec.schema_hash == registry_schema_hash() and tuple(matrix.names) != MODEL_FEATURES:
+        raise ValueError(
+            f"{spec.symbol}: the feature matrix holds {list(matrix.names)}, not the model features"
+        )
+    x = matrix.x
+    if x.ndim != 2 or x.shape[1] != len(matrix.names):
+        raise ValueError(f"x has shape {x.shape} but {len(matrix.names)} feature names were given")
+    lengths = {len(x), len(matrix.close), len(matrix.usable), len(matrix.observed), len(matrix.minutes)}
+    if len(lengths) != 1:
+        raise ValueError(f"the feature matrix's columns differ in length: {sorted(lengths)}")
 
 
 @dataclass(frozen=True)
@@ -216,15 +212,9 @@ class WarmStart:
     model: LoadedModel
 
 
-def warm_start(
-    model_type: str,
-    symbol: str,
-    parent: Path | None,
-    feature_names: list[str],
-    schema_hash: str,
-    config: TrainConfig,
-) -> WarmStart | None:
+def warm_start(spec: TrainSpec, feature_names: list[str]) -> WarmStart | None:
     """The parent to fine-tune, or None (a cold training, with a log line saying why)."""
+    model_type, parent, config = spec.model_type, spec.parent, spec.config
     why = None
     if parent is None:
         why = "no model in service"
@@ -232,7 +222,9 @@ def warm_start(
         why = f"{model_type} models always train cold"
     else:
         try:
-            loaded = load_model(parent, feature_names, schema_hash, symbol=symbol, model_type=model_type)
+            loaded = load_model(
+                parent, feature_names, spec.schema_hash, symbol=spec.symbol, model_type=model_type
+            )
         except ModelArtifactError as error:
             why = f"parent not usable: {error}"
         else:
@@ -247,8 +239,40 @@ def warm_start(
                 why = f"parent {parent.name} records no training minutes"
             else:
                 return WarmStart(Path(parent).name, loaded)
-    logger.info("%s %s: training cold: %s", model_type, symbol, why)
+    logger.info("%s %s: training cold: %s", model_type, spec.symbol, why)
     return None
+
+
+def champion_calls(spec: TrainSpec, matrix: FeatureMatrix, ends: np.ndarray) -> ChampionCalls:
+    """The model in service scored on the evaluation samples `ends` (raw rows: before scaling), with the
+    samples it never saw: windows that start after its validation part."""
+    assert spec.champion is not None
+    version = Path(spec.champion).name
+    none = np.zeros(len(ends), dtype=bool)
+    try:
+        loaded = load_model(
+            spec.champion,
+            list(matrix.names),
+            spec.schema_hash,
+            symbol=spec.symbol,
+            model_type=spec.model_type,
+        )
+    except ModelArtifactError as error:
+        return ChampionCalls(version, none, none, f"model in service not comparable: {error}")
+    if loaded.manifest["horizon"] != spec.config.horizon:
+        return ChampionCalls(
+            version, none, none, f"model in service predicts horizon {loaded.manifest['horizon']}"
+        )
+    seen_until = np.datetime64(loaded.manifest["data_ranges"]["val"]["last_minute"].rstrip("Z"), "m")
+    unseen = matrix.minutes[ends - spec.config.seq_len + 1].astype("datetime64[m]") > seen_until
+    unseen &= ends >= loaded.seq_len - 1
+    up = np.zeros(len(ends), dtype=bool)
+    offsets = np.arange(1 - loaded.seq_len, 1)
+    for start in range(0, len(ends), 2048):
+        batch = ends[start : start + 2048]
+        up[start : start + len(batch)] = loaded.predict_proba(matrix.x[batch[:, None] + offsets]) > 0.5
+    note = "" if unseen.any() else f"model in service {version} saw every evaluation sample"
+    return ChampionCalls(version, up, unseen, note)
 
 
 def _replayed(start: WarmStart, train: Samples, minutes: np.ndarray | None, config: TrainConfig) -> int:
@@ -258,28 +282,6 @@ def _replayed(start: WarmStart, train: Samples, minutes: np.ndarray | None, conf
     last = np.datetime64(start.model.manifest["data_ranges"]["train"]["last_minute"].rstrip("Z"), "m")
     label_minutes = minutes[train.ends + config.horizon].astype("datetime64[m]")
     return int(np.searchsorted(label_minutes, last, side="right"))
-
-
-def report_on_test_part(
-    logits: np.ndarray, temperature: float, test: Samples, close: np.ndarray, config: TrainConfig
-) -> dict[str, Any]:
-    """Metrics of the calibrated and raw predictions, skill over naive rules, and the after-fee backtest."""
-    calibrated = logits / temperature
-    probs = metrics.sigmoid(calibrated)
-    naive = metrics.naive_forecasts(close, test.ends, test.labels, config.horizon)
-    # One period per horizon: every horizon-th test sample trades, so holdings never overlap.
-    traded = slice(None, None, config.horizon)
-    ends = test.ends[traded]
-    period_returns = close[ends + config.horizon] / close[ends] - 1.0
-    return {
-        "uncalibrated": metrics.classification_metrics(logits, test.labels, config.calibration_bins),
-        "calibrated": metrics.classification_metrics(calibrated, test.labels, config.calibration_bins),
-        "reliability_table": metrics.reliability_table(probs, test.labels, config.calibration_bins),
-        "skill": metrics.skill_report(probs > 0.5, test.labels, naive),
-        "backtest": metrics.signal_backtest(
-            probs[traded], period_returns, config.fee_bps + config.slippage_bps, config.horizon
-        ),
-    }
 
 
 def _range(part: Samples, minutes: np.ndarray | None, config: TrainConfig) -> dict[str, Any]:

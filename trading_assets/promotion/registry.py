@@ -48,6 +48,7 @@ from trading_assets.ml.artifacts import ModelArtifactError, read_manifest
 from trading_assets.ml.gates import blocking_failures, recorded_gates
 from trading_assets.ml.inference import LoadedModel, load_model
 from trading_assets.ml.model_types import stored_path
+from trading_assets.ml.policy import CostPolicy, PolicyError, PromotionPolicy, check_judged_not_looser
 
 PROMOTED_DIR = "promoted"
 STATE_FILE = "CURRENT.json"
@@ -106,11 +107,18 @@ def promote(
     feature_names: list[str],
     schema_hash: str,
     promoted_by: str,
+    policy: PromotionPolicy,
+    costs: CostPolicy,
 ) -> PromotedModel:
     """Copy `artifact` into the registry, verify the copy (checksum, features, the gates recorded in its
-    manifest), make it current."""
+    manifest), make it current. Refused (PromotionRefused, one line) when the model was judged under a policy
+    or costs looser than `policy` and `costs` (the policy in force, costs resolved to the venue's fee)."""
     manifest = read_manifest(artifact)
     model_type, symbol = manifest["model_type"], manifest["symbol"]
+    try:
+        check_judged_not_looser(manifest.get("gates", {}), policy, costs)
+    except PolicyError as error:
+        raise PromotionRefused(f"{model_type} model for {symbol} ({Path(artifact).name}): {error}") from None
     slot = _slot(models_dir, model_type, symbol)
     version = Path(artifact).name
     target = slot / "versions" / version

@@ -30,7 +30,7 @@ from trading_assets.features.pipeline import READ_LOOKBACK_MINUTES, compute_feat
 from trading_assets.features.registry import MODEL_FEATURES, schema_hash
 from trading_assets.features.store import feature_matrix
 from trading_assets.market.candles import CandleSource
-from trading_assets.ml.metrics import DEFAULT_SIGNAL, SignalThresholds
+from trading_assets.ml.backtest import DEFAULT_POLICY, SignalPolicy
 from trading_assets.ml.model_types import ALIASES, MODEL_TYPES
 from trading_assets.promotion.ensemble import ENSEMBLE, EnsembleScorer, score_latest, seq_len_of
 from trading_assets.store.duckdb_store import run_write, table_exists
@@ -92,12 +92,16 @@ class DryRunRuntime:
         models_dir: Path,
         symbols: Sequence[str],
         history_start: date,
-        thresholds: SignalThresholds = DEFAULT_SIGNAL,
+        thresholds: SignalPolicy = DEFAULT_POLICY,
+        allow_short: bool = False,
     ) -> None:
+        """`allow_short`: the costs' setting; on a spot venue (False) a short call is "flat", as the economics
+        gate judged it."""
         self.source = source
         self.db_path = Path(db_path)
         self.history_start = history_start
         self.thresholds = thresholds
+        self.allow_short = allow_short
         self.held: dict[str, str] = {}  # the signal of each symbol's last tick (the thresholds' hysteresis)
         self.symbols = list(symbols)
         self.scorers = {
@@ -120,7 +124,9 @@ class DryRunRuntime:
         rows = compute_features(candles, first_scored, latest + timedelta(minutes=1), self.history_start)
         rows = rows.filter(pl.col("minute") <= latest).tail(seq_len)
         probabilities = score_latest(members, feature_matrix(rows).x)
-        self.held[symbol] = self.thresholds.signal(probabilities[ENSEMBLE], self.held.get(symbol, "flat"))
+        self.held[symbol] = self.thresholds.signal(
+            probabilities[ENSEMBLE], self.held.get(symbol, "flat"), self.allow_short
+        )
         return Signal(
             symbol=symbol,
             minute=latest,

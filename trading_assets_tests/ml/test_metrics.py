@@ -69,32 +69,3 @@ def test_temperature_scaling_recovers_the_true_temperature():
     logits = rng.normal(scale=4.0, size=20_000)
     labels = (rng.uniform(size=logits.size) < metrics.sigmoid(logits / 2.0)).astype(float)
     assert metrics.fit_temperature(logits, labels) == pytest.approx(2.0, rel=0.08)
-
-
-def test_backtest_of_a_perfect_signal_after_fees():
-    returns = np.array([0.01, -0.01, 0.02, -0.02])
-    result = metrics.signal_backtest(np.array([0.9, 0.1, 0.8, 0.2]), returns, fee_bps=10)
-    fee = 0.001
-    expected = (1.01 - fee) * (1.01 - 2 * fee) * (1.02 - 2 * fee) * (1.02 - 2 * fee) - 1
-    assert result["return"] == pytest.approx(expected)
-    assert result["hit_rate"] == 1.0
-    assert result["turnover"] == pytest.approx(7 / 4)
-    assert result["buy_and_hold_return"] == pytest.approx((1.01 - fee) * 0.99 * 1.02 * 0.98 - 1)
-
-
-def test_the_signal_holds_its_position_between_the_thresholds():
-    thresholds = metrics.SignalThresholds(long_above=0.55, short_below=0.45)
-    probs = np.array([0.5, 0.6, 0.52, 0.48, 0.4, 0.5, 0.56])
-    np.testing.assert_array_equal(thresholds.positions(probs), [0, 1, 1, 1, -1, -1, 1])
-    held = "flat"
-    for p_up, expected in zip(probs, ["flat", "long", "long", "long", "short", "short", "long"], strict=True):
-        held = thresholds.signal(p_up, held)
-        assert held == expected
-
-
-def test_backtest_costs_follow_position_changes_and_drawdown_is_from_the_peak():
-    returns = np.array([0.01, -0.02, 0.01, 0.0])
-    result = metrics.signal_backtest(np.array([0.9, 0.5, 0.5, 0.1]), returns, fee_bps=0)
-    assert result["trades"] == 2  # enter long, then reverse to short at the end
-    assert result["max_drawdown"] == pytest.approx(0.02)
-    assert result["equity_curve"]["strategy"][-1] == pytest.approx(1 + result["return"])

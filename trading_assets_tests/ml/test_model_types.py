@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from trading_assets.ml import TrainConfig, load_model, train_model
+from trading_assets.ml import TrainConfig, load_model
 from trading_assets.ml.model_types import (
     ALIASES,
     CATALOGUE,
@@ -20,7 +20,7 @@ from trading_assets.ml.model_types import (
     stored_path,
 )
 
-from .conftest import COLUMNS
+from .conftest import COLUMNS, train_on
 
 FORMER, TODAY = next(iter(ALIASES.items()))
 
@@ -55,10 +55,7 @@ def test_stored_path_keeps_a_directory_written_under_the_former_name(tmp_path) -
 
 def test_an_artifact_saved_under_the_former_name_loads_as_today_s_type(market, tmp_path) -> None:
     config = TrainConfig(seq_len=10, max_epochs=1, samples_per_epoch=512)
-    result = train_model(
-        TODAY, "BTC-USD", market.x, market.close, market.usable, market.minutes, COLUMNS, "fs-1",
-        "schema-5", config, tmp_path / "models",
-    )  # fmt: skip
+    result = train_on(market, TODAY, config, tmp_path / "models", symbol="BTC-USD")
     old = shutil.copytree(result.artifact_dir, tmp_path / FORMER / "BTC-USD" / result.artifact_dir.name)
     manifest = json.loads((old / "manifest.json").read_text())
     (old / "manifest.json").write_text(json.dumps({**manifest, "model_type": FORMER}))
@@ -81,13 +78,16 @@ TORCH_TRAINING = """
 import sys, tempfile
 from pathlib import Path
 import numpy as np
-from trading_assets.ml import TrainConfig, train_model
+from trading_assets.features.store import FeatureMatrix
+from trading_assets.ml import TrainConfig
+from trading_assets.ml.train import TrainSpec, train
 rng = np.random.default_rng(0)
 x = rng.standard_normal((600, 3)).astype(np.float32)
 close = 100 * np.exp(np.cumsum(0.001 * rng.standard_normal(600)))
+minutes = np.datetime64("2024-01-01T00:00") + np.arange(600).astype("timedelta64[m]")
+matrix = FeatureMatrix(x, minutes, close, np.ones(600, bool), np.ones(600, bool), ("a", "b", "c"))
 config = TrainConfig(seq_len=10, max_epochs=1, samples_per_epoch=64, hidden=4)
-train_model("lstm", "BTC-USD", x, close, np.ones(600, bool), None, ["a", "b", "c"], "v", "h", config,
-            Path(tempfile.mkdtemp()))
+train(matrix, TrainSpec("lstm", "BTC-USD", Path(tempfile.mkdtemp()), config, schema_hash="h"))
 print(sorted({"torch", "sklearn"} & set(sys.modules)))
 """
 

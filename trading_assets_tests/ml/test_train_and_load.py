@@ -4,21 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from trading_assets.ml import ModelArtifactError, TrainConfig, load_model, train_model
+from trading_assets.ml import ModelArtifactError, TrainConfig, load_model
 from trading_assets.ml.artifacts import sha256_of, write_artifact
 from trading_assets.ml.config import FIELDS_ADDED_LATER
 from trading_assets.ml.models import LSTMDirectionModel
 
-from .conftest import COLUMNS
-
-SCHEMA = "schema-5"
+from .conftest import COLUMNS, SCHEMA, train_on
 
 
 def _train(model_type, market, config, tmp_path):
-    return train_model(
-        model_type, "BTC/USD", market.x, market.close, market.usable, market.minutes, COLUMNS, "fs-1",
-        SCHEMA, config, tmp_path,
-    )  # fmt: skip
+    return train_on(market, model_type, config, tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +44,7 @@ def test_lstm_artifact_manifest(lstm_artifact):
     assert set(manifest["scaler"]) == set(COLUMNS) and manifest["calibration"]["temperature"] > 0
     train, val, test = (manifest["data_ranges"][k] for k in ("train", "val", "test"))
     assert train["first_minute"] == "2024-01-01T00:01Z" and train["last_row"] < val["first_row"]
-    assert val["last_row"] < test["first_row"] and test["last_minute"] == "2024-01-02T02:39Z"
+    assert val["last_row"] < test["first_row"] and test["last_minute"] == "2024-01-03T18:39Z"
     assert {
         "accuracy",
         "ece",
@@ -152,10 +147,7 @@ def test_weights_that_are_not_finite_are_never_written(bad, tmp_path):
 
 
 def _train_rows(model_type, market, config, models_dir, rows, parent=None):
-    return train_model(
-        model_type, "BTC/USD", market.x[:rows], market.close[:rows], market.usable[:rows],
-        market.minutes[:rows], COLUMNS, "fs-1", SCHEMA, config, models_dir, parent=parent,
-    )  # fmt: skip
+    return train_on(market, model_type, config, models_dir, rows, parent)
 
 
 def test_warm_retrain_starts_from_the_parent_and_records_it(market, tiny_config, tmp_path):
@@ -223,7 +215,9 @@ def test_the_temperature_is_fitted_on_at_most_calibration_max_samples_windows(
     whole = _train(
         model_type, market, TrainConfig(**{**config.to_dict(), "calibration_max_samples": None}), tmp_path
     )
-    assert fitted_on == [40, whole.manifest["data_ranges"]["val"]["samples"]] and fitted_on[1] > 40
+    # twice per training: the serving model's temperature, then the second walk-forward fold model's
+    val = whole.manifest["data_ranges"]["val"]["samples"]
+    assert fitted_on == [40, 40, val, val] and val > 40
     assert capped.manifest["calibration"]["temperature"] != whole.manifest["calibration"]["temperature"]
     assert (
         capped.metrics["calibrated"]["samples"] == whole.metrics["calibrated"]["samples"]

@@ -1,12 +1,11 @@
-"""`train_features` trains on the model features only: a matrix of other columns is refused, naming them."""
+"""`train` with the registry's schema trains on the model features only: a matrix of other columns is refused, naming them."""
 
 import numpy as np
 import pytest
 
 from trading_assets.features.store import FeatureMatrix
 from trading_assets.ml.config import TrainConfig
-from trading_assets.ml.gates import GateThresholds
-from trading_assets.ml.train import train_features
+from trading_assets.ml.train import TrainSpec, train
 
 
 def test_a_matrix_of_other_columns_is_refused_before_training(tmp_path) -> None:
@@ -20,5 +19,5 @@ def test_a_matrix_of_other_columns_is_refused_before_training(tmp_path) -> None:
         names=("rsi_14",),
     )
     with pytest.raises(ValueError, match=r"BTC-USD: the feature matrix holds \['rsi_14'\]"):
-        train_features(matrix, "BTC-USD", "lstm", TrainConfig(), GateThresholds(), tmp_path / "models")
+        train(matrix, TrainSpec("lstm", "BTC-USD", tmp_path / "models", TrainConfig()))
     assert not (tmp_path / "models").exists()

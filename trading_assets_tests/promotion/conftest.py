@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from trading_assets.features.pipeline import compute_features
-from trading_assets.features.registry import FEATURE_SET_VERSION, MODEL_FEATURES, schema_hash
 from trading_assets.features.store import feature_matrix
 from trading_assets.market.synthetic import SyntheticSource
 from trading_assets.ml.artifacts import sha256_of
 from trading_assets.ml.config import TrainConfig
-from trading_assets.ml.train import TrainResult, train_model
+from trading_assets.ml.policy import CostPolicy, PromotionPolicy
+from trading_assets.ml.train import TrainResult, TrainSpec
+from trading_assets.ml.train import train as train_matrix
 
 START = datetime(2024, 1, 2, tzinfo=UTC)
 DAYS = 6
@@ -30,21 +31,16 @@ def synthetic_matrix(predictability: float, symbol: str = "BTC-USD"):
     return feature_matrix(frame)
 
 
+#: What the small tests judge under: the default policy on 2 folds, the synthetic venue's 10 bps fee.
+POLICY, COSTS = PromotionPolicy(folds=2), CostPolicy(fee_bps=10.0)
+
+
 def train(model_type: str, predictability: float, models_dir: Path, **config: object) -> TrainResult:
-    matrix = synthetic_matrix(predictability)
-    return train_model(
-        model_type,
-        "BTC-USD",
-        matrix.x,
-        matrix.close,
-        matrix.usable,
-        matrix.minutes,
-        list(MODEL_FEATURES),
-        FEATURE_SET_VERSION,
-        schema_hash(),
-        TrainConfig(max_epochs=2, samples_per_epoch=4096, **config),
-        models_dir,
-    )
+    spec = TrainSpec(
+        model_type, "BTC-USD", models_dir, TrainConfig(max_epochs=2, samples_per_epoch=4096, **config),
+        POLICY, COSTS,
+    )  # fmt: skip
+    return train_matrix(synthetic_matrix(predictability), spec)
 
 
 @pytest.fixture(scope="session")

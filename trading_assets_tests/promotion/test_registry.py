@@ -6,6 +6,7 @@ import pytest
 
 from trading_assets.features.registry import MODEL_FEATURES, schema_hash
 from trading_assets.ml.artifacts import ModelArtifactError
+from trading_assets.ml.policy import CostPolicy, PromotionPolicy
 from trading_assets.promotion.ensemble import EnsembleScorer, NoPromotedMembers, build_ensemble
 from trading_assets.promotion.registry import (
     PromotionRefused,
@@ -18,11 +19,11 @@ from trading_assets.promotion.registry import (
     service_stack,
 )
 
-from .conftest import copy_artifact
+from .conftest import COSTS, POLICY, copy_artifact
 
 
 def do_promote(artifact: Path, models_dir: Path):
-    return promote(artifact, models_dir, list(MODEL_FEATURES), schema_hash(), promoted_by="test")
+    return promote(artifact, models_dir, list(MODEL_FEATURES), schema_hash(), "test", POLICY, COSTS)
 
 
 def do_rollback(models_dir: Path):
@@ -63,6 +64,28 @@ def test_a_model_that_fails_a_gate_is_never_promoted(trained_models, tmp_path: P
     assert current(tmp_path, "logistic", "BTC-USD") is None
     assert history(tmp_path) == []
     assert not any((tmp_path / "promoted" / "logistic" / "BTC-USD" / "versions").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("policy", "costs", "named"),
+    [
+        (PromotionPolicy(folds=2, min_accuracy=0.7), COSTS, r"min_accuracy=0\.68 \(policy in force: 0\.7\)"),
+        (PromotionPolicy(folds=3), COSTS, r"folds=2 \(policy in force: 3\)"),
+        (PromotionPolicy(folds=2, confidence=0.99), COSTS, r"confidence=0\.95"),
+        (POLICY, CostPolicy(fee_bps=60.0), r"fee_bps=10\.0 \(policy in force: 60\.0\)"),
+        (POLICY, CostPolicy(fee_bps=10.0, half_spread_bps=5.0), r"half_spread_bps=1\.0"),
+    ],
+)
+def test_a_model_judged_looser_than_the_policy_in_force_is_not_promoted(
+    trained_models, tmp_path: Path, policy, costs, named
+) -> None:
+    """Promotion re-reads the policy the model was judged under (its manifest) and refuses, in one line
+    naming the field, anything looser than the deployment's policy now in force."""
+    artifact = trained_models["good"].artifact_dir
+    with pytest.raises(PromotionRefused, match=named) as refused:
+        promote(artifact, tmp_path, list(MODEL_FEATURES), schema_hash(), "test", policy, costs)
+    assert "\n" not in str(refused.value)
+    assert current(tmp_path, "logistic", "BTC-USD") is None
 
 
 def test_a_replaced_weights_file_is_refused(trained_models, tmp_path: Path) -> None:

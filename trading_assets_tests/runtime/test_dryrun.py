@@ -11,29 +11,29 @@ import torch
 
 from trading_assets.features.build import build_feature_day
 from trading_assets.features.pipeline import compute_features
-from trading_assets.features.registry import FEATURE_NAMES, FEATURE_SET_VERSION, MODEL_FEATURES, schema_hash
+from trading_assets.features.registry import FEATURE_NAMES, MODEL_FEATURES, schema_hash
 from trading_assets.features.store import read_feature_matrix, read_features
 from trading_assets.market.ingest import ingest_day
 from trading_assets.market.synthetic import SyntheticSource
 from trading_assets.ml.artifacts import sha256_of
 from trading_assets.ml.config import TrainConfig
-from trading_assets.ml.gates import ACCEPT_ANY_MODEL
 from trading_assets.ml.inference import load_model
-from trading_assets.ml.train import train_model
+from trading_assets.ml.train import TrainSpec, train
 from trading_assets.promotion.ensemble import build_ensemble, ensemble_path
 from trading_assets.promotion.registry import current, promote, roll_forward, rollback
 from trading_assets.runtime.dryrun import DryRunRuntime, LiveTradingRefused, check_mode, run_iterations
 from trading_assets.store.duckdb_store import query
-from trading_assets_tests.promotion.conftest import copy_artifact, rewrite_artifact
+from trading_assets_tests.promotion.conftest import COSTS, POLICY, copy_artifact, rewrite_artifact
 
 HISTORY_START = date(2023, 11, 10)
-DAYS = [date(2024, 3, 1), date(2024, 3, 2), date(2024, 3, 3)]
+#: Six days of features: the gates' walk-forward evidence needs a few thousand test samples.
+DAYS = [date(2024, 2, 26) + timedelta(days=offset) for offset in range(7)]
 NOW = datetime(2024, 3, 3, 12, 0, 30, tzinfo=UTC)
 SOURCE = SyntheticSource(predictability=0.7)
 
 
 def do_promote(artifact: Path, models_dir: Path) -> None:
-    promote(artifact, models_dir, list(MODEL_FEATURES), schema_hash(), "t")
+    promote(artifact, models_dir, list(MODEL_FEATURES), schema_hash(), "t", POLICY, COSTS)
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +45,11 @@ def deployed(tmp_path_factory) -> tuple[Path, Path, dict[str, Path]]:
         ingest_day(SOURCE, db_path, "BTC-USD", day, max_invalid_share=0.0)
     for day in DAYS[1:]:
         build_feature_day(db_path, "BTC-USD", day, HISTORY_START)
-    matrix = read_feature_matrix(db_path, "BTC-USD", DAYS[1], DAYS[2])
+    matrix = read_feature_matrix(db_path, "BTC-USD", DAYS[1], DAYS[-1])
     artifacts = {}
     for model_type in ("lstm", "logistic"):
-        result = train_model(
-            model_type, "BTC-USD", matrix.x, matrix.close, matrix.usable, matrix.minutes, list(MODEL_FEATURES),
-            FEATURE_SET_VERSION, schema_hash(), TrainConfig(max_epochs=1, samples_per_epoch=512), models_dir,
-            thresholds=ACCEPT_ANY_MODEL,
-        )  # fmt: skip
+        config = TrainConfig(max_epochs=2, samples_per_epoch=4096)
+        result = train(matrix, TrainSpec(model_type, "BTC-USD", models_dir, config, POLICY, COSTS))
         do_promote(result.artifact_dir, models_dir)
         artifacts[model_type] = result.artifact_dir
     build_ensemble(models_dir, "BTC-USD")

@@ -7,11 +7,12 @@ re-checks the artifact and the gates recorded in its manifest, so nothing that f
 any path.
 """
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import dagster as dg
+from pydantic import Field, create_model
 
 from trading_assets.defs.automation import (
     ENSEMBLE_FOLLOWS_PROMOTIONS,
@@ -31,16 +32,17 @@ from trading_assets.defs.partitions import Partitions
 from trading_assets.defs.resources import DuckDBStoreResource, ModelStoreResource
 from trading_assets.features.registry import MODEL_FEATURES, schema_hash
 from trading_assets.ml.config import TrainConfig
-from trading_assets.ml.gates import GATES, GateResult, GateThresholds, blocking_failures
+from trading_assets.ml.gates import GATES, GateResult, blocking_failures, lost_to_champion
 from trading_assets.ml.model_types import CATALOGUE, DEFAULT_WEIGHTS, UnknownModelType, canonical_weights
-from trading_assets.ml.train import TrainResult, train_symbol
+from trading_assets.ml.policy import POLICY_RECORDS, CostPolicy, PolicyError, PromotionPolicy, tightened
+from trading_assets.ml.train import TrainResult, TrainSpec, train_symbol
 from trading_assets.plots import (
     equity_curve_png,
     learning_curve_png,
     reliability_diagram_png,
 )
 from trading_assets.promotion.ensemble import EnsembleSpec, NoPromotedMembers, build_ensemble
-from trading_assets.promotion.registry import current, promote
+from trading_assets.promotion.registry import PromotionRefused, current, promote
 from trading_assets.settings import Settings
 
 #: Steps tagged with this key share the training slots of the multiprocess executor (definitions.py),
@@ -62,16 +64,17 @@ def build_model_assets(settings: Settings, partitions: Partitions) -> ModelAsset
     from the settings."""
     run_config = model_run_config(settings)
     models = [_build_model_asset(t, run_config, partitions, settings) for t in CATALOGUE]
-    promoted = [_build_promoted_asset(t, partitions) for t in CATALOGUE]
+    promoted = [_build_promoted_asset(t, partitions, settings) for t in CATALOGUE]
     return ModelAssets(models, promoted, _build_ensemble(partitions))
 
 
 class _ModelRunConfig(dg.Config):
-    """Training and gate settings of one model run (defaults: all stored history, settings' gates).
+    """Training settings of one model run (defaults: all stored history, the settings' epochs and samples).
 
     `mode`: "cold" trains from scratch; "warm" fine-tunes the promoted model in service on the new data plus
     a replay sample of older data (`TrainConfig.warm_*`), or trains cold, saying why, when there is none or
     it does not fit (another architecture, feature schema or window). The manifest records `parent_version`.
+    The policy and cost fields (unset: the deployment's policy, TA_* settings) may only tighten it.
     """
 
     epochs: int
@@ -83,71 +86,75 @@ class _ModelRunConfig(dg.Config):
     train_end: str | None = None
     seed: int = 0
     mode: Literal["cold", "warm"] = "cold"
-    min_accuracy: float
-    max_calibration_error: float
-    min_skill_margin: float
-    min_excess_return: float
-    fee_bps: float
-    slippage_bps: float
 
     def training_range(self, history_start: date) -> tuple[date, date]:
-        """From `train_start` (default: `history_start`) to `train_end` (default: today), inclusive."""
+        """From `train_start` (default: `history_start`) to `train_end` (default: today, UTC), inclusive."""
         start = date.fromisoformat(self.train_start) if self.train_start else history_start
-        end = date.fromisoformat(self.train_end) if self.train_end else date.today()
+        end = date.fromisoformat(self.train_end) if self.train_end else datetime.now(UTC).date()
         return start, end
-
-    def thresholds(self) -> GateThresholds:
-        return GateThresholds(
-            self.min_accuracy, self.max_calibration_error, self.min_skill_margin, self.min_excess_return
-        )
 
     def train_config(self, model_type: str) -> TrainConfig:
         """What `model_type` trains with: this run config over the shared defaults, the type's recipe over it."""
-        return CATALOGUE[model_type].train_config(self._shared_train_config())
-
-    def _shared_train_config(self) -> TrainConfig:
-        return TrainConfig(
+        shared = TrainConfig(
             max_epochs=self.epochs,
             batch_size=self.batch_size,
             samples_per_epoch=self.samples_per_epoch,
             seq_len=self.seq_len,
             horizon=self.horizon,
             seed=self.seed,
-            fee_bps=self.fee_bps,
-            slippage_bps=self.slippage_bps,
             concurrent_trainings=TRAINING_SLOTS,
             warm_start=self.mode == "warm",
         )
+        return CATALOGUE[model_type].train_config(shared)
+
+    def policy_in_force(self, settings: Settings) -> tuple[PromotionPolicy, CostPolicy]:
+        """The settings' policy and costs, tightened by this run config; PolicyError (one line) if it loosens."""
+        overrides = {
+            record: {name: getattr(self, name, None) for name in record.model_fields}
+            for record in POLICY_RECORDS
+        }
+        return (
+            tightened(settings.policy, overrides[PromotionPolicy]),
+            tightened(settings.costs_in_force(), overrides[CostPolicy]),
+        )
+
+
+def _policy_fields() -> dict[str, Any]:
+    """Each policy and cost field as an optional run config field (unset: the policy in force), its help from
+    the one declaration in ml/policy.py."""
+    fields: dict[str, Any] = {}
+    for record in POLICY_RECORDS:
+        for name, info in record.model_fields.items():
+            kind = info.annotation if info.annotation is not None else float
+            fields[name] = (
+                kind | None,
+                Field(None, description=f"{info.description}; may only tighten the policy in force"),
+            )
+    return fields
 
 
 def model_run_config(settings: Settings) -> type[_ModelRunConfig]:
     """The model assets' run config class, its defaults from `settings` (also what `bench retrain` runs)."""
-
-    class ModelRunConfig(_ModelRunConfig):
-        epochs: int = settings.train_epochs
-        samples_per_epoch: int = settings.train_samples_per_epoch
-        min_accuracy: float = settings.min_accuracy
-        max_calibration_error: float = settings.max_calibration_error
-        min_skill_margin: float = settings.min_skill_margin
-        min_excess_return: float = settings.min_excess_return
-        fee_bps: float = settings.fee_bps
-        slippage_bps: float = settings.slippage_bps
-
-    return ModelRunConfig
+    return create_model(
+        "ModelRunConfig",
+        __base__=_ModelRunConfig,
+        epochs=(int, settings.train_epochs),
+        samples_per_epoch=(int, settings.train_samples_per_epoch),
+        **_policy_fields(),
+    )
 
 
 def _gate_result(gate: GateResult) -> dg.AssetCheckResult:
-    low, high = gate.interval
     return dg.AssetCheckResult(
         check_name=gate.name,
         passed=gate.passed,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
             "measured": gate.measured,
+            "bound": gate.bound,
             "threshold": gate.threshold,
             "samples": gate.samples,
-            "interval_low": low,
-            "interval_high": high,
+            "rival": gate.rival or "none",
         },
         description=gate.describe(),
     )
@@ -183,9 +190,13 @@ def _model_metadata(result: TrainResult) -> dict[str, object]:
         "data_ranges": markdown_records(
             [{"split": name, **span} for name, span in manifest["data_ranges"].items()]
         ),
+        "walk_forward_folds": markdown_records(result.metrics["folds"]),
+        "strongest_rival": result.metrics["skill"]["strongest_rival"],
+        "fold_accuracies": " / ".join(f"{fold['accuracy']:.3f}" for fold in result.metrics["folds"]),
+        "break_even_fee_bps": backtest.get("break_even_fee_bps"),
         "signal_backtest": markdown_mapping(
             {name: value for name, value in backtest.items() if not isinstance(value, list | dict)},
-            header=("backtest (test minutes)", "value"),
+            header=("backtest (pooled folds)", "value"),
         ),
         "learning_curve": markdown_records(result.learning_curve),
         "learning_curve_chart": markdown_image("learning curve", learning_curve_png(result.learning_curve)),
@@ -202,6 +213,8 @@ def _verdict(gates: list[GateResult]) -> str:
     failed = blocking_failures(gates)
     if not failed:
         return f"promotable: all {len(gates)} gates passed"
+    if lost_to_champion(gates):
+        return "challenger (not promoted: does not beat the model in service): " + failed[0].describe()
     return "NOT promoted: " + "; ".join(gate.describe() for gate in failed)
 
 
@@ -212,7 +225,7 @@ def _rounded(value: float) -> float:
 def _backtest_png(backtest: dict) -> bytes:
     """The equity curves of the signal and of buy-and-hold over the test part."""
     curves = backtest["equity_curve"]
-    return equity_curve_png(curves["strategy"], curves["buy_and_hold"], backtest["fee_bps"])
+    return equity_curve_png(curves["strategy"], curves["buy_and_hold"], backtest["costs"]["fee_bps"])
 
 
 def _build_model_asset(
@@ -249,12 +262,19 @@ def _build_model_asset(
         model_store: ModelStoreResource,
     ):
         symbol = context.partition_key
-        first, last = config.training_range(settings.history_start)
-        in_service = current(model_store.models_dir, model_type, symbol) if config.mode == "warm" else None
+        try:
+            policy, costs = config.policy_in_force(settings)
+        except PolicyError as error:
+            raise dg.Failure(description=f"{model_type} {symbol}: {error}") from None
+        in_service = current(model_store.models_dir, model_type, symbol)
+        spec = TrainSpec(
+            model_type, symbol, model_store.models_dir, config.train_config(model_type), policy, costs,
+            parent=in_service.directory if in_service and config.mode == "warm" else None,
+            champion=in_service.directory if in_service else None,
+        )  # fmt: skip
         result = train_symbol(
-            store.db_path, symbol, model_type, first, last, config.train_config(model_type), config.thresholds(),
-            model_store.models_dir, progress=lambda p: context.log.info(f"{model_type} {symbol}: {p}"),
-            log=context.log.info, parent=in_service.directory if in_service else None,
+            store.db_path, *config.training_range(settings.history_start), spec,
+            progress=lambda p: context.log.info(f"{model_type} {symbol}: {p}"), log=context.log.info,
         )  # fmt: skip
         context.log.info(
             f"{model_type} {symbol}: {result.manifest['training_mode']} training"
@@ -276,7 +296,7 @@ def _latest_artifact(context: dg.AssetExecutionContext, model_key: dg.AssetKey, 
     return Path(records[0].asset_materialization.metadata["artifact_path"].value)
 
 
-def _build_promoted_asset(model_type: str, partitions: Partitions) -> dg.AssetsDefinition:
+def _build_promoted_asset(model_type: str, partitions: Partitions, settings: Settings) -> dg.AssetsDefinition:
     model_key = dg.AssetKey(f"{model_type}_model")
 
     @dg.asset(
@@ -295,10 +315,14 @@ def _build_promoted_asset(model_type: str, partitions: Partitions) -> dg.AssetsD
     ) -> dg.MaterializeResult:
         symbol = context.partition_key
         artifact = _latest_artifact(context, model_key, symbol)
-        promoted = promote(
-            artifact, model_store.models_dir, list(MODEL_FEATURES), schema_hash(),
-            promoted_by=f"dagster run {context.run.run_id}",
-        )  # fmt: skip
+        try:
+            promoted = promote(
+                artifact, model_store.models_dir, list(MODEL_FEATURES), schema_hash(),
+                promoted_by=f"dagster run {context.run.run_id}",
+                policy=settings.policy, costs=settings.costs_in_force(),
+            )  # fmt: skip
+        except PromotionRefused as error:
+            raise dg.Failure(description=str(error)) from None
         metrics = promoted.manifest["metrics"]["calibrated"]
         return dg.MaterializeResult(
             metadata={

@@ -34,7 +34,7 @@ def build_live_performance_asset(settings: Settings, partitions: Partitions) -> 
     """`live_performance` per symbol; its check's accuracy gate defaults to the settings' gate."""
 
     class LiveRunConfig(LivePerformanceConfig):
-        min_accuracy: float = settings.min_accuracy
+        min_accuracy: float = settings.policy.min_accuracy
 
     @dg.asset(
         key=LIVE_PERFORMANCE,
