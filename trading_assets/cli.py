@@ -21,7 +21,7 @@ from trading_assets.ml.model_types import MODEL_TYPES, UnknownModelType, canonic
 if TYPE_CHECKING:
     from trading_assets.settings import Settings
 
-BENCHMARKS = ("ingest", "features", "training", "runtime", "backfill", "retrain")
+BENCHMARKS = ("ingest", "features", "training", "runtime", "backfill", "retrain", "gates")
 #: Exit code of a refused command (bad arguments or settings), as argparse uses.
 REFUSED = 2
 

@@ -166,3 +166,51 @@ def test_pure_noise_fails_every_accuracy_gate_and_promotes_nothing(tmp_path: Pat
     assert not failed_ensemble.success
     [failure] = [e for e in failed_ensemble.all_events if e.is_step_failure]
     assert "no promoted model for BTC-USD" in str(failure.step_failure_data)
+
+
+@pytest.mark.parametrize(
+    ("field", "looser"),
+    [
+        ("min_accuracy", 0.51),
+        ("max_calibration_error", 0.2),
+        ("min_skill_margin", None),  # tighter (below): accepted
+        ("folds", None),
+        ("confidence", 0.9),
+        ("fee_bps", 1.0),
+        ("slippage_bps", 0.0),
+        ("half_spread_bps", 0.0),
+        ("allow_short", True),
+    ],
+)
+def test_a_run_config_that_loosens_the_policy_is_refused_in_one_line(
+    tmp_path: Path, dagster_instance, field: str, looser: object
+) -> None:
+    """Run config may only tighten the settings' policy and costs: a looser value fails the step before any
+    training, naming the field; a tighter one is accepted (and then fails later, on the empty store)."""
+    tighter = {"min_skill_margin": 0.01, "folds": 3}
+    value = tighter.get(field, looser)
+    result = dg.materialize(
+        ALL_ASSETS,
+        selection=[dg.AssetKey("logistic_model")],
+        partition_key="BTC-USD",
+        resources={
+            "store": DuckDBStoreResource(path=str(tmp_path / "store.duckdb")),
+            "model_store": ModelStoreResource(path=str(tmp_path / "models")),
+            "market_data": MarketDataResource(source="synthetic"),
+        },
+        instance=dagster_instance,
+        run_config=dg.RunConfig({"logistic_model": {"config": {**FAST, field: value}}}),
+        raise_on_error=False,
+    )
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    message = str(failure.step_failure_data.error.message if failure.step_failure_data.error else "")
+    description = (
+        failure.step_failure_data.user_failure_data.description
+        if (failure.step_failure_data.user_failure_data)
+        else ""
+    )
+    loosened = f"run config {field}={value!r} is looser than the policy in force"
+    if field in tighter:
+        assert "is looser than the policy in force" not in description + message
+    else:
+        assert loosened in description and "\n" not in description, description or message
