@@ -53,6 +53,7 @@ ENVIRONMENT_VARIABLES = {
     "TA_CCXT_PASSWORD": "ccxt password (never logged)",
     "DAGSTER_HOME": "Dagster instance directory of the demo (default <project>/dagster_home)",
     "TA_FILES_DIR": "directory of Parquet/feather/CSV candle files for the files source",
+    "TA_FILES_TIMEZONE": "zone of times written without one in TA_FILES_DIR files, e.g. UTC or America/New_York (unset: such files are refused)",
     "TA_MAX_INVALID_SHARE": "share of invalid rows above which a partition fails, 0..1 (default 0.01)",
     "TA_MIN_COVERAGE": "coverage below which the coverage check warns, 0..1 (default 0.95)",
     "TA_FRESHNESS_HOURS": "latest partition must be younger than this (default 48)",
@@ -165,6 +166,7 @@ class Settings:
     ccxt_secret: str | None = field(default=None, repr=False)
     ccxt_password: str | None = field(default=None, repr=False)
     files_dir: Path | None = None
+    files_timezone: str | None = None
     max_invalid_share: float = 0.01
     min_coverage: float = 0.95
     freshness_hours: float = 48.0
@@ -222,6 +224,7 @@ def load_settings() -> Settings:
         ccxt_max_retries=_env_int("TA_CCXT_MAX_RETRIES", default.ccxt_max_retries, minimum=0),
         **{name: _env(variable, "") or None for name, variable in CCXT_CREDENTIAL_ENV.items()},
         files_dir=Path(files_dir).resolve() if files_dir else None,
+        files_timezone=_env("TA_FILES_TIMEZONE", "") or None,
         max_invalid_share=_env_float("TA_MAX_INVALID_SHARE", default.max_invalid_share, 0.0, 1.0),
         min_coverage=_env_float("TA_MIN_COVERAGE", default.min_coverage, 0.0, 1.0),
         freshness_hours=_env_float(

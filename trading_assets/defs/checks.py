@@ -44,6 +44,7 @@ class PartitionChecks:
         passed: bool,
         severity: dg.AssetCheckSeverity,
         metadata: Mapping[str, object],
+        description: str | None = None,
     ) -> dg.AssetCheckEvaluation:
         return dg.AssetCheckEvaluation(
             asset_key=self.asset_key,
@@ -53,6 +54,7 @@ class PartitionChecks:
             severity=severity,
             blocking=severity == dg.AssetCheckSeverity.ERROR,
             metadata=dict(metadata),
+            description=description,
             target_materialization_data=self.targets.get(partition),
         )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -18,6 +18,14 @@ from trading_assets.market.candles import (
     day_bounds,
     day_quality,
     validate_candles,
+)
+from trading_assets.market.integrity import (
+    DEFAULT_REVISION_TOLERANCE,
+    RevisionDiff,
+    RevisionRefusedError,
+    RevisionTolerance,
+    diff_candles,
+    revision_refused_message,
 )
 from trading_assets.store.duckdb_store import write_candle_slices
 
@@ -37,6 +45,8 @@ class IngestReport:
     preview: pl.DataFrame
     #: The pages of a paged source (ccxt) for this day; None for sources that answer a range at once.
     fetch_log: FetchLog | None = None
+    #: How this write changed the day's stored minutes (None: nothing was stored for the day before).
+    revision: RevisionDiff | None = None
 
 
 def ingest_day(
@@ -46,9 +56,13 @@ def ingest_day(
     day: date,
     max_invalid_share: float,
     allow_shrink: bool = False,
+    allow_revision: bool = False,
+    tolerance: RevisionTolerance = DEFAULT_REVISION_TOLERANCE,
 ) -> IngestReport:
     """Replace the stored candles of `symbol` on `day` with the source's validated candles."""
-    [report] = ingest_days(source, db_path, symbol, [day], max_invalid_share, allow_shrink)
+    [report] = ingest_days(
+        source, db_path, symbol, [day], max_invalid_share, allow_shrink, allow_revision, tolerance
+    )
     return report
 
 
@@ -59,28 +73,51 @@ def ingest_days(
     days: Sequence[date],
     max_invalid_share: float,
     allow_shrink: bool = False,
+    allow_revision: bool = False,
+    tolerance: RevisionTolerance = DEFAULT_REVISION_TOLERANCE,
 ) -> list[IngestReport]:
     """Replace the stored candles of `symbol` on each of `days` with the source's validated candles.
 
     Every day is fetched and validated first (an invalid day raises `InvalidPartitionError`, a day
     without a single valid candle `EmptyDayError`, before anything is written), then all the days'
     slices are replaced in one transaction, which refuses to leave any day with fewer rows than it holds
-    (`ShrinkRefusedError`). `allow_shrink=True` permits both empty days and shrinking rewrites.
+    (`ShrinkRefusedError`) and, comparing the stored minutes with the new ones inside that transaction,
+    to revise stored minutes beyond `tolerance` (`RevisionRefusedError`, one line naming every revised
+    day; see `trading_assets.market.integrity`). `allow_shrink=True` permits empty days, shrinking
+    rewrites and stored minutes that the new answer lacks; `allow_revision=True` accepts revised minutes.
+    Each report carries its day's `RevisionDiff` (None for a day that had nothing stored).
     """
     days = sorted(set(days))
     if not days:
         return []
     reports = [_fetch_and_validate(source, symbol, day, max_invalid_share, allow_shrink) for day in days]
+    incoming = pl.concat([valid for valid, _ in reports])
+    diffs: dict[date, RevisionDiff] = {}
+
+    def refuse_revisions(stored: pl.DataFrame) -> None:
+        stored_days = set(stored["minute"].dt.date().unique().to_list()) if stored.height else set()
+        diffs.update(
+            {
+                day: diff_candles(stored, incoming, symbol, day, tolerance)
+                for day in days
+                if day in stored_days
+            }
+        )
+        refused = [diff for diff in diffs.values() if diff.refused(allow_shrink)]
+        if refused and not allow_revision:
+            raise RevisionRefusedError(revision_refused_message(symbol, refused, tolerance))
+
     write_candle_slices(
         db_path,
-        pl.concat([valid for valid, _ in reports]),
+        incoming,
         symbol,
         [day_bounds(day) for day in days],
         source.name,
         datetime.now(UTC),
         allow_shrink=allow_shrink,
+        guard=refuse_revisions,
     )
-    return [report for _, report in reports]
+    return [replace(report, revision=diffs.get(report.day)) for _, report in reports]
 
 
 def _fetch_and_validate(

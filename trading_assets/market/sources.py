@@ -32,6 +32,7 @@ class SourceOptions:
     ccxt_secret: str | None = field(default=None, repr=False)
     ccxt_password: str | None = field(default=None, repr=False)
     files_dir: str | None = None
+    files_timezone: str | None = None  # the zone of times written without one (None: refused)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SourceOptions:
@@ -86,7 +87,7 @@ def build_source(options: SourceOptions) -> CandleSource:
     if options.source == "files":
         if not options.files_dir:
             raise ValueError("the files source needs a directory: set TA_FILES_DIR")
-        return FilesSource(Path(options.files_dir))
+        return FilesSource(Path(options.files_dir), timezone=options.files_timezone)
     if options.source == "ccxt":
         from trading_assets.market.ccxt_source import CcxtCandleSource
 

@@ -7,7 +7,10 @@ another process holds the lock. A slice write is one transaction: DELETE the (sy
 slice (or several slices of one symbol, e.g. a batch of days), INSERT the new rows, COMMIT. A failure or
 a killed process leaves the previous slices intact, and a rerun replaces them with the same rows (no
 duplicates). Candle slices never shrink silently: a write with fewer rows for a slice than it holds is
-refused inside the transaction (`ShrinkRefusedError`) unless the caller passes `allow_shrink=True`.
+refused inside the transaction (`ShrinkRefusedError`) unless the caller passes `allow_shrink=True`. A
+caller can also hand a `guard` that sees the slices' stored rows inside the same transaction, before the
+DELETE, and refuses the write by raising (the candle ingest compares the stored minutes with the new ones
+there, so no other writer can slip in between the comparison and the replacement).
 
 Table and column names come from this package's code, never from users; values are SQL parameters.
 """
@@ -27,6 +30,10 @@ import polars as pl
 import pyarrow as pa
 
 T = TypeVar("T")
+
+#: Sees the stored rows of the slices about to be replaced (inside the write transaction); raises to
+#: refuse the write.
+StoredRowsGuard = Callable[[pl.DataFrame], None]
 
 CANDLES_TABLE = "candles"
 CANDLES_DDL = """
@@ -160,13 +167,16 @@ def replace_slices(
     slices: Sequence[tuple[datetime, datetime]],
     ddl: Sequence[str] = (),
     allow_shrink: bool = True,
+    guard: StoredRowsGuard | None = None,
 ) -> int:
     """Replace the rows of `symbol` in each [start, end) of `slices` by `rows`, all in one transaction.
 
     Every row must fall in one of the slices (checked before anything is written). Many partitions in one
     connection and transaction cost one connect instead of one each. With `allow_shrink=False` a slice
     that would end with fewer rows than it holds raises `ShrinkRefusedError` and nothing is written.
-    Returns the rows written.
+    `guard`, when given, is called with the slices' stored rows (all columns, sorted by minute; none when
+    the table does not exist yet) after the shrink check and before the DELETE; whatever it raises rolls
+    the transaction back. Returns the rows written.
     """
     arrow_rows = rows.to_arrow() if isinstance(rows, pl.DataFrame) else rows
     incoming = pl.from_arrow(arrow_rows)
@@ -175,6 +185,8 @@ def replace_slices(
     def work(connection: duckdb.DuckDBPyConnection) -> int:
         if not allow_shrink:
             _refuse_shrink(connection, table, symbol, slices, incoming)
+        if guard is not None and table_exists(connection, table):
+            guard(_stored_slices(connection, table, symbol, slices))
         connection.executemany(
             f'DELETE FROM "{table}" WHERE symbol = ? AND minute >= ? AND minute < ?',
             [[symbol, start, end] for start, end in slices],
@@ -213,6 +225,22 @@ def _refuse_shrink(
             f"refusing to shrink {table} of {symbol}: {'; '.join(shrinking)}; stored rows kept "
             "(run config allow_shrink: true permits a shrinking rewrite)"
         )
+
+
+def _stored_slices(
+    connection: duckdb.DuckDBPyConnection,
+    table: str,
+    symbol: str,
+    slices: Sequence[tuple[datetime, datetime]],
+) -> pl.DataFrame:
+    """The stored rows of `symbol` in `slices`, read completely (Arrow) before anything else runs."""
+    within = " OR ".join("(minute >= ? AND minute < ?)" for _ in slices) or "FALSE"
+    parameters: list[object] = [symbol, *[bound for pair in slices for bound in pair]]
+    return relation_to_polars(
+        connection.sql(
+            f'SELECT * FROM "{table}" WHERE symbol = ? AND ({within}) ORDER BY minute', params=parameters
+        )
+    )
 
 
 def _slice_name(start: datetime, end: datetime) -> str:
@@ -318,10 +346,12 @@ def write_candle_slices(
     source: str,
     ingested_at: datetime,
     allow_shrink: bool = False,
+    guard: StoredRowsGuard | None = None,
 ) -> int:
     """Replace the (symbol, [start, end)) slices of the candles table with validated candles, in one
     transaction. A slice never ends with fewer rows than it holds unless `allow_shrink`
-    (`ShrinkRefusedError`, nothing written)."""
+    (`ShrinkRefusedError`, nothing written); `guard` sees the stored rows first and may refuse (see
+    `replace_slices`)."""
     rows = candles.select(
         pl.lit(symbol).alias("symbol"),
         "minute",
@@ -334,7 +364,14 @@ def write_candle_slices(
         pl.lit(ingested_at).cast(pl.Datetime("us", "UTC")).alias("ingested_at"),
     )
     return replace_slices(
-        path, CANDLES_TABLE, rows, symbol, slices, ddl=[CANDLES_DDL], allow_shrink=allow_shrink
+        path,
+        CANDLES_TABLE,
+        rows,
+        symbol,
+        slices,
+        ddl=[CANDLES_DDL],
+        allow_shrink=allow_shrink,
+        guard=guard,
     )
 
 

@@ -18,7 +18,13 @@ from trading_assets.defs.resources import ModelStoreResource
 from trading_assets.ml.gates import GATES
 from trading_assets.settings import load_settings
 
-CANDLE_CHECKS = ("ohlc_consistency", "no_duplicate_minutes", "stored_rows")  # blocking
+CANDLE_CHECKS = (  # blocking
+    "ohlc_consistency",
+    "no_duplicate_minutes",
+    "stored_rows",
+    "price_jumps",
+    "median_price_vs_neighbours",
+)
 FEATURE_CHECKS = ("finite_values", "value_ranges", "stored_rows")  # blocking
 SYMBOLS = load_settings().symbols
 BTC, ETH, SOL = SYMBOLS[:3]

@@ -130,6 +130,7 @@ def cluster(tmp_path: Path, cluster_env: dict[str, str]) -> Iterator[DaskCluster
         yield running
 
 
+@pytest.mark.e2e  # starts a Dask scheduler and two workers
 def test_partitioned_run_on_a_dask_cluster(
     cluster: DaskCluster,
     cluster_env: dict[str, str],
@@ -166,9 +167,9 @@ def test_partitioned_run_on_a_dask_cluster(
     expected = {f"{day.isoformat()}|{symbol}" for day in days for symbol in symbols}
     assert candle_partitions == expected and feature_partitions == expected
 
-    # Per-partition checks: 4 on raw_candles and 3 on features for each (symbol, day).
+    # Per-partition checks: 6 on raw_candles and 4 on features for each (symbol, day).
     by_check = {(e.asset_key.path[-1], e.check_name, e.partition): e.passed for e in check_evaluations}
-    assert len(check_evaluations) == len(by_check) == (4 + 4) * len(expected)
+    assert len(check_evaluations) == len(by_check) == (6 + 4) * len(expected)
     assert {partition for (_, _, partition) in by_check} == expected
     failed = {key for key, passed in by_check.items() if not passed}
     # Only the lookback day may lack usable coverage (its own lookback day was not loaded).

@@ -1,3 +1,4 @@
+import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -12,9 +13,18 @@ from trading_assets.market.candles import day_bounds
 from trading_assets.market.ingest import ingest_day
 from trading_assets.market.synthetic import SyntheticSource
 from trading_assets.store.duckdb_store import candle_integrity_by_day, read_candles, run_write
+from trading_assets_tests.conftest import SHARED_DATA
 from trading_assets_tests.defs.code_location import raw_candles, raw_candles_freshness
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
+CANDLE_CHECKS = {
+    "coverage",
+    "ohlc_consistency",
+    "no_duplicate_minutes",
+    "stored_rows",
+    "price_jumps",
+    "median_price_vs_neighbours",
+}
 
 
 def materialize_one(instance: dg.DagsterInstance, resources: dict, key: str) -> dg.ExecuteInProcessResult:
@@ -37,7 +47,7 @@ def test_one_partition_stores_a_day_with_rich_metadata(dagster_instance, resourc
     expected = SyntheticSource(predictability=0.7).fetch("ETH-USD", *day_bounds(date(2024, 1, 2)))
     assert stored.select(expected.columns).equals(expected)
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert set(checks) == {"coverage", "ohlc_consistency", "no_duplicate_minutes", "stored_rows"}
+    assert set(checks) == CANDLE_CHECKS
     assert all(e.passed and e.partition == "2024-01-02|ETH-USD" for e in checks.values())
     assert checks["coverage"].metadata["min_coverage"].value == pytest.approx(0.95)
 
@@ -62,7 +72,7 @@ def test_a_multi_day_multi_symbol_range_runs_once_and_stores_exactly_its_rows(
     assert len(dagster_instance.get_run_records()) == 1
     materialized = {m.partition for m in result.asset_materializations_for_node("raw_candles")}
     assert materialized == {f"{first + timedelta(days=d)}|{s}" for d in range(4) for s in SYMBOLS}
-    assert len(result.get_asset_check_evaluations()) == 4 * len(materialized)
+    assert len(result.get_asset_check_evaluations()) == len(CANDLE_CHECKS) * len(materialized)
     stored = read_candles(db_path, SYMBOLS)
     assert stored.height == 4 * 3 * 1440
     assert stored.group_by("symbol").len().sort("symbol")["len"].to_list() == [4 * 1440] * 3
@@ -194,3 +204,168 @@ def test_stored_rows_fails_when_the_written_slice_is_gone(tmp_path: Path) -> Non
     results = check_results()
     assert not results["stored_rows"][0] and results["stored_rows"][1]["stored_rows"] == 0
     assert results["ohlc_consistency"][0]  # the other checks cannot see a missing slice
+
+
+# --- content integrity: revisions and plausibility -------------------------------------------------------
+
+
+def files_resources(files: Path, db_path: Path) -> dict:
+    return {
+        "market_data": MarketDataResource(source="files", files_dir=str(files)),
+        "store": DuckDBStoreResource(path=str(db_path)),
+    }
+
+
+def scaled(frame: pl.DataFrame, factor: float, first: datetime, last: datetime) -> pl.DataFrame:
+    """open/high/low/close of the minutes in [first, last) times `factor`."""
+    inside = pl.col("minute").is_between(first, last, closed="left")
+    return frame.with_columns(
+        [pl.when(inside).then(pl.col(c) * factor).otherwise(pl.col(c)).alias(c) for c in PRICES]
+    )
+
+
+PRICES = ["open", "high", "low", "close"]
+REVISION_DAY, REVISION_KEY = date(2024, 1, 2), "2024-01-02|BTC-USD"
+
+
+def materialize_file(
+    instance: dg.DagsterInstance, files: Path, db_path: Path, frame: pl.DataFrame, run_config=None, **kwargs
+) -> dg.ExecuteInProcessResult:
+    frame.write_parquet(files / "BTC-USD.parquet")
+    return dg.materialize(
+        [raw_candles],
+        resources=files_resources(files, db_path),
+        instance=instance,
+        raise_on_error=False,
+        run_config=run_config,
+        **{"partition_key": REVISION_KEY, **kwargs},
+    )
+
+
+def test_a_revised_refetch_fails_in_one_line_and_allow_revision_records_the_diff(
+    dagster_instance, tmp_path: Path, db_path: Path
+) -> None:
+    """A re-fetch with the same row count whose page 05:00-09:59 moved by 0.1 %: the run fails naming the
+    day, the minutes changed, the largest change and an example minute, and the stored day stays byte-
+    identical; `allow_revision: true` stores it and puts the diff in the materialization's metadata."""
+    start, _ = day_bounds(REVISION_DAY)
+    candles = SyntheticSource().fetch("BTC-USD", *day_bounds(REVISION_DAY))
+    files = tmp_path / "files"
+    files.mkdir()
+    first = materialize_file(dagster_instance, files, db_path, candles)
+    assert first.success
+    [materialization] = first.asset_materializations_for_node("raw_candles")
+    assert materialization.metadata["revised_minutes"].value == 0
+    before = read_candles(db_path, ["BTC-USD"])
+
+    revised = scaled(candles, 1.001, start + timedelta(hours=5), start + timedelta(hours=10))
+    refused = materialize_file(dagster_instance, files, db_path, revised)
+    assert not refused.success
+    [failure] = [e for e in refused.all_events if e.is_step_failure]
+    message = failure.step_failure_data.error.message
+    line = next(text for text in message.splitlines() if "refusing to revise" in text)
+    assert line.endswith(failure.step_failure_data.user_failure_data.description)  # the whole error, one line
+    assert "refusing to revise candles of BTC-USD: " in line
+    assert (
+        "2024-01-02 300 of 1440 stored minutes changed, largest relative change 0.001 (open x1.001) at "
+        in line
+    )
+    assert "2024-01-02T05:00:00+00:00: stored o/h/l/c/v " in line and ", new " in line
+    assert line.endswith("stored rows kept (run config allow_revision: true accepts the revision)")
+    assert read_candles(db_path, ["BTC-USD"]).equals(before)
+
+    allowed = {"ops": {"raw_candles": {"config": {"allow_revision": True}}}}
+    accepted = materialize_file(dagster_instance, files, db_path, revised, allowed)
+    assert accepted.success
+    [materialization] = accepted.asset_materializations_for_node("raw_candles")
+    assert materialization.metadata["revised_minutes"].value == 300
+    diff = materialization.metadata["revision"].value
+    assert diff["minutes_changed"] == 300 and diff["largest_relative_change"] == pytest.approx(1e-3)
+    assert diff["example"]["minute"] == "2024-01-02T05:00:00+00:00" and diff["example"]["column"] == "open"
+    assert diff["example"]["new"]["close"] == pytest.approx(1.001 * diff["example"]["stored"]["close"])
+    stored = read_candles(db_path, ["BTC-USD"]).select(revised.columns)
+    assert stored.equals(revised)
+    checks = {e.check_name: e.passed for e in accepted.get_asset_check_evaluations()}
+    assert checks["price_jumps"] and checks["median_price_vs_neighbours"]  # a 0.1 % step is plausible
+
+
+def test_plausibility_checks_fail_on_a_x100_minute_and_a_day_in_cents(
+    dagster_instance, tmp_path: Path, db_path: Path
+) -> None:
+    """Three stored days; the middle one then gets one minute x100 (12:00), then is stored in cents. Both
+    fail the blocking checks, which name the minute; the run fails and the checks are recorded."""
+    first_day, last_day = date(2024, 1, 1), date(2024, 1, 3)
+    candles = SyntheticSource().fetch("BTC-USD", day_bounds(first_day)[0], day_bounds(last_day)[1])
+    files = tmp_path / "files"
+    files.mkdir()
+    three_days = partition_range_tags(first_day, last_day, ("BTC-USD",))
+    job = dg.Definitions(
+        assets=[raw_candles], resources=files_resources(files, db_path)
+    ).resolve_implicit_global_asset_job_def()
+    candles.write_parquet(files / "BTC-USD.parquet")
+    result = job.execute_in_process(instance=dagster_instance, tags=three_days)
+    assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+
+    noon = day_bounds(REVISION_DAY)[0] + timedelta(hours=12)
+    allowed = {"ops": {"raw_candles": {"config": {"allow_revision": True}}}}
+    spiked = materialize_file(
+        dagster_instance, files, db_path, scaled(candles, 100.0, noon, noon + timedelta(minutes=1)), allowed
+    )
+    assert not spiked.success  # a blocking check failed
+    checks = {e.check_name: e for e in spiked.get_asset_check_evaluations()}
+    jumps = checks["price_jumps"]
+    assert not jumps.passed and jumps.severity == dg.AssetCheckSeverity.ERROR and jumps.blocking
+    assert jumps.metadata["jumps"].value == 2
+    assert jumps.metadata["largest_jump"].value["minute"] in (
+        "2024-01-02T12:00:00+00:00",
+        "2024-01-02T12:01:00+00:00",
+    )
+    assert "BTC-USD 2024-01-02: 2 minute(s) beyond 500 x the median move" in jumps.description
+    assert checks["median_price_vs_neighbours"].passed  # one minute does not move the median
+
+    day_start, day_end = day_bounds(REVISION_DAY)
+    cents = materialize_file(
+        dagster_instance, files, db_path, scaled(candles, 100.0, day_start, day_end), allowed
+    )
+    assert not cents.success
+    checks = {e.check_name: e for e in cents.get_asset_check_evaluations()}
+    assert not checks["price_jumps"].passed
+    assert set(checks["price_jumps"].metadata["jump_minutes"].value) == {
+        "2024-01-02T00:00:00+00:00",
+        "2024-01-03T00:00:00+00:00",
+    }
+    median = checks["median_price_vs_neighbours"]
+    assert not median.passed and median.blocking
+    assert median.metadata["first_minute_outside"].value == "2024-01-02T00:00:00+00:00"
+    assert median.metadata["ratios"].value["2024-01-01"] == pytest.approx(100, rel=0.1)
+    assert "median close" in median.description and "outside [0.5, 2.0]" in median.description
+
+
+REAL_2024 = SHARED_DATA / "binance_2024-07_mintanam-ftrade"
+
+
+@pytest.mark.skipif(not REAL_2024.is_dir(), reason=f"real Binance candles not present at {REAL_2024}")
+def test_plausibility_checks_pass_on_the_real_days_of_the_august_2024_crash(
+    dagster_instance, tmp_path: Path, db_path: Path
+) -> None:
+    """Real BTC and ETH candles of 2024-08-03 .. 08-07 (the 5 August crash), served as BTC-USD and ETH-USD
+    by the files source, in one single-run backfill: every check of every partition passes."""
+    files = tmp_path / "files"
+    files.mkdir()
+    for real, symbol in (("BTC_USDT", "BTC-USD"), ("ETH_USDT", "ETH-USD")):
+        shutil.copy(REAL_2024 / f"{real}-1m.feather", files / f"{symbol}.feather")
+    first_day, last_day = date(2024, 8, 3), date(2024, 8, 7)
+    job = dg.Definitions(
+        assets=[raw_candles], resources=files_resources(files, db_path)
+    ).resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=dagster_instance, tags=partition_range_tags(first_day, last_day, ("BTC-USD", "ETH-USD"))
+    )
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 2 * 5 * len(CANDLE_CHECKS)
+    assert [f"{e.partition} {e.check_name}" for e in evaluations if not e.passed] == []
+    crash = next(
+        e for e in evaluations if e.partition == "2024-08-05|ETH-USD" and e.check_name == "price_jumps"
+    )
+    assert crash.metadata["previous_day_stored"].value and crash.metadata["next_day_stored"].value

@@ -6,11 +6,17 @@ all together, and ingested with the core functions into a store that already hol
 A recoverable fault (it goes away when the page is asked again) must end with exactly the exchange's
 unique valid candles stored (0 missing, 0 extra, 0 wrong) and rewritten; a fault that never goes away
 must fail the ingest and leave the stored rows byte-identical. `pytest -s` prints the matrix.
+
+Content faults (a same-count answer with wrong values: one page of prices x100 or /100 from the exchange;
+files in cents, shifted by a day, in naive New York wall-clock time) must either store exactly the right
+rows or fail in one line with the stored days byte-identical; a wrong day that nothing was stored for must
+fail the blocking plausibility checks (`test_files_fault_matrix`).
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -20,8 +26,10 @@ import pytest
 
 from trading_assets.market.candles import InvalidPartitionError, day_bounds
 from trading_assets.market.ccxt_source import CcxtCandleSource, ExchangeFetchError
+from trading_assets.market.files_source import FilesSource, NaiveTimesError
 from trading_assets.market.ingest import ingest_days
-from trading_assets.store.duckdb_store import ShrinkRefusedError, read_candles
+from trading_assets.market.integrity import RevisionRefusedError, median_shift, price_jumps
+from trading_assets.store.duckdb_store import ShrinkRefusedError, read_candles, run_write
 from trading_assets_bench.harness.loopback_exchange import EVERY_REQUEST, Fault, LoopbackExchange, PageFault
 from trading_assets_tests.conftest import SHARED_DATA
 
@@ -55,16 +63,46 @@ def gap_minutes() -> set[datetime]:
     }
 
 
+Data = dict[str, pl.DataFrame]
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
     faults: tuple[PageFault, ...] = ()
     rate_limited: int = 0
     server_errors: int = 0
+    #: what the exchange serves instead of the real candles (a content fault: every request, every time)
+    served: Callable[[Data], Data] | None = None
+    #: the start of the one-line error a permanent fault must fail with (None: any)
+    error: str | None = None
 
     @property
     def recoverable(self) -> bool:
-        return all(fault.requests is not EVERY_REQUEST for fault in self.faults)
+        return self.served is None and all(fault.requests is not EVERY_REQUEST for fault in self.faults)
+
+
+#: The stored day whose page the content faults spoil, and the page: minutes 05:00 .. 09:59.
+PAGE_DAY = DAYS[3]
+PAGE = (day_bounds(PAGE_DAY)[0] + timedelta(hours=5), day_bounds(PAGE_DAY)[0] + timedelta(hours=10))
+
+
+def scale_prices(factor: float, start: datetime, end: datetime) -> Callable[[Data], Data]:
+    """Every symbol's open/high/low/close in [start, end) times `factor`."""
+    inside = pl.col("minute").is_between(start, end, closed="left")
+
+    def served(data: Data) -> Data:
+        return {
+            symbol: frame.with_columns(
+                [pl.when(inside).then(pl.col(c) * factor).otherwise(pl.col(c)).alias(c) for c in PRICES]
+            )
+            for symbol, frame in data.items()
+        }
+
+    return served
+
+
+PRICES = ["open", "high", "low", "close"]
 
 
 def sometimes(index: int) -> range:
@@ -82,6 +120,16 @@ SCENARIOS = [
         for fault in (Fault.MALFORMED_JSON, Fault.HTML_BODY, Fault.EMPTY_PAGE, Fault.PREVIOUS_DAY)
     ],
     Scenario(f"{Fault.SHIFTED_HOUR.value}, always", (PageFault(Fault.SHIFTED_HOUR, EVERY_REQUEST),)),
+    *[
+        Scenario(
+            f"prices {label} on one page (300 min) of a stored day, always",
+            served=scale_prices(factor, *PAGE),
+            error=f"RevisionRefusedError: refusing to revise candles of BTC-USDT: {PAGE_DAY} 300 of 1440 "
+            f"stored minutes changed, largest relative change {relative:g} (open x{factor:g}) at "
+            f"{PAGE[0].isoformat()}: stored o/h/l/c/v",
+        )
+        for label, factor, relative in (("x100", 100.0, 99.0), ("/100", 0.01, 0.99))
+    ],
 ]
 
 
@@ -127,7 +175,7 @@ def run_ingest(scenario: Scenario, data: dict[str, pl.DataFrame], db_path: Path)
     """Ingest every symbol's 30 days in one batch each; the one-line errors of the symbols that failed."""
     errors = []
     server = LoopbackExchange(
-        candle_fn(data),
+        candle_fn(scenario.served(data) if scenario.served else data),
         omit_minutes=gap_minutes(),
         faults=scenario.faults,
         rate_limited=scenario.rate_limited,
@@ -139,7 +187,12 @@ def run_ingest(scenario: Scenario, data: dict[str, pl.DataFrame], db_path: Path)
             for symbol in SYMBOLS:
                 try:
                     ingest_days(source, db_path, symbol, DAYS, max_invalid_share=0.0)
-                except (ExchangeFetchError, InvalidPartitionError, ShrinkRefusedError) as error:
+                except (
+                    ExchangeFetchError,
+                    InvalidPartitionError,
+                    ShrinkRefusedError,
+                    RevisionRefusedError,
+                ) as error:
                     errors.append(f"{type(error).__name__}: {error}")
         finally:
             source.close()
@@ -174,6 +227,7 @@ def run_scenario(
     )
 
 
+@pytest.mark.e2e  # every fault class against a loopback exchange server, 30 days x 3 symbols
 def test_fault_matrix(exchange_data, expected, tmp_path: Path) -> None:
     """The first scenario (no fault) fills an empty store; every other one starts from a copy of it."""
     prefilled = tmp_path / "0.duckdb"
@@ -190,6 +244,9 @@ def test_fault_matrix(exchange_data, expected, tmp_path: Path) -> None:
         else:
             assert outcome.error is not None, f"{scenario.name}: a permanent fault must fail the ingest"
             assert outcome.unchanged, f"{scenario.name}: stored rows changed although the ingest failed"
+            assert "\n" not in outcome.error, f"{scenario.name}: not one line: {outcome.error}"
+            if scenario.error:
+                assert outcome.error.startswith(scenario.error), outcome.error
 
 
 def print_matrix(rows: list[tuple[Scenario, Outcome]]) -> None:
@@ -217,3 +274,209 @@ def _short(error: str) -> str:
     """The error class and what went wrong, without the range it names."""
     kind, _, message = error.partition(": ")
     return f"{kind}: ...{message[-90:]}" if len(message) > 90 else error
+
+
+# --- content faults of the files source -------------------------------------------------------------
+
+NEW_YORK = "America/New_York"
+#: The days the files scenarios store and re-ingest (the files hold the whole month).
+FILE_DAYS = DAYS[:8]
+#: The day a scenario removes from the prefilled store and then ingests alone (a new day next to stored ones).
+NEW_DAY = FILE_DAYS[4]
+
+
+@dataclass(frozen=True)
+class FilesScenario:
+    """Files written from the real month by `write`, ingested over `days` with the source's `timezone`.
+
+    `expect`: "exact" (the expected rows stored, rewritten), an error class name (the ingest fails in one
+    line starting with it and the stored rows stay byte-identical), or "implausible" (stored, and the
+    blocking plausibility checks fail naming the day's first minute).
+    """
+
+    name: str
+    write: Callable[[Data, Path], None]
+    expect: str
+    days: tuple[date, ...] = tuple(FILE_DAYS)
+    timezone: str | None = None
+    #: remove NEW_DAY from the prefilled store first
+    new_day: bool = False
+
+
+def write_files(transform: Callable[[pl.DataFrame], pl.DataFrame] = lambda f: f, suffix: str = ".feather"):
+    """freqtrade's layout: `BTC_USDT-1m.feather` with a `date` column, one file per symbol."""
+
+    def write(data: Data, directory: Path) -> None:
+        for symbol, frame in data.items():
+            path = directory / f"{symbol.replace('-', '_')}-1m{suffix}"
+            out = transform(frame).rename({"minute": "date"})
+            out.write_csv(path) if suffix == ".csv" else out.write_ipc(path)
+
+    return write
+
+
+def in_cents(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns([pl.col(c) * 100 for c in PRICES])
+
+
+def shifted_a_day(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(pl.col("minute") + timedelta(days=1))
+
+
+def new_york_wall_clock(frame: pl.DataFrame) -> pl.DataFrame:
+    """Times as naive New York wall-clock strings, as a spreadsheet export would write them."""
+    local = pl.col("minute").dt.convert_time_zone(NEW_YORK).dt.to_string("%Y-%m-%d %H:%M:%S")
+    return frame.with_columns(local)
+
+
+FILES_SCENARIOS = [
+    FilesScenario("the same files again", write_files(), "exact"),
+    FilesScenario("prices in cents (x100), same row count", write_files(in_cents), "RevisionRefusedError"),
+    FilesScenario(
+        "file shifted by +1 day, the days it covers", write_files(shifted_a_day), "RevisionRefusedError",
+        days=tuple(FILE_DAYS[1:]),
+    ),
+    FilesScenario("file shifted by +1 day, all days", write_files(shifted_a_day), "FileSpanError"),
+    FilesScenario("naive New York times, no zone set", write_files(new_york_wall_clock, ".csv"), "NaiveTimesError"),
+    FilesScenario(
+        "naive New York times, zone America/New_York", write_files(new_york_wall_clock, ".csv"), "exact",
+        timezone=NEW_YORK,
+    ),
+    FilesScenario(
+        "naive New York times, zone UTC (wrong), same row count", write_files(new_york_wall_clock, ".csv"),
+        "RevisionRefusedError", timezone="UTC",
+    ),
+    FilesScenario(
+        "a new day in cents between stored days", write_files(in_cents), "implausible", days=(NEW_DAY,),
+        new_day=True,
+    ),
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FilesOutcome:
+    missing: int
+    extra: int
+    wrong: int
+    error: str | None
+    unchanged: bool
+    #: "symbol day check: minute" of every failed plausibility check over the ingested days
+    implausible: list[str]
+
+
+def plausibility_failures(db_path: Path, days: tuple[date, ...]) -> list[str]:
+    failures = []
+    stored = read_candles(db_path, list(SYMBOLS))
+    for symbol in SYMBOLS:
+        candles = stored.filter(pl.col("symbol") == symbol)
+        for day in days:
+            jumps, shift = price_jumps(candles, day), median_shift(candles, day)
+            failures += [f"{symbol} {day} price_jumps: {jump.minute.isoformat()}" for jump in jumps.jumps]
+            if not shift.passed:
+                failures.append(
+                    f"{symbol} {day} median_price_vs_neighbours: {shift.example_minute.isoformat()}"
+                )
+    return failures
+
+
+def run_files_scenario(scenario: FilesScenario, data: Data, prefilled: Path, tmp_path: Path) -> FilesOutcome:
+    directory = tmp_path / "files"
+    directory.mkdir()
+    scenario.write(data, directory)
+    db_path = tmp_path / "store.duckdb"
+    shutil.copy(prefilled, db_path)
+    if scenario.new_day:
+        run_write(
+            db_path,
+            lambda c: c.execute(
+                "DELETE FROM candles WHERE minute >= ? AND minute < ?", list(day_bounds(NEW_DAY))
+            ),
+        )
+    before = read_candles(db_path, list(SYMBOLS))
+    source = FilesSource(directory, timezone=scenario.timezone)
+    errors = []
+    for symbol in SYMBOLS:
+        try:
+            ingest_days(source, db_path, symbol, list(scenario.days), max_invalid_share=0.0)
+        except (InvalidPartitionError, ShrinkRefusedError, RevisionRefusedError, NaiveTimesError) as error:
+            errors.append(f"{type(error).__name__}: {error}")
+    after = read_candles(db_path, list(SYMBOLS))
+    in_days = pl.col("minute").dt.date().is_in(list(scenario.days))
+    expected = files_expected(data).filter(in_days)
+    stored = after.select(CANDLE_COLUMNS).filter(in_days)
+    keys = ["symbol", "minute"]
+    both = expected.join(stored, on=keys, how="inner", suffix="_stored")
+    return FilesOutcome(
+        missing=expected.join(stored, on=keys, how="anti").height,
+        extra=stored.join(expected, on=keys, how="anti").height,
+        wrong=both.filter(
+            pl.any_horizontal([pl.col(c) != pl.col(f"{c}_stored") for c in CANDLE_COLUMNS[2:]])
+        ).height,
+        error=errors[0] if errors else None,
+        unchanged=after.equals(before),
+        implausible=plausibility_failures(db_path, scenario.days),
+    )
+
+
+def files_expected(data: Data) -> pl.DataFrame:
+    return pl.concat(
+        [frame.select(pl.lit(symbol).alias("symbol"), *CANDLE_COLUMNS[1:]) for symbol, frame in data.items()]
+    ).sort("symbol", "minute")
+
+
+def test_files_fault_matrix(exchange_data, tmp_path: Path) -> None:
+    """A store filled from the real files, then each content fault of a file alone."""
+    correct = tmp_path / "correct"
+    correct.mkdir()
+    write_files()(exchange_data, correct)
+    prefilled = tmp_path / "prefilled.duckdb"
+    for symbol in SYMBOLS:
+        ingest_days(FilesSource(correct), prefilled, symbol, FILE_DAYS, max_invalid_share=0.0)
+    rows = []
+    for index, scenario in enumerate(FILES_SCENARIOS):
+        (tmp_path / str(index)).mkdir()
+        rows.append((scenario, run_files_scenario(scenario, exchange_data, prefilled, tmp_path / str(index))))
+    print_files_matrix(rows)
+    for scenario, outcome in rows:
+        if scenario.expect == "exact":
+            assert outcome.error is None, f"{scenario.name}: {outcome.error}"
+            assert (outcome.missing, outcome.extra, outcome.wrong) == (0, 0, 0), scenario.name
+            assert not outcome.unchanged and not outcome.implausible, scenario.name
+        elif scenario.expect == "implausible":
+            assert outcome.error is None, f"{scenario.name}: {outcome.error}"
+            first_minute = day_bounds(NEW_DAY)[0].isoformat()
+            for symbol in SYMBOLS:
+                assert f"{symbol} {NEW_DAY} price_jumps: {first_minute}" in outcome.implausible
+                assert f"{symbol} {NEW_DAY} median_price_vs_neighbours: {first_minute}" in outcome.implausible
+        else:
+            assert outcome.error is not None and outcome.error.startswith(f"{scenario.expect}: "), (
+                outcome.error
+            )
+            assert "\n" not in outcome.error, outcome.error
+            assert outcome.unchanged, f"{scenario.name}: stored rows changed although the ingest failed"
+
+
+def print_files_matrix(rows: list[tuple[FilesScenario, FilesOutcome]]) -> None:
+    header = ("file fault", "days", "missing/extra/wrong", "outcome")
+    lines = []
+    for scenario, o in rows:
+        if o.error:
+            outcome = f"failed, stored rows unchanged={o.unchanged}: {o.error[:150]}"
+        else:
+            outcome = (
+                "stored, exact"
+                if not o.implausible
+                else f"stored; checks fail: {'; '.join(o.implausible[:2])}"
+            )
+        lines.append(
+            (
+                scenario.name,
+                f"{len(scenario.days)} x {len(SYMBOLS)}",
+                f"{o.missing}/{o.extra}/{o.wrong}",
+                outcome,
+            )
+        )
+    widths = [max(len(str(line[i])) for line in [header, *lines]) for i in range(len(header))]
+    print()
+    for line in [header, tuple("-" * w for w in widths), *lines]:
+        print(" | ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)))

@@ -127,6 +127,7 @@ def _python(*args: str) -> list[str]:
     return [sys.executable, "-m", "trading_assets_tests.store.writer_process", *args]
 
 
+@pytest.mark.e2e  # scale-out: four writer processes
 def test_four_processes_write_different_partitions_into_one_file(db_path: Path) -> None:
     symbols = ["BTC-USD", "ETH-USD", "SOL-USD", "DOGE-USD"]
     days = [(DAY + timedelta(days=i)).isoformat() for i in range(4)]
@@ -143,6 +144,7 @@ def test_four_processes_write_different_partitions_into_one_file(db_path: Path) 
         assert got.equals(expected)
 
 
+@pytest.mark.e2e  # scale-out: three backfill-shaped writer processes
 def test_three_backfill_shaped_writers_lose_nothing(db_path: Path) -> None:
     """Three processes do what a 3-symbol single-run backfill does (candles, then features, in batches
     of days, each read back at once), interleaving their transactions on one file."""
@@ -206,3 +208,28 @@ def test_stored_minutes_per_day_counts_each_utc_day(db_path: Path) -> None:
     write_candles(db_path, candles.head(1000), "BTC-USD", *day_bounds(day), "synthetic", NOW)
     counts = stored_minutes_per_day(db_path, "BTC-USD", day - timedelta(days=1), day + timedelta(days=1))
     assert counts == {day: 1000}
+
+
+def test_a_guard_sees_exactly_the_stored_rows_of_the_slices_and_can_refuse_the_write(db_path: Path) -> None:
+    """The guard runs inside the write transaction with the slices' stored rows (not the other days');
+    whatever it raises leaves every slice as it was."""
+    days = [DAY, DAY + timedelta(days=1), DAY + timedelta(days=2)]
+    for day in days:
+        write_candles(db_path, day_candles(day=day), "BTC-USD", *day_bounds(day), "synthetic", NOW)
+    before = read_candles(db_path, ["BTC-USD"])
+    seen: list[pl.DataFrame] = []
+
+    def refuse(stored: pl.DataFrame) -> None:
+        seen.append(stored)
+        raise ValueError("refused by the guard")
+
+    rewrite = pl.concat([day_candles(day=d).with_columns(pl.col("close") * 1.0) for d in days[:2]])
+    slices = [day_bounds(d) for d in days[:2]]
+    with pytest.raises(ValueError, match="refused by the guard"):
+        write_candle_slices(db_path, rewrite, "BTC-USD", slices, "synthetic", NOW, guard=refuse)
+    [stored] = seen
+    assert stored.height == 2 * 1440 and stored["minute"].is_sorted()
+    assert stored.select(before.columns).equals(before.filter(pl.col("minute") < day_bounds(days[2])[0]))
+    assert read_candles(db_path, ["BTC-USD"]).equals(before)
+    write_candle_slices(db_path, rewrite, "BTC-USD", slices, "synthetic", NOW, guard=seen.append)
+    assert len(seen) == 2

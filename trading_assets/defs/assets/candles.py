@@ -4,6 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 
 from trading_assets.defs.checks import PartitionChecks, partition_check_specs
 from trading_assets.defs.metadata import ASSET_OWNERS, batch_metadata, iso, markdown_image, markdown_table
@@ -11,12 +12,22 @@ from trading_assets.defs.partitions import DAYS_PER_TRANSACTION, Partitions, par
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
 from trading_assets.market.candles import MINUTES_PER_DAY, InvalidPartitionError, day_bounds
 from trading_assets.market.ingest import IngestReport, ingest_days
+from trading_assets.market.integrity import (
+    DEFAULT_JUMP_K,
+    MEDIAN_RATIO_BOUNDS,
+    MedianShift,
+    PriceJumps,
+    RevisionRefusedError,
+    median_shift,
+    price_jumps,
+)
 from trading_assets.plots import candle_coverage_png
 from trading_assets.settings import Settings
 from trading_assets.store.duckdb_store import (
     ShrinkRefusedError,
     candle_integrity_by_day,
     latest_minutes,
+    read_candles,
     stored_minutes_per_day,
 )
 
@@ -29,6 +40,18 @@ _CHECKS = {
     "no_duplicate_minutes": ("At most one stored candle per (symbol, minute).", True),
     "stored_rows": (
         "The stored (symbol, day) slice holds exactly the rows this run wrote (a lost write fails).",
+        True,
+    ),
+    "price_jumps": (
+        "No stored minute lies more than k (run config price_jump_k, default "
+        f"{DEFAULT_JUMP_K:g}) times the symbol's median absolute 1-minute log return (this day and the "
+        "previous stored day) from the previous candle's close, inside the day or across either day "
+        "boundary; names the minute (a page in cents, a x100 print).",
+        True,
+    ),
+    "median_price_vs_neighbours": (
+        f"The day's median close lies within {list(MEDIAN_RATIO_BOUNDS)} x the previous and the next stored "
+        "day's (a day in other units or of another symbol).",
         True,
     ),
 }
@@ -45,11 +68,17 @@ def build_candle_assets(
 
         `allow_shrink: true` lets the run store fewer candles for a day than the store holds, or none: a
         forced rewrite. Without it such a day fails the step and the stored candles stay.
+        `allow_revision: true` accepts new values for stored minutes beyond the revision tolerance
+        (`trading_assets.market.integrity`); the diff is recorded in the materialization's metadata.
+        Without it such a day fails the step in one line and the stored candles stay.
+        `price_jump_k`: the price_jumps check's multiple of the median 1-minute move.
         """
 
         max_invalid_share: float = settings.max_invalid_share
         min_coverage: float = settings.min_coverage
         allow_shrink: bool = False
+        allow_revision: bool = False
+        price_jump_k: float = DEFAULT_JUMP_K
 
     @dg.multi_asset(
         specs=[
@@ -86,9 +115,15 @@ def _materialize(context: dg.AssetExecutionContext, config, market_data, store: 
         days = list(key_of_day)
         try:
             batch = ingest_days(
-                source, store.db_path, symbol, days, config.max_invalid_share, config.allow_shrink
+                source,
+                store.db_path,
+                symbol,
+                days,
+                config.max_invalid_share,
+                allow_shrink=config.allow_shrink,
+                allow_revision=config.allow_revision,
             )
-        except (InvalidPartitionError, ShrinkRefusedError) as error:
+        except (InvalidPartitionError, ShrinkRefusedError, RevisionRefusedError) as error:
             raise dg.Failure(description=str(error), metadata=batch_metadata(symbol, days)) from error
         for report in batch:
             key = key_of_day[report.day]
@@ -99,8 +134,23 @@ def _materialize(context: dg.AssetExecutionContext, config, market_data, store: 
     checks = PartitionChecks(context, RAW_CANDLES)
     for symbol, key_of_day in partition_batches(reports, DAYS_PER_TRANSACTION):
         stored = candle_integrity_by_day(store.db_path, symbol, list(key_of_day))
+        candles = _stored_around(store.db_path, symbol, list(key_of_day))
         for day, key in key_of_day.items():
             yield from _partition_checks(checks, key, reports[key], stored[day], config.min_coverage)
+            yield from _plausibility_checks(
+                checks,
+                key,
+                reports[key],
+                price_jumps(candles, day, k=config.price_jump_k),
+                median_shift(candles, day),
+            )
+
+
+def _stored_around(db_path: Path, symbol: str, days: list[date]) -> pl.DataFrame:
+    """The stored candles of `symbol` from the day before the first of `days` to the day after the last."""
+    start = day_bounds(min(days) - timedelta(days=1))[0]
+    end = day_bounds(max(days) + timedelta(days=1))[1]
+    return read_candles(db_path, [symbol], start, end)
 
 
 def _batch_summary(batch: list[IngestReport]) -> str:
@@ -129,8 +179,19 @@ def _materialization_metadata(report: IngestReport) -> dict[str, object]:
         "invalid_by_reason": dg.MetadataValue.json(report.validation.invalid_by_reason),
         "preview": markdown_table(report.preview),
         "identical_duplicates_merged": report.validation.identical_duplicates,
+        **_revision_metadata(report),
         **_fetch_metadata(report),
     }
+
+
+def _revision_metadata(report: IngestReport) -> dict[str, object]:
+    """How the write changed the day's stored minutes: `revised_minutes` always (0 when nothing was
+    stored or nothing changed), the whole diff (minutes changed, largest change, an example minute with
+    stored and new values) when a stored day was rewritten."""
+    diff = report.revision
+    if diff is None:
+        return {"revised_minutes": 0}
+    return {"revised_minutes": diff.minutes_changed, "revision": dg.MetadataValue.json(diff.as_metadata())}
 
 
 def _fetch_metadata(report: IngestReport) -> dict[str, object]:
@@ -198,6 +259,53 @@ def _partition_checks(
             stored["rows"] == report.rows_written,
             dg.AssetCheckSeverity.ERROR,
             {"stored_rows": stored["rows"], "rows_written": report.rows_written},
+        ),
+    ]
+
+
+def _plausibility_checks(
+    checks: PartitionChecks, key: str, report: IngestReport, jumps: PriceJumps, shift: MedianShift
+) -> list[dg.AssetCheckEvaluation]:
+    """price_jumps and median_price_vs_neighbours of one partition, from the stored candles."""
+    common = {"symbol": report.symbol, "date": report.day.isoformat()}
+    worst = jumps.jumps[0].as_json() if jumps.jumps else None
+    ratios = {day.isoformat(): ratio for day, ratio in shift.ratios.items()}
+    return [
+        checks.evaluation(
+            key,
+            "price_jumps",
+            jumps.passed,
+            dg.AssetCheckSeverity.ERROR,
+            {
+                **common,
+                "median_abs_log_return": jumps.scale,
+                "k": jumps.k,
+                "threshold_log_move": jumps.threshold,
+                "steps_checked": jumps.steps_checked,
+                "previous_day_stored": jumps.previous_day_stored,
+                "next_day_stored": jumps.next_day_stored,
+                "jumps": jumps.jump_count,
+                "largest_jump": dg.MetadataValue.json(worst),
+                "jump_minutes": dg.MetadataValue.json([j.minute.isoformat() for j in jumps.jumps]),
+            },
+            description=None if jumps.passed else f"{report.symbol} {jumps.describe()}",
+        ),
+        checks.evaluation(
+            key,
+            "median_price_vs_neighbours",
+            shift.passed,
+            dg.AssetCheckSeverity.ERROR,
+            {
+                **common,
+                "median_close": shift.median_close,
+                "neighbour_medians": dg.MetadataValue.json(
+                    {day.isoformat(): median for day, median in shift.neighbours.items()}
+                ),
+                "ratios": dg.MetadataValue.json(ratios),
+                "bounds": dg.MetadataValue.json(list(shift.bounds)),
+                "first_minute_outside": iso(shift.example_minute),
+            },
+            description=None if shift.passed else f"{report.symbol} {shift.describe()}",
         ),
     ]
 
