@@ -138,7 +138,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--batch-size", type=POSITIVE_INT, default=64, help="training windows per step")
     train.add_argument("--seq-len", type=POSITIVE_INT, default=60, help="minutes of features per window")
-    train.add_argument("--horizon", type=POSITIVE_INT, default=1, help="minutes ahead the label looks")
+    train.add_argument(
+        "--horizon", type=POSITIVE_INT, default=TrainConfig.horizon, help="minutes ahead the label looks"
+    )
     train.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="random seed (sampling, init)")
     train.set_defaults(handler=_run_train)
 

@@ -222,6 +222,7 @@ def _train_and_measure(
         "test_ece": round(calibrated["ece"], 5),
         "test_samples": calibrated["samples"],
         "folds": result.metrics["evaluation"]["folds"],
+        "fold_refit_seconds": round(sum(fold["refit_seconds"] for fold in result.metrics["folds"]), 1),
         "gates_failed": [gate.name for gate in result.gates if not gate.passed],
         "gates_passed": all(gate.passed for gate in result.gates),
         "peak_rss_mb": round(peak_rss_mb()),

@@ -21,8 +21,8 @@ def models(tmp_path_factory) -> dict[str, TrainResult]:
     """Two passing models and a failing one (scikit-learn, BTC-USD), trained once for this module."""
     models_dir = tmp_path_factory.mktemp("models")
     return {
-        "good": train("logistic", 0.7, models_dir),
-        "good_again": train("logistic", 0.7, models_dir, seed=1),
+        "good": train("logistic", 0.4, models_dir),
+        "good_again": train("logistic", 0.4, models_dir, seed=1),
         "noise": train("logistic", 0.0, models_dir),
     }
 

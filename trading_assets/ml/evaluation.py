@@ -156,4 +156,5 @@ def _fold_figures(
         "net_return": result["return"],
         "excess_return": result["excess_return"],
         "temperature": fold.temperature,
+        "refit_seconds": round(fold.seconds, 2),
     }

@@ -14,6 +14,7 @@ fold's figures.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -36,6 +37,7 @@ class FoldPredictions:
     temperature: float
     refit: str  # "serving model" | "warm refit" | "cold refit"
     trained_samples: int
+    seconds: float = 0.0  # the refit and its scoring (0 for the serving model's fold: trained anyway)
 
 
 def fold_parts(test: Samples, folds: int) -> list[Samples]:
@@ -86,6 +88,7 @@ def walk_forward(
     recipe = fold_recipe(config) if warm else config
     purge = config.seq_len + config.horizon
     for index, part in enumerate(parts[1:], start=2):
+        started = time.perf_counter()
         train = training_before(splits, part, purge)
         fitted = CATALOGUE[model_type].fit(
             scaled, Splits(train, splits.val, part), recipe, progress, weights if warm else None,
@@ -97,7 +100,7 @@ def walk_forward(
         predictions.append(
             FoldPredictions(
                 index, part, fitted.test_logits / temperature, fitted.test_logits, temperature,
-                "warm refit" if warm else "cold refit", len(train.ends),
+                "warm refit" if warm else "cold refit", len(train.ends), time.perf_counter() - started,
             )
         )  # fmt: skip
         weights = fitted.weights

@@ -61,8 +61,9 @@ def module_instance(tmp_path_factory):
         yield instance
 
 
+@pytest.mark.e2e  # the whole chain through Dagster: 14 days, three model types, gates, promotion, ensemble
 def test_learnable_market_models_pass_gates_and_get_promoted(tmp_path: Path, module_instance) -> None:
-    resources = build(0.7, tmp_path, module_instance)
+    resources = build(0.4, tmp_path, module_instance)
     result = run_models(resources, module_instance, ["lstm", "transformer", "logistic"])
     gates = {(e.asset_key.path[0], e.check_name): e for e in result.get_asset_check_evaluations()}
     models_dir = Path(resources["model_store"].path)
@@ -142,6 +143,7 @@ def test_kinds_and_default_weights_come_from_the_catalogue() -> None:
     assert EnsembleConfig().weights == DEFAULT_WEIGHTS
 
 
+@pytest.mark.e2e  # the whole chain through Dagster: 14 days, three model types, gates, promotion
 def test_pure_noise_fails_every_accuracy_gate_and_promotes_nothing(tmp_path: Path, module_instance) -> None:
     resources = build(0.0, tmp_path, module_instance)
     result = run_models(resources, module_instance, ["lstm", "transformer", "logistic"])

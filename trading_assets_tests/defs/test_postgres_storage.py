@@ -79,7 +79,7 @@ def written(pg_env: PostgresServer, tmp_path_factory: pytest.TempPathFactory) ->
     base = tmp_path_factory.mktemp("postgres_storage")
     db_path = base / "store.duckdb"
     resources = {
-        "market_data": MarketDataResource(source="synthetic", synthetic_predictability=0.7),
+        "market_data": MarketDataResource(source="synthetic", synthetic_predictability=0.4),
         "store": DuckDBStoreResource(path=str(db_path)),
     }
     job = dg.Definitions(
@@ -146,6 +146,7 @@ def test_the_shipped_instance_stays_on_sqlite(tmp_path: Path) -> None:
     assert schedule_storage == "SqliteScheduleStorage"
 
 
+@pytest.mark.e2e  # starts PostgreSQL
 def test_a_fresh_instance_reads_the_run_back(written: Written, reader: dg.DagsterInstance) -> None:
     assert storage_classes(reader) == POSTGRES_CLASSES
     [record] = reader.get_run_records()
@@ -155,6 +156,7 @@ def test_a_fresh_instance_reads_the_run_back(written: Written, reader: dg.Dagste
     assert record.end_time is not None and record.end_time >= record.start_time
 
 
+@pytest.mark.e2e  # starts PostgreSQL
 @pytest.mark.parametrize("asset", ["raw_candles", "features"])
 def test_a_fresh_instance_reads_each_partition_materialization_back(
     written: Written, reader: dg.DagsterInstance, asset: str
@@ -172,6 +174,7 @@ def test_a_fresh_instance_reads_each_partition_materialization_back(
     assert stored.height == len(PARTITIONS) * 1440  # the data itself stays in DuckDB
 
 
+@pytest.mark.e2e  # starts PostgreSQL
 @pytest.mark.parametrize("check", sorted(CANDLE_CHECKS))
 def test_a_fresh_instance_reads_each_partition_check_back(
     written: Written, reader: dg.DagsterInstance, check: str
@@ -189,6 +192,7 @@ def test_a_fresh_instance_reads_each_partition_check_back(
         assert minimum == pytest.approx([0.95] * len(PARTITIONS))
 
 
+@pytest.mark.e2e  # starts PostgreSQL
 def test_a_fresh_instance_reads_the_schedule_storage_back(
     written: Written, reader: dg.DagsterInstance
 ) -> None:
@@ -196,6 +200,7 @@ def test_a_fresh_instance_reads_the_schedule_storage_back(
     assert tick.status == TickStatus.SKIPPED and tick.skip_reason == "written by test_postgres_storage"
 
 
+@pytest.mark.e2e  # starts PostgreSQL
 def test_the_records_live_in_postgres_not_in_dagster_home(written: Written) -> None:
     server = written.server
     with psycopg2.connect(server.dsn) as connection, connection.cursor() as cursor:
@@ -214,6 +219,7 @@ def test_the_records_live_in_postgres_not_in_dagster_home(written: Written) -> N
         assert not [p for p in home.rglob("*") if p.suffix in {".db", ".sqlite"}], home
 
 
+@pytest.mark.e2e  # starts PostgreSQL
 def test_the_server_helper_stops_its_server_also_when_the_block_fails() -> None:
     with pytest.raises(RuntimeError, match="boom"), postgres_server() as running:
         pid = int((running.base_dir / "data" / "postmaster.pid").read_text().split()[0])

@@ -1,4 +1,4 @@
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +59,9 @@ def train_on(
     symbol: str = "BTC/USD",
     policy: PromotionPolicy = TEST_POLICY,
 ) -> TrainResult:
-    """`train` on the first `rows` rows of the toy market (its columns are `COLUMNS`, schema "schema-5")."""
+    """`train` on the first `rows` rows of the toy market (its columns are `COLUMNS`, schema "schema-5"); its
+    label is the next minute's move, so the horizon is 1."""
+    config = replace(config, horizon=1)
     stop = rows or len(market.x)
     matrix = FeatureMatrix(
         market.x[:stop], market.minutes[:stop], market.close[:stop], market.usable[:stop],

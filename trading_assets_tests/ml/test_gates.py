@@ -33,7 +33,7 @@ REAL_BTC = SHARED_DATA / "binance_2026-03_paparocketeer-freqtrade-bot" / "BTC_US
 def demo_market_closes(days: int = 6) -> np.ndarray:
     start = datetime(2026, 11, 12, tzinfo=UTC)
     return (
-        SyntheticSource(predictability=0.7)
+        SyntheticSource(predictability=0.4)
         .fetch("BTC-USD", start, start + timedelta(days=days))["close"]
         .to_numpy()
     )
@@ -67,23 +67,27 @@ def calls_as_probabilities(up: np.ndarray) -> np.ndarray:
     return np.where(up, 0.8, 0.2)
 
 
-RULES = list(naive_family(np.ones(100), np.arange(70, 90), 1, True))
+RULES = list(naive_family(np.ones(100), np.arange(70, 90), TrainConfig.horizon, True))
+
+
+#: The demo's models predict the direction over the default horizon (5 minutes).
+HORIZON = TrainConfig.horizon
 
 
 @pytest.mark.parametrize("rule", RULES)
 def test_every_naive_rule_wrapped_as_a_model_is_refused_by_the_skill_gate_on_the_demo_market(rule) -> None:
     close = demo_market_closes()
-    ends = np.arange(60, len(close) - 1)
-    p_up = calls_as_probabilities(naive_family(close, ends, 1, True)[rule])
-    gates = judged(close, p_up)
+    ends = np.arange(60, len(close) - HORIZON)
+    p_up = calls_as_probabilities(naive_family(close, ends, HORIZON, True)[rule])
+    gates = judged(close, p_up, horizon=HORIZON)
     assert not gates["skill_gate"].passed, gates["skill_gate"].describe()
     assert gates["skill_gate"].bound <= 0.0
 
 
 def test_a_model_that_knows_the_next_move_passes_skill_and_accuracy() -> None:
     close = demo_market_closes()
-    ends = np.arange(60, len(close) - 1)
-    gates = judged(close, calls_as_probabilities(close[ends + 1] > close[ends]))
+    ends = np.arange(60, len(close) - HORIZON)
+    gates = judged(close, calls_as_probabilities(close[ends + HORIZON] > close[ends]), horizon=HORIZON)
     assert gates["skill_gate"].passed and gates["accuracy_gate"].passed
     assert gates["skill_gate"].rival.startswith("rule ")
 
@@ -175,7 +179,7 @@ def test_each_fold_is_scored_by_a_model_trained_only_before_it(trained_logistic)
 def test_a_candidate_that_does_not_beat_the_model_in_service_stays_a_challenger(market, tmp_path) -> None:
     """A retrain on the same data is as good as the champion, not better: it is not promoted over it (at a
     venue cheap enough that the toy market's minute-by-minute signal pays, so only the champion stops it)."""
-    config = TrainConfig(seq_len=10, max_epochs=1, samples_per_epoch=512)
+    config = TrainConfig(seq_len=10, max_epochs=1, samples_per_epoch=512, horizon=1)
     champion = train_on(market, "logistic", config, tmp_path, rows=3000)
     matrix_rows = len(market.x)
     candidate = train(

@@ -13,6 +13,7 @@ import pytest
 from trading_assets.features.pipeline import compute_features
 from trading_assets.features.store import feature_matrix
 from trading_assets.market.synthetic import SyntheticSource
+from trading_assets.market.venues import STATED_FEE_BPS
 from trading_assets.ml.artifacts import sha256_of
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.policy import CostPolicy, PromotionPolicy
@@ -20,7 +21,8 @@ from trading_assets.ml.train import TrainResult, TrainSpec
 from trading_assets.ml.train import train as train_matrix
 
 START = datetime(2024, 1, 2, tzinfo=UTC)
-DAYS = 6
+#: 14 days, as the demo: at the 5-minute horizon the economics bound needs 480 periods in the test part
+DAYS = 14
 
 
 def synthetic_matrix(predictability: float, symbol: str = "BTC-USD"):
@@ -31,8 +33,8 @@ def synthetic_matrix(predictability: float, symbol: str = "BTC-USD"):
     return feature_matrix(frame)
 
 
-#: What the small tests judge under: the default policy on 2 folds, the synthetic venue's 10 bps fee.
-POLICY, COSTS = PromotionPolicy(folds=2), CostPolicy(fee_bps=10.0)
+#: What the small tests judge under: the default policy on 2 folds, the synthetic venue's stated fee.
+POLICY, COSTS = PromotionPolicy(folds=2), CostPolicy(fee_bps=STATED_FEE_BPS["synthetic"])
 
 
 def train(model_type: str, predictability: float, models_dir: Path, **config: object) -> TrainResult:
@@ -48,7 +50,7 @@ def trained_models(tmp_path_factory) -> dict[str, TrainResult]:
     """A passing and a failing model of the cheap type, trained once per session."""
     models_dir = tmp_path_factory.mktemp("trained")
     return {
-        "good": train("logistic", 0.7, models_dir),
+        "good": train("logistic", 0.4, models_dir),
         "noise": train("logistic", 0.0, models_dir),
     }
 

@@ -72,8 +72,8 @@ def test_a_model_that_fails_a_gate_is_never_promoted(trained_models, tmp_path: P
         (PromotionPolicy(folds=2, min_accuracy=0.7), COSTS, r"min_accuracy=0\.68 \(policy in force: 0\.7\)"),
         (PromotionPolicy(folds=3), COSTS, r"folds=2 \(policy in force: 3\)"),
         (PromotionPolicy(folds=2, confidence=0.99), COSTS, r"confidence=0\.95"),
-        (POLICY, CostPolicy(fee_bps=60.0), r"fee_bps=10\.0 \(policy in force: 60\.0\)"),
-        (POLICY, CostPolicy(fee_bps=10.0, half_spread_bps=5.0), r"half_spread_bps=1\.0"),
+        (POLICY, CostPolicy(fee_bps=60.0), r"fee_bps=0\.0 \(policy in force: 60\.0\)"),
+        (POLICY, CostPolicy(fee_bps=0.0, half_spread_bps=5.0), r"half_spread_bps=1\.0"),
     ],
 )
 def test_a_model_judged_looser_than_the_policy_in_force_is_not_promoted(

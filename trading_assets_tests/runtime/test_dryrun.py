@@ -29,7 +29,7 @@ HISTORY_START = date(2023, 11, 10)
 #: Six days of features: the gates' walk-forward evidence needs a few thousand test samples.
 DAYS = [date(2024, 2, 26) + timedelta(days=offset) for offset in range(7)]
 NOW = datetime(2024, 3, 3, 12, 0, 30, tzinfo=UTC)
-SOURCE = SyntheticSource(predictability=0.7)
+SOURCE = SyntheticSource(predictability=0.4)
 
 
 def do_promote(artifact: Path, models_dir: Path) -> None:

@@ -7,6 +7,7 @@ re-checks the artifact and the gates recorded in its manifest, so nothing that f
 any path.
 """
 
+import math
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -81,7 +82,7 @@ class _ModelRunConfig(dg.Config):
     batch_size: int = 64
     samples_per_epoch: int
     seq_len: int = 60
-    horizon: int = 1
+    horizon: int = TrainConfig.horizon
     train_start: str | None = None
     train_end: str | None = None
     seed: int = 0
@@ -150,8 +151,8 @@ def _gate_result(gate: GateResult) -> dg.AssetCheckResult:
         passed=gate.passed,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
-            "measured": gate.measured,
-            "bound": gate.bound,
+            "measured": _finite_or_text(gate.measured),
+            "bound": _finite_or_text(gate.bound),
             "threshold": gate.threshold,
             "samples": gate.samples,
             "rival": gate.rival or "none",
@@ -193,7 +194,7 @@ def _model_metadata(result: TrainResult) -> dict[str, object]:
         "walk_forward_folds": markdown_records(result.metrics["folds"]),
         "strongest_rival": result.metrics["skill"]["strongest_rival"],
         "fold_accuracies": " / ".join(f"{fold['accuracy']:.3f}" for fold in result.metrics["folds"]),
-        "break_even_fee_bps": backtest.get("break_even_fee_bps"),
+        "break_even_fee_bps": _finite_or_text(backtest.get("break_even_fee_bps")),
         "signal_backtest": markdown_mapping(
             {name: value for name, value in backtest.items() if not isinstance(value, list | dict)},
             header=("backtest (pooled folds)", "value"),
@@ -206,6 +207,14 @@ def _model_metadata(result: TrainResult) -> dict[str, object]:
         ),
         "backtest_chart": markdown_image("backtest vs buy and hold", _backtest_png(backtest)),
     }
+
+
+def _finite_or_text(value: float | None) -> float | str:
+    """A number for the UI, or why there is none (GraphQL has no infinity: a bound of -inf means too few
+    samples for evidence)."""
+    if value is None:
+        return "none: no fee makes it pay"
+    return float(value) if math.isfinite(value) else "no evidence: too few samples for the bound"
 
 
 def _verdict(gates: list[GateResult]) -> str:
