@@ -286,17 +286,16 @@ def _run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from trading_assets.commands import evaluate
 
     _check_symbols([args.symbol], settings)
+    from trading_assets.ml.policy import PolicyError, tightened
+
+    overrides = {"min_accuracy": args.min_accuracy, "max_calibration_error": args.max_calibration_error}
+    try:
+        policy = tightened(settings.policy, overrides, where="command line")
+    except PolicyError as error:
+        raise Refused(str(error)) from None
     if not Path(args.model).is_dir():
         raise Refused(f"--model {args.model}: no such artifact directory")
-    return evaluate(
-        settings,
-        Path(args.model),
-        args.symbol,
-        args.model_type,
-        args.min_accuracy,
-        args.max_calibration_error,
-        args.promote,
-    )
+    return evaluate(settings, Path(args.model), args.symbol, args.model_type, policy, args.promote)
 
 
 def _run_promote(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from trading_assets.features.registry import MODEL_FEATURES, schema_hash
+from trading_assets.ml.policy import PromotionPolicy
 from trading_assets.settings import Settings
 
 
@@ -53,23 +54,15 @@ def evaluate(
     model: Path,
     symbol: str,
     model_type: str,
-    min_accuracy: float | None,
-    max_calibration_error: float | None,
+    policy: PromotionPolicy,
     promote_if_passed: bool,
 ) -> int:
-    """Verify the artifact, print its test metrics and gates (thresholds may only tighten the policy in force:
-    exit 2 otherwise); exit 1 when a blocking gate fails."""
+    """Verify the artifact, print its pooled walk-forward metrics and its gates judged by `policy` (the policy
+    in force, perhaps tightened on the command line); exit 1 when a blocking gate fails."""
     from trading_assets.ml.gates import blocking_failures, evaluate_gates
     from trading_assets.ml.inference import load_model
-    from trading_assets.ml.policy import PolicyError, tightened
     from trading_assets.promotion.registry import PromotionRefused
 
-    overrides = {"min_accuracy": min_accuracy, "max_calibration_error": max_calibration_error}
-    try:
-        policy = tightened(settings.policy, overrides, where="command line")
-    except PolicyError as error:
-        print(error, file=sys.stderr)
-        return 2
     manifest = load_model(model, list(MODEL_FEATURES), schema_hash()).manifest
     if (manifest["symbol"], manifest["model_type"]) != (symbol, model_type):
         print(

@@ -30,6 +30,7 @@ def models(tmp_path_factory) -> dict[str, TrainResult]:
 @pytest.fixture
 def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TA_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("TA_FOLDS", "2")  # the policy the module's models were judged under (demo scale)
     return tmp_path / "models"
 
 
@@ -165,7 +166,7 @@ def refusal(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
                 "--min-accuracy",
                 "5",
             ],
-            "trading-assets evaluate: --min-accuracy 5 is outside (0.5, 1]",
+            "trading-assets evaluate: command line: min_accuracy=5.0: Input should be less than or equal to 1",
         ),
         (
             [
@@ -179,7 +180,22 @@ def refusal(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
                 "--max-calibration-error",
                 "0",
             ],
-            "trading-assets evaluate: --max-calibration-error 0 is outside (0, 1)",
+            "trading-assets evaluate: command line: max_calibration_error=0.0: Input should be greater than 0",
+        ),
+        (
+            [
+                "evaluate",
+                "--model",
+                ".",
+                "--symbol",
+                "BTC-USD",
+                "--model-type",
+                "lstm",
+                "--min-accuracy",
+                "0.6",
+            ],
+            "trading-assets evaluate: command line min_accuracy=0.6 is looser than the policy in force "
+            "(min_accuracy=0.68)",
         ),
         (["train"], "trading-assets train: the following arguments are required: --symbol, --model-type"),
     ],
@@ -201,7 +217,7 @@ def test_an_artifact_directory_without_a_manifest_is_refused_in_one_line(tmp_pat
 def test_a_bad_setting_is_refused_in_one_line_naming_the_variable(capsys, monkeypatch) -> None:
     monkeypatch.setenv("TA_MIN_ACCURACY", "5")
     assert refusal(["train", "--symbol", "BTC-USD", "--model-type", "lstm"], capsys) == (
-        "trading-assets train: environment variable TA_MIN_ACCURACY='5' is outside (0.5, 1]"
+        "trading-assets train: environment variable TA_MIN_ACCURACY='5': Input should be less than or equal to 1"
     )
 
 

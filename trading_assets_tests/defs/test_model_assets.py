@@ -178,7 +178,7 @@ def test_pure_noise_fails_every_accuracy_gate_and_promotes_nothing(tmp_path: Pat
         ("min_skill_margin", None),  # tighter (below): accepted
         ("folds", None),
         ("confidence", 0.9),
-        ("fee_bps", 1.0),
+        ("borrow_bps_per_day", 0.0),  # the synthetic venue states a zero fee: nothing is looser
         ("slippage_bps", 0.0),
         ("half_spread_bps", 0.0),
         ("allow_short", True),

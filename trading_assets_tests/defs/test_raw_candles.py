@@ -44,7 +44,7 @@ def test_one_partition_stores_a_day_with_rich_metadata(dagster_instance, resourc
     assert metadata["price_low"] < metadata["price_high"]
     assert "| minute | open |" in metadata["preview"]
     stored = read_candles(db_path, ["ETH-USD"])
-    expected = SyntheticSource(predictability=0.7).fetch("ETH-USD", *day_bounds(date(2024, 1, 2)))
+    expected = SyntheticSource(predictability=0.4).fetch("ETH-USD", *day_bounds(date(2024, 1, 2)))
     assert stored.select(expected.columns).equals(expected)
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert set(checks) == CANDLE_CHECKS
