@@ -31,6 +31,13 @@ def dagster_instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
 def resources(db_path: Path) -> dict[str, object]:
     """Resources for asset tests: a temporary DuckDB file and the deterministic synthetic market."""
     return {
-        "market_data": MarketDataResource(source="synthetic", synthetic_predictability=0.7),
+        "market_data": MarketDataResource(source="synthetic", synthetic_predictability=0.4),
         "store": DuckDBStoreResource(path=str(db_path)),
     }
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """Say at the top of the default run that the end-to-end tests are left out, and how to run them."""
+    if config.getoption("markexpr") == "not e2e":
+        return "e2e tests deselected: `pytest -m e2e` runs them (CI does), `pytest -m ''` runs everything"
+    return None

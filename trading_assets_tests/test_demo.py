@@ -18,6 +18,7 @@ PINNED_END_DAY = "2026-11-25"
 MAX_TERMINAL_LINES = 60
 
 
+@pytest.mark.e2e  # the whole demo through the code location
 def test_the_demo_runs_the_whole_chain_through_the_code_location_and_ends_in_a_summary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

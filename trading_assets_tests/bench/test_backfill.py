@@ -23,7 +23,7 @@ def test_defaults_and_registration() -> None:
     assert multi_partition_key(symbol="BTC-USD", date="2024-01-02") == "2024-01-02|BTC-USD"
 
 
-@pytest.mark.slow
+@pytest.mark.e2e  # starts `dagster dev`
 def test_small_backfill_through_dagster(tmp_path: Path) -> None:
     path = tmp_path / "backfill.json"
     argv = ["bench", "backfill", "--days", "2", "--symbols", "BTC-USD", "--quiet", "--json", str(path)]

@@ -5,10 +5,13 @@ import argparse
 import json
 from datetime import date
 
+import pytest
+
 from trading_assets.cli import main
 from trading_assets_bench import retrain
 
 
+@pytest.mark.e2e  # the retrain benchmark: every training in its own process, then the warm week
 def test_bench_retrain_trains_each_model_and_reports_it(tmp_path, capsys):
     out = tmp_path / "retrain.json"
     args = ["--days", "2", "--symbols", "BTC-USD", "--models", "lstm", "--parallel", "1"]

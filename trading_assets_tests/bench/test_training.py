@@ -23,6 +23,7 @@ def test_make_data_is_the_baselines():
         np.testing.assert_array_equal(ours, theirs)
 
 
+@pytest.mark.e2e  # the training benchmark, run until it reaches its target loss
 def test_write_data_then_throughput_and_time_to_target(tmp_path):
     path = tmp_path / "data.npz"
     training.run(_args("--write-data", str(path), "--rows", "3000", "--features", "5"))

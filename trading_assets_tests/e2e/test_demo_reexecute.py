@@ -21,7 +21,7 @@ from trading_assets.demo_runs import CodeLocationRuns
 from trading_assets.settings import PROJECT_ROOT
 from trading_assets_bench.harness.dagster_server import DagsterServer, command_lines, processes_with_env
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e  # starts `dagster dev`
 
 DAY = date(2026, 11, 25)
 SYMBOL = "ETH-USD"

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import atexit
-import copy
-import dataclasses
 import json
 import shutil
-import tempfile
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -42,40 +38,11 @@ POLICY, COSTS = PromotionPolicy(folds=2), CostPolicy(fee_bps=STATED_FEE_BPS["syn
 
 
 def train(model_type: str, predictability: float, models_dir: Path, **config: object) -> TrainResult:
-    """A model of `model_type` trained on `synthetic_matrix(predictability)`, its artifact under `models_dir`.
-
-    Each distinct training (type, predictability, config) runs once per session (several modules ask for the
-    same ones): it is trained into a private directory that no test sees, and every call gets its own copy of
-    that artifact under its `models_dir` (same relative path and version) and its own copy of the result."""
-    key = (model_type, predictability, tuple(sorted(config.items())))
-    if key not in _TRAINED:
-        _TRAINED[key] = train_matrix(synthetic_matrix(predictability), spec_of(key))
-    pristine = _TRAINED[key]
-    target = models_dir / pristine.artifact_dir.relative_to(_trained_dir())
-    if target.exists():  # the same training asked twice for one directory: a second version, as before
-        return train_matrix(
-            synthetic_matrix(predictability), dataclasses.replace(spec_of(key), models_dir=models_dir)
-        )
-    shutil.copytree(pristine.artifact_dir, target)
-    return dataclasses.replace(copy.deepcopy(pristine), artifact_dir=target)
-
-
-def spec_of(key: tuple) -> TrainSpec:
-    model_type, _, config = key
-    train_config = TrainConfig(max_epochs=2, samples_per_epoch=4096, **dict(config))
-    return TrainSpec(model_type, "BTC-USD", _trained_dir(), train_config, POLICY, COSTS)
-
-
-_TRAINED: dict[tuple, TrainResult] = {}
-_TRAINED_DIR: list[Path] = []
-
-
-def _trained_dir() -> Path:
-    """The session's private directory of the trainings `train` hands out copies of (removed at exit)."""
-    if not _TRAINED_DIR:
-        _TRAINED_DIR.append(Path(tempfile.mkdtemp(prefix="ta-test-trainings-")))
-        atexit.register(shutil.rmtree, _TRAINED_DIR[0], ignore_errors=True)
-    return _TRAINED_DIR[0]
+    spec = TrainSpec(
+        model_type, "BTC-USD", models_dir, TrainConfig(max_epochs=2, samples_per_epoch=4096, **config),
+        POLICY, COSTS,
+    )  # fmt: skip
+    return train_matrix(synthetic_matrix(predictability), spec)
 
 
 @pytest.fixture(scope="session")
