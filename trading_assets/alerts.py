@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import tempfile
 import time
 import urllib.error
@@ -74,7 +75,7 @@ class AlertLog:
 
     def raise_alert(self, alert: Alert, to_webhook: bool) -> bool:
         """Record `alert` (credentials in URLs redacted) unless its key was raised before; True when new."""
-        alert = redacted(alert)
+        alert = bounded(redacted(alert))
         with self._locked():
             if alert.key in {known.key for known in self.alerts()}:
                 return False
@@ -113,6 +114,27 @@ class AlertLog:
 def redacted(alert: Alert) -> Alert:
     """`alert` with the credentials of every URL in its text and details replaced by `***`."""
     return replace(alert, text=redact(alert.text), details=redact_values(alert.details))
+
+
+#: An alert is a summary with a pointer, never the metadata itself: at most this many characters of text, each
+#: detail at most `_MAX_DETAIL_CHARS`, and images (a chart embedded in a check's description) left out.
+MAX_ALERT_TEXT_CHARS = 1_000
+_MAX_DETAIL_CHARS = 200
+_INLINE_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
+
+
+def bounded(alert: Alert) -> Alert:
+    """`alert` short enough for a chat message (under 2 kB as JSON): inline images become `[chart: name]`,
+    long texts are cut with a note."""
+    details = {key: _short(value, _MAX_DETAIL_CHARS) for key, value in alert.details.items()}
+    return replace(alert, text=_short(alert.text, MAX_ALERT_TEXT_CHARS), details=details)
+
+
+def _short(value: object, limit: int) -> object:
+    if not isinstance(value, str):
+        return value
+    text = _INLINE_IMAGE.sub(lambda match: f"[chart: {match.group(1) or 'image'}]", value)
+    return text if len(text) <= limit else text[: limit - 20] + " … (cut; see the UI)"
 
 
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):

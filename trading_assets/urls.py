@@ -33,10 +33,18 @@ def redact_values(value: object) -> object:
 
 
 def require_http_url(variable: str, url: str) -> str:
-    """`url` when it is an http(s) URL with a host; otherwise a one-line ValueError naming `variable`."""
+    """`url` when it is an http(s) URL with a host, a valid port (if any) and no whitespace; otherwise a
+    one-line ValueError naming `variable` (so a bad URL is refused when the settings load, not when an alert
+    is first delivered)."""
     parts = urlsplit(url)
     if parts.scheme.lower() not in HTTP_SCHEMES or not parts.hostname:
         raise ValueError(
             f"{variable}={redact(url)!r}: only http:// or https:// URLs with a host are accepted"
         )
+    if any(character.isspace() for character in url):
+        raise ValueError(f"{variable}={redact(url)!r}: a URL may not contain whitespace")
+    try:
+        parts.port  # noqa: B018 (urlsplit checks the port only when it is read)
+    except ValueError:
+        raise ValueError(f"{variable}={redact(url)!r}: the port is not a number in 0..65535") from None
     return url

@@ -81,3 +81,22 @@ def test_credentials_in_urls_never_reach_the_alert_log(tmp_path: Path) -> None:
     [alert] = log.alerts()
     assert alert.text == "ExchangeFetchError: GET https://***@proxy.example/candles answered 500"
     assert alert.details == {"tags": {"url": "http://***@h/"}}
+
+
+def test_an_alert_is_a_summary_under_2_kb_without_inline_images(tmp_path) -> None:
+    """A check description may embed a chart (tens of kB of base64): the alert keeps a pointer instead."""
+    import base64
+    import json as json_module
+
+    from trading_assets.alerts import Alert, AlertLog
+
+    chart = "![coverage per day](data:image/png;base64," + base64.b64encode(b"x" * 20_000).decode() + ")"
+    alert = Alert("k1", "check_failed", f"freshness of raw_candles failed\n{chart}", {"description": chart})
+    log = AlertLog(tmp_path)
+    assert log.raise_alert(alert, to_webhook=True)
+    [stored] = log.alerts()
+    assert "data:image" not in stored.text and "[chart: coverage per day]" in stored.text
+    assert len(json_module.dumps({"text": stored.text, "alert": stored.__dict__})) < 2048
+    long = Alert("k2", "check_failed", "y" * 5000)
+    log.raise_alert(long, to_webhook=False)
+    assert len(log.alerts()[-1].text) <= 1000 and log.alerts()[-1].text.endswith("(cut; see the UI)")

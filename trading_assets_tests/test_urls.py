@@ -27,3 +27,24 @@ def test_require_http_url_names_the_variable_without_its_password() -> None:
     with pytest.raises(ValueError, match=r"TA_CCXT_API_URL='ftp://\*\*\*@host/'"):
         require_http_url("TA_CCXT_API_URL", "ftp://me:secret@host/")
     assert require_http_url("TA_CCXT_API_URL", "https://me:secret@host/") == "https://me:secret@host/"
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("https://hooks.example:99999/T1", "the port is not a number"),
+        ("https://hooks.example:http/T1", "the port is not a number"),
+        ("https://hooks.example/T 1", "may not contain whitespace"),
+    ],
+)
+def test_a_webhook_url_with_a_bad_port_or_a_space_is_refused_at_settings_load(
+    url: str, why: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trading_assets.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("TA_ALERT_WEBHOOK_URL", url)
+    with pytest.raises(SettingsError, match=why) as refused:
+        load_settings()
+    assert str(refused.value).startswith("environment variable TA_ALERT_WEBHOOK_URL=") and "\n" not in str(
+        refused.value
+    )
