@@ -79,4 +79,4 @@ def test_the_rss_sampler_names_the_phases_of_a_training():
     with retrain.RssSampler(interval=0.01) as unvalidated:
         unvalidated.next_segment()
     assert list(unvalidated.peaks()) == ["read", "fit_and_score"]
-    assert 0 < min(unvalidated.peaks().values()) <= retrain.peak_rss_mb()
+    assert 0 < min(unvalidated.peaks().values()) <= round(retrain.peak_rss_mb()) + 1  # peaks are rounded MiB
