@@ -33,6 +33,9 @@ from trading_assets.ml.model_types import UnknownModelType, canonical_name
 MANIFEST = "manifest.json"
 TORCH_WEIGHTS = "weights.pt"
 ARRAY_WEIGHTS = "weights.npz"
+#: The longest window a model may read: a week of minutes (an edited manifest asking for more would make
+#: every scoring gather that many rows per window).
+MAX_SEQ_LEN = 7 * 1440
 #: manifest fields every loader relies on, with their JSON types
 REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
     "model_type": str,
@@ -135,8 +138,8 @@ def check_manifest(manifest: Any, path: Path) -> None:
         manifest["model_type"] = canonical_name(manifest["model_type"])
     except UnknownModelType as error:
         raise ModelArtifactError(f"{path}: manifest field 'model_type': {error}") from error
-    if manifest["seq_len"] < 2:
-        raise ModelArtifactError(f"{path}: seq_len {manifest['seq_len']} must be at least 2")
+    if not 2 <= manifest["seq_len"] <= MAX_SEQ_LEN:
+        raise ModelArtifactError(f"{path}: seq_len {manifest['seq_len']} must lie in 2..{MAX_SEQ_LEN}")
     check_temperature(manifest, path)
 
 

@@ -250,3 +250,13 @@ def test_a_model_trained_on_cuda_writes_the_artifact_a_cpu_training_writes(model
     loaded.model.module.cpu()
     expected = torch.sigmoid(on_the_gpu / loaded.temperature).numpy()
     np.testing.assert_allclose(loaded.predict_proba(windows), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("seq_len", [1, 1_000_000])
+def test_a_manifest_whose_window_is_implausible_is_refused_in_one_line(lstm_artifact, tmp_path, seq_len):
+    directory = _copy(lstm_artifact, tmp_path)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    (directory / "manifest.json").write_text(json.dumps({**manifest, "seq_len": seq_len}))
+    with pytest.raises(ModelArtifactError, match=rf"seq_len {seq_len} must lie in 2\.\.10080") as refused:
+        load_model(directory, COLUMNS, SCHEMA)
+    assert "\n" not in str(refused.value)
