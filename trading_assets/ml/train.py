@@ -188,6 +188,7 @@ def _add_fold_minutes(report: dict[str, Any], minutes: np.ndarray) -> None:
 
 
 def _minute_text(minute: np.datetime64) -> str:
+    """A row's minute as the manifest writes it: `2024-01-02T03:04Z`."""
     return str(np.datetime_as_string(np.datetime64(minute).astype("datetime64[m]"))) + "Z"
 
 
@@ -289,6 +290,5 @@ def _range(part: Samples, minutes: np.ndarray | None, config: TrainConfig) -> di
     first, last = int(part.ends[0]) - config.seq_len + 1, int(part.ends[-1]) + config.horizon
     span: dict[str, Any] = {"samples": len(part.ends), "first_row": first, "last_row": last}
     if minutes is not None:
-        span["first_minute"] = str(np.datetime_as_string(minutes[first].astype("datetime64[m]"))) + "Z"
-        span["last_minute"] = str(np.datetime_as_string(minutes[last].astype("datetime64[m]"))) + "Z"
+        span["first_minute"], span["last_minute"] = _minute_text(minutes[first]), _minute_text(minutes[last])
     return span
