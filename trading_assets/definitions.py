@@ -12,7 +12,11 @@ from trading_assets.defs.assets.models import build_model_assets
 from trading_assets.defs.assets.performance import build_live_performance_asset
 from trading_assets.defs.automation import automation_sensor
 from trading_assets.defs.executors import executor_from_settings
-from trading_assets.defs.jobs import build_daily_candles_schedule, daily_market_data_job
+from trading_assets.defs.jobs import (
+    build_daily_candles_schedule,
+    daily_market_data_job,
+    retry_failed_daily_runs,
+)
 from trading_assets.defs.partitions import build_partitions
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource, ModelStoreResource
 from trading_assets.defs.sensors import build_alert_sensors
@@ -33,7 +37,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_live_performance_asset(settings, partitions),
         ],
         asset_checks=[raw_candles_freshness],
-        sensors=[*build_alert_sensors(settings), automation_sensor],
+        sensors=[*build_alert_sensors(settings), automation_sensor, retry_failed_daily_runs],
         jobs=[daily_market_data_job],
         schedules=[build_daily_candles_schedule(settings)],
         resources={

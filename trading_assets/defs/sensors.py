@@ -8,12 +8,11 @@ from trading_assets.defs.dagster_private import (
     AssetCheckExecutionRecordStatus,
     SerializableErrorInfo,
 )
+from trading_assets.defs.jobs import ATTEMPT_TAG, BLOCKING_CHECK_FAILED, DAILY_ATTEMPTS, DAILY_TAG
 from trading_assets.settings import Settings
 
 #: Failed executions per check looked at each tick; older ones were alerted on earlier ticks.
 RECENT_FAILURES_PER_CHECK = 100
-#: The error class of a step that failed only because one of its blocking checks failed.
-_BLOCKING_CHECK_FAILED = "DagsterAssetCheckFailedError"
 
 
 def check_alert(record: AssetCheckExecutionRecord) -> Alert:
@@ -62,7 +61,9 @@ def _measured_against_threshold(metadata: dict[str, object]) -> str:
 def run_failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str) -> Alert | None:
     """The alert for a failed run, or None when every failed step failed only on blocking checks: each
     failed check already raised its own alert (`check_failure_alerts`), so the run is not alerted twice.
-    Otherwise the alert names the failed steps with their errors, and any failed blocking checks."""
+    Otherwise the alert names the failed steps with their errors, and any failed blocking checks. Every
+    attempt of one scheduled (symbol, day) shares one alert key: the first failure raises it, a failing
+    retry does not raise it again."""
     events = instance.all_logs(
         run.run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.ASSET_CHECK_EVALUATION}
     )
@@ -75,16 +76,23 @@ def run_failure_alert(instance: dg.DagsterInstance, run: dg.DagsterRun, message:
             if not data.passed and data.severity == dg.AssetCheckSeverity.ERROR:
                 where = f" [{data.partition}]" if data.partition else ""
                 failed_checks.append(f"{data.check_name} on {data.asset_key.to_user_string()}{where}")
-        elif data.error is None or data.error.cls_name != _BLOCKING_CHECK_FAILED:
+        elif data.error is None or data.error.cls_name != BLOCKING_CHECK_FAILED:
             failed_steps.append(f"{event.step_key}: {_root_cause(data.error)}")
     if failed_checks and not failed_steps:
         return None
     because = "; ".join(failed_steps) or message
     gates = f" (failed blocking checks: {', '.join(failed_checks)})" if failed_checks else ""
+    daily = run.tags.get(DAILY_TAG)
+    retried = (
+        f" [{daily}, attempt {run.tags.get(ATTEMPT_TAG, '1')} of {DAILY_ATTEMPTS}; retried by "
+        "retry_failed_daily_runs, alerted once]"
+        if daily and failed_steps
+        else ""
+    )
     return Alert(
-        key=f"run:{run.run_id}",
+        key=f"daily:{daily}" if daily else f"run:{run.run_id}",
         kind="run_failed",
-        text=f"ERROR: run {run.run_id[:8]} of {run.job_name} failed: {because}{gates}",
+        text=f"ERROR: run {run.run_id[:8]} of {run.job_name} failed: {because}{gates}{retried}",
         details={
             "run_id": run.run_id,
             "job": run.job_name,

@@ -12,7 +12,7 @@ import polars as pl
 from trading_assets.features.pipeline import candle_window, compute_day_features
 from trading_assets.features.store import write_feature_days
 from trading_assets.market.candles import day_bounds, empty_candles
-from trading_assets.store.duckdb_store import StoreMissingError, read_candles
+from trading_assets.store.duckdb_store import BeforeWrite, StoreMissingError, read_candles
 
 
 @dataclass(frozen=True)
@@ -35,14 +35,18 @@ def build_feature_day(db_path: Path, symbol: str, day: date, history_start: date
 
 
 def build_feature_days(
-    db_path: Path, symbol: str, days: Sequence[date], history_start: date
+    db_path: Path,
+    symbol: str,
+    days: Sequence[date],
+    history_start: date,
+    before_write: BeforeWrite | None = None,
 ) -> list[FeatureDayReport]:
     """Compute and store the features of `symbol` on each of `days` in one transaction.
 
     One read covers the candles from the first day's lookback to the last day (so consecutive days are
     cheapest); each day is computed from exactly the candles it would read alone, so a day's features do
     not depend on the batch it is in. Raises `MissingCandlesError`, before anything is written, when a day
-    has no stored candles.
+    has no stored candles. `before_write` may stop the write inside its transaction.
     """
     days = sorted(set(days))
     if not days:
@@ -57,7 +61,9 @@ def build_feature_days(
         window = candles.slice(first, minutes.search_sorted(window_end, side="left") - first)
         frame = compute_day_features(window, day, history_start)
         reports.append(FeatureDayReport(symbol, day, frame.height, window.height, frame))
-    write_feature_days(db_path, symbol, {report.day: report.frame for report in reports})
+    write_feature_days(
+        db_path, symbol, {report.day: report.frame for report in reports}, before_write=before_write
+    )
     return reports
 
 

@@ -25,6 +25,7 @@ from trading_assets.features.registry import (
 )
 from trading_assets.market.candles import MINUTES_PER_DAY, day_bounds
 from trading_assets.store.duckdb_store import (
+    BeforeWrite,
     StoreMissingError,
     arrow_to_polars,
     read_range,
@@ -78,12 +79,16 @@ def write_feature_day(
 
 
 def write_feature_days(
-    db_path: Path, symbol: str, frames: Mapping[date, pl.DataFrame], computed_at: datetime | None = None
+    db_path: Path,
+    symbol: str,
+    frames: Mapping[date, pl.DataFrame],
+    computed_at: datetime | None = None,
+    before_write: BeforeWrite | None = None,
 ) -> int:
     """Replace the (symbol, day) slices of the features table with each day's frame, in one transaction.
 
-    Refuses, before writing anything, when a day's frame fails `check_feature_ranges`. Returns the rows
-    written.
+    Refuses, before writing anything, when a day's frame fails `check_feature_ranges`; `before_write` may
+    stop the write inside the transaction (see `replace_slices`). Returns the rows written.
     """
     for day, frame in frames.items():
         problems = check_feature_ranges(frame, day)
@@ -96,7 +101,9 @@ def write_feature_days(
         [frame.select(pl.lit(symbol).alias("symbol"), *STORED_COLUMNS, stamp) for frame in frames.values()]
     )
     slices = [day_bounds(day) for day in frames]
-    return replace_slices(db_path, FEATURES_TABLE, rows, symbol, slices, ddl=[FEATURES_DDL])
+    return replace_slices(
+        db_path, FEATURES_TABLE, rows, symbol, slices, ddl=[FEATURES_DDL], before_write=before_write
+    )
 
 
 def _as_datetime(bound: date | datetime) -> datetime:

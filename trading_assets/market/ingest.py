@@ -27,7 +27,7 @@ from trading_assets.market.integrity import (
     diff_candles,
     revision_refused_message,
 )
-from trading_assets.store.duckdb_store import write_candle_slices
+from trading_assets.store.duckdb_store import BeforeWrite, write_candle_slices
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,7 @@ def ingest_days(
     allow_shrink: bool = False,
     allow_revision: bool = False,
     tolerance: RevisionTolerance = DEFAULT_REVISION_TOLERANCE,
+    before_write: BeforeWrite | None = None,
 ) -> list[IngestReport]:
     """Replace the stored candles of `symbol` on each of `days` with the source's validated candles.
 
@@ -85,7 +86,8 @@ def ingest_days(
     to revise stored minutes beyond `tolerance` (`RevisionRefusedError`, one line naming every revised
     day; see `trading_assets.market.integrity`). `allow_shrink=True` permits empty days, shrinking
     rewrites and stored minutes that the new answer lacks; `allow_revision=True` accepts revised minutes.
-    Each report carries its day's `RevisionDiff` (None for a day that had nothing stored).
+    Each report carries its day's `RevisionDiff` (None for a day that had nothing stored). `before_write`
+    is called inside that transaction last before the slices are replaced; what it raises writes nothing.
     """
     days = sorted(set(days))
     if not days:
@@ -116,6 +118,7 @@ def ingest_days(
         datetime.now(UTC),
         allow_shrink=allow_shrink,
         guard=refuse_revisions,
+        before_write=before_write,
     )
     return [replace(report, revision=diffs.get(report.day)) for _, report in reports]
 

@@ -87,6 +87,7 @@ def train_symbol(
     spec: TrainSpec,
     progress: ProgressCallback | None = None,
     log: Callable[[str], None] | None = None,
+    before_write: Callable[[], None] | None = None,
 ) -> TrainResult:
     """`train` on the stored model features of `spec.symbol` from `first_day` to `last_day` (inclusive, UTC);
     `log` hears how many rows it read."""
@@ -95,7 +96,7 @@ def train_symbol(
         log(
             f"{spec.model_type} {spec.symbol}: {len(matrix.x)} feature rows, {int(matrix.usable.sum())} usable"
         )
-    return train(matrix, spec, progress, rows_are_scratch=True)
+    return train(matrix, spec, progress, rows_are_scratch=True, before_write=before_write)
 
 
 def train(
@@ -103,6 +104,7 @@ def train(
     spec: TrainSpec,
     progress: ProgressCallback | None = None,
     rows_are_scratch: bool = False,
+    before_write: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train one model on one symbol's feature matrix, calibrate it, judge it on walk-forward evidence and
     write its artifact (the policy, costs and gate results go into its manifest).
@@ -110,6 +112,7 @@ def train(
     A sample whose last row or label row was filled across a gap (`matrix.observed` False) is used nowhere:
     its label would be "no move" by construction. rows_are_scratch: the caller read float32 `matrix.x` for
     this training alone, so it is standardised in place (one copy of the rows less: ~130 MB at two years).
+    before_write: called last before the artifact is written; what it raises leaves no artifact.
     """
     _check_inputs(spec, matrix)
     started = time.perf_counter()
@@ -164,6 +167,8 @@ def train(
         "windows_seen": fitted.outcome.windows_seen,
     }
     target = artifact_dir(spec.models_dir, spec.model_type, spec.symbol, manifest["trained_at"])
+    if before_write is not None:
+        before_write()
     write_artifact(target, fitted.weights, manifest, fitted.is_torch)
     return TrainResult(
         artifact_dir=target,

@@ -10,7 +10,9 @@ duplicates). Candle slices never shrink silently: a write with fewer rows for a 
 refused inside the transaction (`ShrinkRefusedError`) unless the caller passes `allow_shrink=True`. A
 caller can also hand a `guard` that sees the slices' stored rows inside the same transaction, before the
 DELETE, and refuses the write by raising (the candle ingest compares the stored minutes with the new ones
-there, so no other writer can slip in between the comparison and the replacement).
+there, so no other writer can slip in between the comparison and the replacement), and a `before_write`
+that is called last before the DELETE (the Dagster shell checks there that its run is still alive, so a
+step of a dead or failed run writes nothing).
 
 Table and column names come from this package's code, never from users; values are SQL parameters.
 """
@@ -34,6 +36,8 @@ T = TypeVar("T")
 #: Sees the stored rows of the slices about to be replaced (inside the write transaction); raises to
 #: refuse the write.
 StoredRowsGuard = Callable[[pl.DataFrame], None]
+#: Called right before a write (inside its transaction); raises to stop it, and nothing is written.
+BeforeWrite = Callable[[], None]
 
 CANDLES_TABLE = "candles"
 CANDLES_DDL = """
@@ -168,6 +172,7 @@ def replace_slices(
     ddl: Sequence[str] = (),
     allow_shrink: bool = True,
     guard: StoredRowsGuard | None = None,
+    before_write: BeforeWrite | None = None,
 ) -> int:
     """Replace the rows of `symbol` in each [start, end) of `slices` by `rows`, all in one transaction.
 
@@ -175,8 +180,8 @@ def replace_slices(
     connection and transaction cost one connect instead of one each. With `allow_shrink=False` a slice
     that would end with fewer rows than it holds raises `ShrinkRefusedError` and nothing is written.
     `guard`, when given, is called with the slices' stored rows (all columns, sorted by minute; none when
-    the table does not exist yet) after the shrink check and before the DELETE; whatever it raises rolls
-    the transaction back. Returns the rows written.
+    the table does not exist yet) after the shrink check and before the DELETE; whatever it or
+    `before_write` (called after it) raises rolls the transaction back. Returns the rows written.
     """
     arrow_rows = rows.to_arrow() if isinstance(rows, pl.DataFrame) else rows
     incoming = pl.from_arrow(arrow_rows)
@@ -187,6 +192,8 @@ def replace_slices(
             _refuse_shrink(connection, table, symbol, slices, incoming)
         if guard is not None and table_exists(connection, table):
             guard(_stored_slices(connection, table, symbol, slices))
+        if before_write is not None:
+            before_write()
         connection.executemany(
             f'DELETE FROM "{table}" WHERE symbol = ? AND minute >= ? AND minute < ?',
             [[symbol, start, end] for start, end in slices],
@@ -347,11 +354,12 @@ def write_candle_slices(
     ingested_at: datetime,
     allow_shrink: bool = False,
     guard: StoredRowsGuard | None = None,
+    before_write: BeforeWrite | None = None,
 ) -> int:
     """Replace the (symbol, [start, end)) slices of the candles table with validated candles, in one
     transaction. A slice never ends with fewer rows than it holds unless `allow_shrink`
-    (`ShrinkRefusedError`, nothing written); `guard` sees the stored rows first and may refuse (see
-    `replace_slices`)."""
+    (`ShrinkRefusedError`, nothing written); `guard` sees the stored rows first and may refuse, then
+    `before_write` may stop the write (see `replace_slices`)."""
     rows = candles.select(
         pl.lit(symbol).alias("symbol"),
         "minute",
@@ -372,6 +380,7 @@ def write_candle_slices(
         ddl=[CANDLES_DDL],
         allow_shrink=allow_shrink,
         guard=guard,
+        before_write=before_write,
     )
 
 

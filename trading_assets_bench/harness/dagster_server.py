@@ -112,6 +112,31 @@ query Workspace {{
 }}
 """
 
+LAUNCH_RUN_MUTATION = f"""
+mutation LaunchRun($executionParams: ExecutionParams!) {{
+  launchRun(executionParams: $executionParams) {{
+    __typename
+    ... on LaunchRunSuccess {{ run {{ runId }} }}
+    ... on RunConfigValidationInvalid {{ errors {{ message }} }}
+    ... on InvalidStepError {{ invalidStepKey }}
+    ... on PipelineNotFoundError {{ message }}
+    ... on UnauthorizedError {{ message }}
+    {_PYTHON_ERROR}
+  }}
+}}
+"""
+
+RUN_STATUS_QUERY = f"""
+query RunStatus($runId: ID!) {{
+  runOrError(runId: $runId) {{
+    __typename
+    ... on Run {{ status }}
+    ... on RunNotFoundError {{ message }}
+    {_PYTHON_ERROR}
+  }}
+}}
+"""
+
 DAEMONS_QUERY = """
 query Daemons {
   instance { daemonHealth { allDaemonStatuses { daemonType required healthy lastHeartbeatTime } } }
@@ -500,6 +525,55 @@ class DagsterServer:
         if result["__typename"] != "LaunchBackfillSuccess":
             raise DagsterServerError(f"backfill not launched: {result}")
         return result["backfillId"]
+
+    def launch_run(
+        self,
+        asset_keys: Iterable[str | Sequence[str]],
+        *,
+        tags: Mapping[str, str] | None = None,
+        run_config: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Materialize `asset_keys` in one run (the `launchRun` mutation the UI's "Materialize" sends, with
+        a partition as the tag `dagster/partition`); returns the run id."""
+        [location] = self.graphql(WORKSPACE_QUERY)["workspaceOrError"]["locationEntries"]
+        [repository] = location["locationOrLoadError"]["repositories"]
+        params = {
+            "selector": {
+                "repositoryLocationName": location["name"],
+                "repositoryName": repository["name"],
+                "jobName": "__ASSET_JOB",
+                "assetSelection": [{"path": _path(key)} for key in asset_keys],
+            },
+            "runConfigData": dict(run_config or {}),
+            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]},
+        }
+        result = self.graphql(LAUNCH_RUN_MUTATION, {"executionParams": params})["launchRun"]
+        if result["__typename"] != "LaunchRunSuccess":
+            raise DagsterServerError(f"run not launched: {result}")
+        return result["run"]["runId"]
+
+    def run_status(self, run_id: str) -> str:
+        """QUEUED, STARTING, STARTED, SUCCESS, FAILURE, CANCELED, ..."""
+        data = self.graphql(RUN_STATUS_QUERY, {"runId": run_id})["runOrError"]
+        if data["__typename"] != "Run":
+            raise DagsterServerError(f"run {run_id}: {data}")
+        return data["status"]
+
+    def wait_for_run(self, run_id: str, statuses: Iterable[str], timeout: float = 180.0) -> str:
+        """Poll until the run's status is one of `statuses`; that status (DagsterServerError on timeout)."""
+        wanted = set(statuses)
+        deadline = time.monotonic() + timeout
+        status = "unknown"
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.RequestException):
+                status = self.run_status(run_id)
+            if status in wanted:
+                return status
+            time.sleep(0.5)
+        raise DagsterServerError(
+            f"run {run_id} is {status}, not {sorted(wanted)}, after {timeout:.0f} s; "
+            f"daemons: {self._daemons_or_error()}; log:\n{self.log_tail()}"
+        )
 
     def backfill_status(self, backfill_id: str) -> BackfillStatus:
         """The backfill's status (REQUESTED, COMPLETED_SUCCESS, COMPLETED_FAILED, ...), runs and counts."""

@@ -53,3 +53,15 @@ def test_stored_days_are_read_back_per_day(candle_store: Path) -> None:
     assert [frame.height for frame in by_day.values()] == [1440, 1440, 0]
     assert by_day[DAYS[2]]["minute"].dt.date().unique().to_list() == [DAYS[2]]
     assert set(by_day[DAYS[4]].columns) == set(by_day[DAYS[0]].columns)
+
+
+def test_a_refusing_before_write_stores_no_features(candle_store: Path) -> None:
+    build_feature_days(candle_store, "SOL-USD", DAYS[:2], HISTORY_START)
+    before = read_features(candle_store, "SOL-USD", DAYS[0], DAYS[-1] + timedelta(days=1))
+
+    def refuse() -> None:
+        raise RuntimeError("run 1a2b3c4d is FAILURE")
+
+    with pytest.raises(RuntimeError, match="FAILURE"):
+        build_feature_days(candle_store, "SOL-USD", DAYS, HISTORY_START, before_write=refuse)
+    assert read_features(candle_store, "SOL-USD", DAYS[0], DAYS[-1] + timedelta(days=1)).equals(before)

@@ -106,3 +106,23 @@ def test_days_are_cut_into_consecutive_batches_of_bounded_length() -> None:
         [date(2024, 1, 9)],
     ]
     assert consecutive_day_batches([], max_days=31) == []
+
+
+class StopWriting(Exception):
+    """What a caller's `before_write` raises when it may no longer write (its run died)."""
+
+
+def refuse() -> None:
+    raise StopWriting("run 1a2b3c4d is FAILURE")
+
+
+def test_a_refusing_before_write_leaves_the_stored_days_byte_identical(tmp_path: Path) -> None:
+    db_path = tmp_path / "store.duckdb"
+    ingest_days(SyntheticSource(), db_path, "ETH-USD", DAYS[:2], max_invalid_share=0.0)
+    before = read_candles(db_path, ["ETH-USD"])
+    with pytest.raises(StopWriting):
+        ingest_days(SyntheticSource(), db_path, "ETH-USD", DAYS, max_invalid_share=0.0, before_write=refuse)
+    assert read_candles(db_path, ["ETH-USD"]).equals(before)
+    with pytest.raises(StopWriting):  # nothing stored yet: the table is not even created
+        ingest_days(SyntheticSource(), tmp_path / "new.duckdb", "ETH-USD", DAYS, 0.0, before_write=refuse)
+    assert read_candles(tmp_path / "new.duckdb", ["ETH-USD"]).height == 0

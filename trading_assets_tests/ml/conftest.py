@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -58,6 +59,7 @@ def train_on(
     parent: Path | None = None,
     symbol: str = "BTC/USD",
     policy: PromotionPolicy = TEST_POLICY,
+    before_write: Callable[[], None] | None = None,
 ) -> TrainResult:
     """`train` on the first `rows` rows of the toy market (its columns are `COLUMNS`, schema "schema-5"); its
     label is the next minute's move, so the horizon is 1."""
@@ -71,4 +73,4 @@ def train_on(
         model_type, symbol, models_dir, config, policy, TEST_COSTS, parent=parent,
         feature_set_version="fs-1", schema_hash=SCHEMA,
     )  # fmt: skip
-    return train(matrix, spec)
+    return train(matrix, spec, before_write=before_write)

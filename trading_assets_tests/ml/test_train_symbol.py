@@ -21,3 +21,14 @@ def test_a_matrix_of_other_columns_is_refused_before_training(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"BTC-USD: the feature matrix holds \['rsi_14'\]"):
         train(matrix, TrainSpec("lstm", "BTC-USD", tmp_path / "models", TrainConfig()))
     assert not (tmp_path / "models").exists()
+
+
+def test_a_refusing_before_write_leaves_no_artifact(market, tiny_config, tmp_path) -> None:
+    from .conftest import train_on
+
+    def refuse() -> None:
+        raise RuntimeError("run 1a2b3c4d is FAILURE")
+
+    with pytest.raises(RuntimeError, match="FAILURE"):
+        train_on(market, "logistic", tiny_config, tmp_path, before_write=refuse)
+    assert not list(tmp_path.rglob("*"))

@@ -10,6 +10,7 @@ from trading_assets.defs.checks import PartitionChecks, partition_check_specs
 from trading_assets.defs.metadata import ASSET_OWNERS, batch_metadata, iso, markdown_image, markdown_table
 from trading_assets.defs.partitions import DAYS_PER_TRANSACTION, Partitions, partition_batches
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
+from trading_assets.defs.run_guard import guard_step
 from trading_assets.market.candles import MINUTES_PER_DAY, InvalidPartitionError, day_bounds
 from trading_assets.market.ingest import IngestReport, ingest_days
 from trading_assets.market.integrity import (
@@ -109,6 +110,7 @@ def build_candle_assets(
 
 
 def _materialize(context: dg.AssetExecutionContext, config, market_data, store: DuckDBStoreResource):
+    run_active = guard_step(context)
     source = market_data.build()
     reports: dict[str, IngestReport] = {}
     for symbol, key_of_day in partition_batches(context.partition_keys, DAYS_PER_TRANSACTION):
@@ -122,6 +124,7 @@ def _materialize(context: dg.AssetExecutionContext, config, market_data, store: 
                 config.max_invalid_share,
                 allow_shrink=config.allow_shrink,
                 allow_revision=config.allow_revision,
+                before_write=run_active,
             )
         except (InvalidPartitionError, ShrinkRefusedError, RevisionRefusedError) as error:
             raise dg.Failure(description=str(error), metadata=batch_metadata(symbol, days)) from error

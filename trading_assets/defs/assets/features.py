@@ -10,6 +10,7 @@ from trading_assets.defs.checks import PartitionChecks, partition_check_specs
 from trading_assets.defs.metadata import ASSET_OWNERS, batch_metadata, markdown_table
 from trading_assets.defs.partitions import DAYS_PER_TRANSACTION, Partitions, partition_batches
 from trading_assets.defs.resources import DuckDBStoreResource
+from trading_assets.defs.run_guard import guard_step
 from trading_assets.features.build import FeatureDayReport, MissingCandlesError, build_feature_days
 from trading_assets.features.registry import FEATURE_NAMES, FEATURE_SET_VERSION, MODEL_FEATURES, schema_hash
 from trading_assets.features.store import feature_problems, feature_summary, read_feature_days
@@ -76,12 +77,13 @@ def _materialize(
     history_start: date,
     min_usable_share: float,
 ):
+    run_active = guard_step(context)
     reports: dict[str, FeatureDayReport] = {}
     # Days in order, so a backfill that also materializes raw_candles reads complete lookbacks.
     for symbol, key_of_day in partition_batches(context.partition_keys, DAYS_PER_TRANSACTION):
         days = list(key_of_day)
         try:
-            batch = build_feature_days(store.db_path, symbol, days, history_start)
+            batch = build_feature_days(store.db_path, symbol, days, history_start, run_active)
         except (MissingCandlesError, ValueError) as error:
             raise dg.Failure(description=str(error), metadata=batch_metadata(symbol, days)) from error
         for report in batch:

@@ -31,6 +31,7 @@ from trading_assets.defs.metadata import (
 )
 from trading_assets.defs.partitions import Partitions
 from trading_assets.defs.resources import DuckDBStoreResource, ModelStoreResource
+from trading_assets.defs.run_guard import guard_step
 from trading_assets.features.registry import MODEL_FEATURES, schema_hash
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.gates import GATES, GateResult, blocking_failures, lost_to_champion
@@ -271,6 +272,7 @@ def _build_model_asset(
         model_store: ModelStoreResource,
     ):
         symbol = context.partition_key
+        run_active = guard_step(context)
         try:
             policy, costs = config.policy_in_force(settings)
         except PolicyError as error:
@@ -281,9 +283,14 @@ def _build_model_asset(
             parent=in_service.directory if in_service and config.mode == "warm" else None,
             champion=in_service.directory if in_service else None,
         )  # fmt: skip
+
+        def progress(report: object) -> None:
+            run_active()  # a training of a dead or failed run stops at its next progress report
+            context.log.info(f"{model_type} {symbol}: {report}")
+
         result = train_symbol(
             store.db_path, *config.training_range(settings.history_start), spec,
-            progress=lambda p: context.log.info(f"{model_type} {symbol}: {p}"), log=context.log.info,
+            progress=progress, log=context.log.info, before_write=run_active,
         )  # fmt: skip
         context.log.info(
             f"{model_type} {symbol}: {result.manifest['training_mode']} training"
@@ -323,7 +330,9 @@ def _build_promoted_asset(model_type: str, partitions: Partitions, settings: Set
         context: dg.AssetExecutionContext, model_store: ModelStoreResource
     ) -> dg.MaterializeResult:
         symbol = context.partition_key
+        run_active = guard_step(context)
         artifact = _latest_artifact(context, model_key, symbol)
+        run_active()
         try:
             promoted = promote(
                 artifact, model_store.models_dir, list(MODEL_FEATURES), schema_hash(),
@@ -375,10 +384,12 @@ def _ensemble(
     context: dg.AssetExecutionContext, config: EnsembleConfig, models_dir: Path
 ) -> dg.MaterializeResult:
     symbol = context.partition_key
+    run_active = guard_step(context)
     try:
         weights = canonical_weights(config.weights)
     except UnknownModelType as error:
         raise dg.Failure(description=f"ensemble config `weights` of {symbol}: {error}") from error
+    run_active()
     try:
         spec = build_ensemble(models_dir, symbol, weights)
     except NoPromotedMembers as error:
