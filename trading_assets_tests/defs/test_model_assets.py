@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from trading_assets.defs.assets.models import EnsembleConfig
+from trading_assets.defs.assets.ensemble import EnsembleConfig
 from trading_assets.defs.partitions import partition_range_tags
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource, ModelStoreResource
 from trading_assets.ml.gates import GATES

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from trading_assets.defs.assets.models import _exclusion_reason
+from trading_assets.defs.assets.ensemble import _exclusion_reason
 from trading_assets.defs.checks import TargetMaterialization
 
 
