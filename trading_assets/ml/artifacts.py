@@ -8,6 +8,12 @@ the expected type, when its weights file name leaves the artifact directory, whe
 differs from the manifest's, when any weight is not finite, or when its calibration temperature is not a
 finite number > 0. The same checks run before an artifact is written, so training never writes one that
 would be refused.
+
+The manifest is signed at training: `manifest_sha256` is the SHA-256 of the manifest's canonical JSON (sorted
+keys, compact separators) without that field, so it covers the weights' sha256 too. Every read of a
+manifest (promotion, rollback, every load for scoring) checks it first (`verify_manifest`): a manifest
+edited after training (another symbol, a seq_len, a field dropped) or never signed is refused with one line
+(ManifestSignatureError). A deliberate edit is re-signed with `sign_manifest`.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ import torch
 from trading_assets.ml.model_types import UnknownModelType, canonical_name
 
 MANIFEST = "manifest.json"
+#: the manifest's own checksum, taken at training over every other field (the weights' sha256 included)
+SIGNATURE_FIELD = "manifest_sha256"
 TORCH_WEIGHTS = "weights.pt"
 ARRAY_WEIGHTS = "weights.npz"
 #: The longest window a model may read: a week of minutes (an edited manifest asking for more would make
@@ -54,6 +62,10 @@ REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
 
 class ModelArtifactError(RuntimeError):
     """An artifact that cannot be used: damaged, not what its manifest says, or for another feature set."""
+
+
+class ManifestSignatureError(ModelArtifactError):
+    """A manifest that is not the one training wrote: its manifest_sha256 is missing or does not match."""
 
 
 def sha256_of(path: Path) -> str:
@@ -100,7 +112,7 @@ def write_artifact(
         else:
             np.savez(weights_path, **weights)
         manifest = {**manifest, "weights_file": weights_path.name, "weights_sha256": sha256_of(weights_path)}
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        (staging / MANIFEST).write_text(_signed_text(manifest))
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -109,7 +121,8 @@ def write_artifact(
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
-    """The manifest after checking it is JSON with every required field of the right type."""
+    """The manifest after checking its signature and that it is JSON with every required field of the
+    right type."""
     path = Path(directory) / MANIFEST
     try:
         manifest = json.loads(path.read_text())
@@ -119,13 +132,72 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """SHA-256 of the manifest's canonical JSON (sorted keys, compact separators) without its signature."""
+    body = {field: value for field, value in manifest.items() if field != SIGNATURE_FIELD}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def verify_manifest(manifest: dict[str, Any], path: Path) -> None:
+    """Refuse (ManifestSignatureError, one line naming `path`) a manifest whose manifest_sha256 is missing
+    or differs from its content: edited after training, or written before manifests were signed."""
+    recorded = manifest.get(SIGNATURE_FIELD)
+    if recorded is None:
+        raise ManifestSignatureError(
+            f"{path}: manifest not signed at training (no {SIGNATURE_FIELD}: written by an older version "
+            "or by hand); retrain or re-sign"
+        )
+    if recorded != manifest_digest(manifest):
+        raise ManifestSignatureError(
+            f"{path}: manifest edited after training ({SIGNATURE_FIELD} mismatch); retrain or re-sign"
+        )
+
+
+def sign_manifest(artifact: Path) -> Path:
+    """Re-sign the manifest of `artifact` (its directory or its manifest.json) as it is now, atomically.
+
+    For a deliberate edit only: whoever signs vouches for the edit. The weights' sha256 is not recomputed,
+    so a replaced weights file stays refused. Returns the manifest's path.
+    """
+    path = Path(artifact)
+    path = path / MANIFEST if path.is_dir() else path
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ModelArtifactError(f"cannot read {path}: {_one_line(error)}") from error
+    if not isinstance(manifest, dict):
+        raise ModelArtifactError(f"{path}: not a manifest (a JSON {type(manifest).__name__}, not an object)")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(_signed_text(manifest))
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _signed_text(manifest: dict[str, Any]) -> str:
+    """The manifest as written: read back through JSON first (so the digest is over what a reader parses),
+    then with its manifest_sha256."""
+    body = json.loads(json.dumps(manifest, default=str))
+    body.pop(SIGNATURE_FIELD, None)
+    return json.dumps({**body, SIGNATURE_FIELD: manifest_digest(body)}, indent=2, sort_keys=True)
+
+
 def check_manifest(manifest: Any, path: Path) -> None:
-    """Refuse a manifest of another schema: a missing or mistyped field, an unknown model type.
+    """Refuse a manifest that training did not write as it is (`verify_manifest`) or of another schema: a
+    missing or mistyped field, an unknown model type, a seq_len outside 2..MAX_SEQ_LEN.
 
     A model type under a former name (`sklearn`) is rewritten in place to today's name (`logistic`).
     """
     if not isinstance(manifest, dict):
         raise ModelArtifactError(f"{path}: not a manifest (a JSON {type(manifest).__name__}, not an object)")
+    verify_manifest(manifest, path)
     for field, kind in REQUIRED_FIELDS.items():
         if field not in manifest:
             raise ModelArtifactError(f"{path}: manifest has no field {field!r}")

@@ -57,7 +57,8 @@ def load_model(
     symbol: str | None = None,
     model_type: str | None = None,
 ) -> LoadedModel:
-    """Load and check an artifact: manifest schema, feature names and schema hash, weights path, checksum and
+    """Load and check an artifact: manifest signature (`verify_manifest`: unsigned or edited after training
+    is refused), manifest schema, feature names and schema hash, weights path, checksum and
     finiteness, temperature > 0, architecture and parameter count; with `symbol` / `model_type`, that the
     artifact is a model of that symbol and type (today's or a former name of it).
 

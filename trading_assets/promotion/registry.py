@@ -20,10 +20,14 @@ in the middle of an append) cannot break a rollback; `history` skips such a line
 next append starts on a fresh line.
 
 A promoted copy is staged in a temporary sibling, verified and renamed into place. Promotion re-checks the
-artifact (by loading it: manifest schema, checksum, features, finite weights, temperature > 0) and its
-gates; a model that fails a blocking gate is refused. Rollback and roll forward load the target the same
-way before moving; a target that fails is refused and CURRENT stays as it was. They do not re-run the
-gates: the target passed them when it was promoted.
+artifact (by loading it: the manifest's signature taken at training, manifest schema, weights checksum,
+features, finite weights, temperature > 0) and its gates; a model that fails a blocking gate is refused.
+The slot is the manifest's (model type, symbol); an artifact in the training layout
+(<models>/<type>/<symbol>/<version>) whose manifest names another type or symbol than its folder is refused,
+and so is a version already in a slot whose manifest names another model. Any refusal of the artifact
+is an ArtifactRefused (both a PromotionRefused and a ModelArtifactError), one line naming the file.
+Rollback and roll forward load the target the same way before moving; a target that fails is refused and
+CURRENT stays as it was. They do not re-run the gates: the target passed them when it was promoted.
 
 A registry written before the stack existed (a plain CURRENT file) reads as a stack of that one version.
 """
@@ -44,10 +48,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from trading_assets.ml.artifacts import ModelArtifactError, read_manifest
+from trading_assets.ml.artifacts import MANIFEST, ModelArtifactError, read_manifest
 from trading_assets.ml.gates import blocking_failures, recorded_gates
 from trading_assets.ml.inference import LoadedModel, load_model
-from trading_assets.ml.model_types import stored_path
+from trading_assets.ml.model_types import UnknownModelType, canonical_name, stored_path
 from trading_assets.ml.policy import CostPolicy, PolicyError, PromotionPolicy, check_judged_not_looser
 
 PROMOTED_DIR = "promoted"
@@ -59,6 +63,11 @@ HISTORY_FILE = "history.jsonl"
 
 class PromotionRefused(RuntimeError):
     """The artifact failed a gate or its checks, or there is nothing to roll back (or forward) to."""
+
+
+class ArtifactRefused(PromotionRefused, ModelArtifactError):
+    """Promotion refused because of the artifact itself (manifest signature or schema, weights, folder):
+    caught as a PromotionRefused by the promotion asset and as a ModelArtifactError by the command line."""
 
 
 class NotPromoted(LookupError):
@@ -112,9 +121,15 @@ def promote(
 ) -> PromotedModel:
     """Copy `artifact` into the registry, verify the copy (checksum, features, the gates recorded in its
     manifest), make it current. Refused (PromotionRefused, one line) when the model was judged under a policy
-    or costs looser than `policy` and `costs` (the policy in force, costs resolved to the venue's fee)."""
-    manifest = read_manifest(artifact)
+    or costs looser than `policy` and `costs` (the policy in force, costs resolved to the venue's fee);
+    ArtifactRefused (one line naming the file) when the artifact itself is refused: its manifest edited
+    after training or unsigned, its weights not the ones trained, or it lies in another symbol's folder."""
+    try:
+        manifest = read_manifest(artifact)
+    except ModelArtifactError as error:
+        raise ArtifactRefused(str(error)) from None
     model_type, symbol = manifest["model_type"], manifest["symbol"]
+    _check_source_folder(Path(artifact), Path(models_dir), model_type, symbol)
     try:
         check_judged_not_looser(manifest.get("gates", {}), policy, costs)
     except PolicyError as error:
@@ -122,10 +137,13 @@ def promote(
     slot = _slot(models_dir, model_type, symbol)
     version = Path(artifact).name
     target = slot / "versions" / version
-    if target.exists():  # promoted before (versions are immutable): verify what is there
-        _verify(target, feature_names, schema_hash)
-    else:
-        _copy_verified(Path(artifact), target, feature_names, schema_hash)
+    try:
+        if target.exists():  # promoted before (versions are immutable): verify what is there
+            _verify(target, feature_names, schema_hash, model_type, symbol)
+        else:
+            _copy_verified(Path(artifact), target, feature_names, schema_hash, model_type, symbol)
+    except ModelArtifactError as error:
+        raise ArtifactRefused(str(error)) from None
     with _locked(slot):
         stack = service_stack(models_dir, model_type, symbol)
         _write_state(slot, stack.pushed(version) if stack is not None else ServiceStack((version,), 0))
@@ -322,9 +340,35 @@ def _append_history(models_dir: Path, **entry: Any) -> None:
         os.fsync(handle.fileno())
 
 
-def _verify(directory: Path, feature_names: list[str], schema_hash: str) -> None:
-    """Raise unless the artifact loads (checksum, features, architecture) and passes every gate it records."""
-    manifest = load_model(directory, feature_names, schema_hash).manifest
+def _check_source_folder(artifact: Path, models_dir: Path, model_type: str, symbol: str) -> None:
+    """Refuse an artifact in the training layout <models_dir>/<type>/<symbol>/<version> whose manifest names
+    another type or symbol than its folders (moved, or its manifest rewritten and re-signed): promoting it
+    would serve it in a slot its folder does not say. An artifact elsewhere is judged by its manifest."""
+    try:
+        parts = artifact.resolve().relative_to(models_dir.resolve()).parts
+    except ValueError:
+        return
+    if len(parts) != 3 or parts[0] == PROMOTED_DIR:
+        return
+    try:
+        folder_type = canonical_name(parts[0])
+    except UnknownModelType:
+        return
+    if (folder_type, parts[1]) != (model_type, symbol.replace("/", "-")):
+        raise ArtifactRefused(
+            f"{artifact / MANIFEST}: a {model_type} model of {symbol}, but it lies in the folder of "
+            f"{folder_type} {parts[1]} ({artifact.parent}): not promoted into either slot"
+        )
+
+
+def _verify(
+    directory: Path, feature_names: list[str], schema_hash: str, model_type: str, symbol: str
+) -> None:
+    """Raise unless the artifact loads as a `model_type` model of `symbol` (signature, checksum, features,
+    architecture) and passes every gate it records."""
+    manifest = load_model(
+        directory, feature_names, schema_hash, symbol=symbol, model_type=model_type
+    ).manifest
     try:
         failures = blocking_failures(recorded_gates(manifest))
     except ValueError as error:
@@ -336,13 +380,15 @@ def _verify(directory: Path, feature_names: list[str], schema_hash: str) -> None
         )
 
 
-def _copy_verified(source: Path, target: Path, feature_names: list[str], schema_hash: str) -> None:
+def _copy_verified(
+    source: Path, target: Path, feature_names: list[str], schema_hash: str, model_type: str, symbol: str
+) -> None:
     """Copy into a temporary sibling, verify the copy, then rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         shutil.copytree(source, staging, dirs_exist_ok=True)
-        _verify(staging, feature_names, schema_hash)
+        _verify(staging, feature_names, schema_hash, model_type, symbol)
         os.rename(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

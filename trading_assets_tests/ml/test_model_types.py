@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from trading_assets.ml import TrainConfig, load_model
+from trading_assets.ml.artifacts import sign_manifest
 from trading_assets.ml.model_types import (
     ALIASES,
     CATALOGUE,
@@ -59,6 +60,7 @@ def test_an_artifact_saved_under_the_former_name_loads_as_today_s_type(market, t
     old = shutil.copytree(result.artifact_dir, tmp_path / FORMER / "BTC-USD" / result.artifact_dir.name)
     manifest = json.loads((old / "manifest.json").read_text())
     (old / "manifest.json").write_text(json.dumps({**manifest, "model_type": FORMER}))
+    sign_manifest(old)  # as that version signed it
     for asked in (TODAY, FORMER, None):
         loaded = load_model(old, COLUMNS, "schema-5", symbol="BTC-USD", model_type=asked)
         assert loaded.manifest["model_type"] == TODAY

@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from trading_assets.ml import ModelArtifactError, TrainConfig, load_model
-from trading_assets.ml.artifacts import sha256_of, write_artifact
+from trading_assets.ml.artifacts import (
+    ManifestSignatureError,
+    manifest_digest,
+    sha256_of,
+    sign_manifest,
+    write_artifact,
+)
 from trading_assets.ml.config import FIELDS_ADDED_LATER
 from trading_assets.ml.models import LSTMDirectionModel
 
@@ -102,6 +108,7 @@ def test_truncated_weights_are_refused(lstm_artifact, tmp_path):
     manifest = json.loads((directory / "manifest.json").read_text())
     manifest["weights_sha256"] = sha256_of(weights)
     (directory / "manifest.json").write_text(json.dumps(manifest))
+    sign_manifest(directory)
     with pytest.raises(ModelArtifactError, match="cannot read weights"):
         load_model(directory, COLUMNS, SCHEMA)
 
@@ -115,6 +122,7 @@ def test_weights_that_are_not_what_the_manifest_says_are_refused(lstm_artifact, 
     manifest = json.loads((directory / "manifest.json").read_text())
     manifest["weights_sha256"] = sha256_of(weights)
     (directory / "manifest.json").write_text(json.dumps(manifest))
+    sign_manifest(directory)
     with pytest.raises(ModelArtifactError, match="do not fit the manifest's architecture"):
         load_model(directory, COLUMNS, SCHEMA)
 
@@ -188,6 +196,7 @@ def test_an_artifact_written_before_later_config_fields_loads_as_it_was_trained(
     manifest = json.loads(manifest_path.read_text())
     before = {k: v for k, v in manifest["training_config"].items() if k not in FIELDS_ADDED_LATER}
     manifest_path.write_text(json.dumps({**manifest, "training_config": before}))
+    sign_manifest(manifest_path)
     loaded = load_model(result.artifact_dir, COLUMNS, SCHEMA)
     assert loaded.model.module.patch == 1
     assert TrainConfig().patch != 1  # today's default would build another network
@@ -257,6 +266,60 @@ def test_a_manifest_whose_window_is_implausible_is_refused_in_one_line(lstm_arti
     directory = _copy(lstm_artifact, tmp_path)
     manifest = json.loads((directory / "manifest.json").read_text())
     (directory / "manifest.json").write_text(json.dumps({**manifest, "seq_len": seq_len}))
+    sign_manifest(directory)  # signed, so the bound itself is what refuses it
     with pytest.raises(ModelArtifactError, match=rf"seq_len {seq_len} must lie in 2\.\.10080") as refused:
         load_model(directory, COLUMNS, SCHEMA)
     assert "\n" not in str(refused.value)
+
+
+def _edit_manifest(directory, **changes):
+    path = directory / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}, indent=2))
+    return path
+
+
+def test_the_manifest_is_signed_at_training_and_an_untouched_artifact_loads(lstm_artifact):
+    manifest = json.loads((lstm_artifact.artifact_dir / "manifest.json").read_text())
+    assert manifest["manifest_sha256"] == manifest_digest(manifest)  # over every other field, weights sha too
+    assert load_model(lstm_artifact.artifact_dir, COLUMNS, SCHEMA).seq_len == 10
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"seq_len": 12}, {"symbol": "ETH-USD"}, {"calibration": {"method": "temperature", "temperature": 2.0}}],
+)
+def test_a_manifest_edited_after_training_is_refused_in_one_line(lstm_artifact, tmp_path, changes):
+    """Edits every other check accepts (a seq_len within 2..10080, another symbol): the signature refuses."""
+    directory = _copy(lstm_artifact, tmp_path)
+    path = _edit_manifest(directory, **changes)
+    with pytest.raises(ManifestSignatureError) as refused:
+        load_model(directory, COLUMNS, SCHEMA)
+    assert str(refused.value) == (
+        f"{path}: manifest edited after training (manifest_sha256 mismatch); retrain or re-sign"
+    )
+    sign_manifest(directory)  # a deliberate edit, re-signed, loads
+    manifest = load_model(directory, COLUMNS, SCHEMA).manifest
+    assert {field: manifest[field] for field in changes} == changes
+
+
+def test_replaced_weights_with_their_checksum_edited_in_are_refused(lstm_artifact, tmp_path):
+    directory = _copy(lstm_artifact, tmp_path)
+    weights = directory / "weights.pt"
+    state = {name: value + 0.01 for name, value in torch.load(weights, weights_only=True).items()}
+    torch.save(state, weights)
+    with pytest.raises(ModelArtifactError, match="has sha256 .* damaged or replaced"):
+        load_model(directory, COLUMNS, SCHEMA)
+    _edit_manifest(directory, weights_sha256=sha256_of(weights))
+    with pytest.raises(ManifestSignatureError, match=r"manifest_sha256 mismatch"):
+        load_model(directory, COLUMNS, SCHEMA)
+
+
+def test_an_unsigned_manifest_is_refused_in_one_line(lstm_artifact, tmp_path):
+    directory = _copy(lstm_artifact, tmp_path)
+    path = directory / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest["manifest_sha256"]
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ManifestSignatureError, match=r"manifest not signed at training") as refused:
+        load_model(directory, COLUMNS, SCHEMA)
+    assert str(refused.value).startswith(f"{path}: ") and "\n" not in str(refused.value)

@@ -14,7 +14,7 @@ from trading_assets.features.pipeline import compute_features
 from trading_assets.features.store import feature_matrix
 from trading_assets.market.synthetic import SyntheticSource
 from trading_assets.market.venues import STATED_FEE_BPS
-from trading_assets.ml.artifacts import sha256_of
+from trading_assets.ml.artifacts import sha256_of, sign_manifest
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.policy import CostPolicy, PromotionPolicy
 from trading_assets.ml.train import TrainResult, TrainSpec
@@ -70,7 +70,8 @@ def rewrite_artifact(
     **manifest_changes: object,
 ) -> Path:
     """Rewrite a logistic artifact in place: intercept shifted or weights replaced, manifest fields changed;
-    the manifest's sha256 follows the new weights, so only the change itself can be refused."""
+    the manifest's weights sha256 follows the new weights and the manifest is re-signed (`sign_manifest`), so
+    only the change itself can be refused."""
     path = directory / "weights.npz"
     if weights is None:
         with np.load(path, allow_pickle=False) as arrays:
@@ -79,4 +80,5 @@ def rewrite_artifact(
     manifest = json.loads((directory / "manifest.json").read_text())
     manifest.update(manifest_changes, weights_sha256=sha256_of(path))
     (directory / "manifest.json").write_text(json.dumps(manifest))
+    sign_manifest(directory)
     return directory

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from trading_assets.features.registry import MODEL_FEATURES, schema_hash
-from trading_assets.ml.artifacts import ModelArtifactError
+from trading_assets.ml.artifacts import ModelArtifactError, sign_manifest
 from trading_assets.ml.policy import CostPolicy, PromotionPolicy
 from trading_assets.promotion.ensemble import EnsembleScorer, NoPromotedMembers, build_ensemble
 from trading_assets.promotion.registry import (
@@ -197,6 +197,7 @@ def test_a_registry_written_under_the_former_type_name_keeps_serving(trained_mod
     (promoted / "logistic").rename(promoted / "sklearn")
     for manifest in (promoted / "sklearn").rglob("manifest.json"):
         manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "model_type": "sklearn"}))
+        sign_manifest(manifest)  # as that version signed it
     ensemble_file = promoted / "ensemble" / "BTC-USD.json"
     spec = json.loads(ensemble_file.read_text())
     spec["members"][0]["model_type"] = "sklearn"

@@ -15,7 +15,7 @@ from trading_assets.features.registry import FEATURE_NAMES, MODEL_FEATURES, sche
 from trading_assets.features.store import read_feature_matrix, read_features
 from trading_assets.market.ingest import ingest_day
 from trading_assets.market.synthetic import SyntheticSource
-from trading_assets.ml.artifacts import sha256_of
+from trading_assets.ml.artifacts import sha256_of, sign_manifest
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.inference import load_model
 from trading_assets.ml.train import TrainSpec, train
@@ -57,6 +57,7 @@ def deployed(tmp_path_factory) -> tuple[Path, Path, dict[str, Path]]:
     manifest = json.loads(manifest_path.read_text())
     manifest.update(metrics=logistic.manifest["metrics"], gates=logistic.manifest["gates"])
     manifest_path.write_text(json.dumps(manifest))
+    sign_manifest(manifest_path)
     artifacts = {"lstm": lstm.artifact_dir, "logistic": logistic.artifact_dir}
     for artifact in artifacts.values():
         do_promote(artifact, models_dir)
@@ -205,8 +206,11 @@ def _manifest(directory: Path) -> dict:
     return json.loads((directory / "manifest.json").read_text())
 
 
-def _write_manifest(directory: Path, **changes) -> Path:
+def _write_manifest(directory: Path, signed: bool = True, **changes) -> Path:
+    """The manifest with `changes`, re-signed (so only the change itself is refused) unless not `signed`."""
     (directory / "manifest.json").write_text(json.dumps({**_manifest(directory), **changes}))
+    if signed:
+        sign_manifest(directory)
     return directory / "manifest.json"
 
 
@@ -224,6 +228,7 @@ def _wrong_schema(models_dir: Path, version: Path) -> tuple[Path, str]:
     manifest = _manifest(version)
     del manifest["calibration"]
     (version / "manifest.json").write_text(json.dumps(manifest))
+    sign_manifest(version)
     return version / "manifest.json", "manifest has no field 'calibration'"
 
 
@@ -252,6 +257,22 @@ def _foreign_symbol(models_dir: Path, version: Path) -> tuple[Path, str]:
     return _write_manifest(
         version, symbol="BTC-USD"
     ), "a logistic model of BTC-USD, not the logistic model of ETH-USD"
+
+
+def _edited_symbol(models_dir: Path, version: Path) -> tuple[Path, str]:
+    return _write_manifest(version, signed=False, symbol="BTC-USD"), "manifest edited after training"
+
+
+def _edited_seq_len(models_dir: Path, version: Path) -> tuple[Path, str]:
+    seq_len = _manifest(version)["seq_len"] + 1  # within 2..10080: only the signature tells
+    return _write_manifest(version, signed=False, seq_len=seq_len), "(manifest_sha256 mismatch)"
+
+
+def _unsigned_manifest(models_dir: Path, version: Path) -> tuple[Path, str]:
+    manifest = _manifest(version)
+    del manifest["manifest_sha256"]
+    (version / "manifest.json").write_text(json.dumps(manifest))
+    return version / "manifest.json", "manifest not signed at training"
 
 
 def _path_escaping(models_dir: Path, version: Path) -> tuple[Path, str]:
@@ -309,6 +330,9 @@ CORRUPTIONS: dict[str, Callable[[Path, Path], tuple[Path, str]]] = {
     "NaN weights": _nan_weights,
     "temperature 0": _temperature_zero,
     "foreign symbol": _foreign_symbol,
+    "edited symbol": _edited_symbol,
+    "edited seq_len": _edited_seq_len,
+    "unsigned manifest": _unsigned_manifest,
     "path escaping": _path_escaping,
     "symlink escaping": _symlink_escaping,
     "unpromoted version": _unpromoted_version,
