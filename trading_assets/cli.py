@@ -167,11 +167,13 @@ def _parser() -> argparse.ArgumentParser:
 
     promote = commands.add_parser(
         "promote",
-        help="promote a trained model version (gates re-checked), or roll the version in service back/forward",
-        description="Without --rollback/--forward: promote version V (default: the latest trained) of "
-        "models/<type>/<symbol>/ after re-checking the artifact and its gates. --rollback serves the version "
-        "served before the current one (twice: two back); --forward undoes a rollback. The target is loaded "
-        "and checked before it is served.",
+        help="change the model in service: promote a trained version, roll back/forward, pin (a Dagster run)",
+        description="Runs the code location's model_registry job in DAGSTER_HOME, so the change is recorded on "
+        "promoted_<type>_model and the UI shows what serves. Without --rollback/--forward/--pin: promote "
+        "version V (default: the latest trained) of models/<type>/<symbol>/ after re-checking the artifact "
+        "and its gates. --rollback serves the version served before the current one (twice: two back); "
+        "--forward undoes a rollback; --pin V serves a version promoted before. The target is loaded and "
+        "checked before it is served.",
     )
     promote.add_argument(
         "model_type", type=_model_type, choices=MODEL_TYPES, metavar="MODEL_TYPE", help=", ".join(MODEL_TYPES)
@@ -181,6 +183,8 @@ def _parser() -> argparse.ArgumentParser:
     moves.add_argument("--version", help="the trained version to promote (default: the latest trained)")
     moves.add_argument("--rollback", action="store_true", help="serve the previously served version")
     moves.add_argument("--forward", action="store_true", help="undo the last rollback")
+    moves.add_argument("--pin", metavar="VERSION", help="serve this version, promoted before")
+    promote.add_argument("--reason", default="", help="why (recorded with the change)")
     promote.set_defaults(handler=_run_promote)
 
     runtime = _command(commands, "runtime", "score fresh candles with the promoted ensemble (no orders)")
@@ -299,11 +303,12 @@ def _run_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_promote(args: argparse.Namespace, settings: Settings) -> int:
-    from trading_assets.commands import move_promotion, promote_version
+    from trading_assets.commands import change_service_in_dagster
 
-    if args.rollback or args.forward:
-        return move_promotion(settings, args.symbol, args.model_type, forward=args.forward)
-    return promote_version(settings, args.symbol, args.model_type, args.version)
+    action = "rollback" if args.rollback else "forward" if args.forward else "pin" if args.pin else "promote"
+    return change_service_in_dagster(
+        settings, args.model_type, args.symbol, action, args.pin or args.version, args.reason
+    )
 
 
 def _run_runtime(args: argparse.Namespace, settings: Settings) -> int:

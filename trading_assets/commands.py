@@ -40,7 +40,7 @@ def train(
         settings.policy, settings.costs_in_force(), champion=in_service.directory if in_service else None,
     )  # fmt: skip
     result = train_symbol(
-        settings.duckdb_path, settings.history_start, datetime.now(UTC).date(), spec,
+        settings.store_location, settings.history_start, datetime.now(UTC).date(), spec,
         progress=lambda p: print(p, flush=True),
     )  # fmt: skip
     print(
@@ -103,45 +103,53 @@ def _promote(settings: Settings, artifact: Path):
     )  # fmt: skip
 
 
-def promote_version(settings: Settings, symbol: str, model_type: str, version: str | None) -> int:
-    """Promote a trained version (default: the latest) after re-checking its artifact and gates."""
-    from trading_assets.ml.artifacts import ModelArtifactError
-    from trading_assets.ml.model_types import stored_path
-    from trading_assets.promotion.registry import PromotionRefused, service_stack
+def change_service_in_dagster(
+    settings: Settings, model_type: str, symbol: str, action: str, version: str | None, reason: str
+) -> int:
+    """Run the code location's `model_registry` job in DAGSTER_HOME (as the UI's launchpad does), so the
+    change is recorded on `promoted_<type>_model`; print what serves now, or the refusal in one line."""
+    import getpass
 
-    trained = stored_path(settings.models_dir, model_type, symbol.replace("/", "-"), version or "")
-    if version is None:
-        versions = sorted(p.name for p in trained.glob("*") if p.is_dir() and not p.name.startswith("."))
-        if not versions:
-            print(f"no trained {model_type} model of {symbol} in {trained}: train one first", file=sys.stderr)
-            return 1
-        trained = trained / versions[-1]
-    if not trained.is_dir():
-        print(f"no trained {model_type} model of {symbol} at {trained}", file=sys.stderr)
+    import dagster as dg
+
+    from trading_assets.definitions import build_definitions
+    from trading_assets.defs.assets.promotion import REGISTRY_JOB
+    from trading_assets.settings import export_dagster_home
+
+    export_dagster_home(settings.dagster_home)
+    change = {"model_type": model_type, "symbol": symbol, "action": action, "reason": reason}
+    change |= {"by": f"{getpass.getuser()} (cli)"} | ({"version": version} if version else {})
+    with dg.DagsterInstance.get() as instance:
+        result = build_definitions(settings).resolve_job_def(REGISTRY_JOB).execute_in_process(
+            run_config={
+                "ops": {"change_model_service": {"config": change}},
+                "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},  # a summary, not the events
+            },
+            instance=instance,
+            raise_on_error=False,
+        )
+    if not result.success:
+        print(_step_failure(result), file=sys.stderr)
         return 1
-    try:
-        promoted = _promote(settings, trained)
-    except (PromotionRefused, ModelArtifactError) as error:
-        print(error, file=sys.stderr)
-        return 1
-    stack = service_stack(settings.models_dir, model_type, symbol)
-    print(f"promoted {model_type} {symbol} version {promoted.version}; service stack {list(stack.versions)}")
+    [materialization] = result.asset_materializations_for_node("change_model_service")
+    metadata = materialization.metadata
+    print(
+        f"{model_type} {symbol}: version {metadata['version'].value} in service "
+        f"(was {metadata['previous_version'].value}; {action}); recorded on promoted_{model_type}_model "
+        f"by run {result.run_id[:8]}"
+    )
     return 0
 
 
-def move_promotion(settings: Settings, symbol: str, model_type: str, forward: bool) -> int:
-    """Roll the version in service back one step on the service stack, or forward one step."""
-    from trading_assets.ml.artifacts import ModelArtifactError
-    from trading_assets.promotion.registry import PromotionRefused, roll_forward, rollback
-
-    move = roll_forward if forward else rollback
-    try:
-        restored = move(settings.models_dir, model_type, symbol, "cli", list(MODEL_FEATURES), schema_hash())
-    except (PromotionRefused, ModelArtifactError) as error:
-        print(error, file=sys.stderr)
-        return 1
-    print(f"{model_type} {symbol}: version {restored.version} is in service again")
-    return 0
+def _step_failure(result) -> str:
+    """The one-line description of the failed step of an in-process run."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            if data.user_failure_data is not None and data.user_failure_data.description:
+                return data.user_failure_data.description
+            return data.error.message.strip().splitlines()[0] if data.error else "the step failed"
+    return "the run failed"
 
 
 def runtime(
@@ -170,7 +178,7 @@ def runtime(
         return 2
     source = build_source(SourceOptions.from_settings(settings))
     dryrun = DryRunRuntime(
-        source, settings.duckdb_path, settings.models_dir, symbols or list(settings.symbols),
+        source, settings.store_location, settings.models_dir, symbols or list(settings.symbols),
         settings.history_start, SignalPolicy(long_above, short_below), settings.costs.allow_short,
     )  # fmt: skip
     run_iterations(dryrun, iterations, sleep_seconds)

@@ -10,6 +10,7 @@ from trading_assets.defs.assets.candles import build_candle_assets
 from trading_assets.defs.assets.features import build_features_asset
 from trading_assets.defs.assets.models import build_model_assets
 from trading_assets.defs.assets.performance import build_live_performance_asset
+from trading_assets.defs.assets.promotion import build_registry_job
 from trading_assets.defs.automation import automation_sensor
 from trading_assets.defs.executors import executor_from_settings
 from trading_assets.defs.jobs import (
@@ -38,7 +39,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         ],
         asset_checks=[raw_candles_freshness],
         sensors=[*build_alert_sensors(settings), automation_sensor, retry_failed_daily_runs],
-        jobs=[daily_market_data_job],
+        jobs=[daily_market_data_job, build_registry_job(settings)],
         schedules=[build_daily_candles_schedule(settings)],
         resources={
             "market_data": MarketDataResource.from_settings(settings),

@@ -31,6 +31,8 @@ def models(tmp_path_factory) -> dict[str, TrainResult]:
 def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TA_MODELS_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("TA_FOLDS", "2")  # the policy the module's models were judged under (demo scale)
+    (tmp_path / "dagster_home").mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))  # `promote` runs a Dagster job there
     return tmp_path / "models"
 
 

@@ -32,7 +32,7 @@ class RunNotActiveError(RuntimeError):
     """The step's run is no longer STARTED (failed, canceled, its worker died): the step must not write."""
 
 
-def guard_step(context: dg.AssetExecutionContext) -> Callable[[], None]:
+def guard_step(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> Callable[[], None]:
     """Bind this step process to its run worker and return the check that its run is still STARTED."""
     bind_to_parent_process()
     return run_still_active(context.instance, context.run.run_id)

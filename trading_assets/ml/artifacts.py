@@ -93,6 +93,15 @@ def artifact_dir(models_dir: Path, model_type: str, symbol: str, version: str) -
     return Path(models_dir) / model_type / symbol.replace("/", "-") / version
 
 
+def trained_versions(models_dir: Path, model_type: str, symbol: str) -> list[Path]:
+    """The trained artifact folders of (model_type, symbol), oldest first (a version is its UTC training
+    time); a folder being written (a hidden temporary sibling) is not one."""
+    folder = artifact_dir(models_dir, model_type, symbol, "")
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
+
+
 def write_artifact(
     target: Path, weights: dict[str, Any], manifest: dict[str, Any], torch_format: bool
 ) -> Path:

@@ -118,6 +118,7 @@ def promote(
     promoted_by: str,
     policy: PromotionPolicy,
     costs: CostPolicy,
+    reason: str = "",
 ) -> PromotedModel:
     """Copy `artifact` into the registry, verify the copy (checksum, features, the gates recorded in its
     manifest), make it current. Refused (PromotionRefused, one line) when the model was judged under a policy
@@ -154,6 +155,7 @@ def promote(
         symbol=symbol,
         version=version,
         promoted_by=promoted_by,
+        reason=reason,
         source=str(artifact),
         metrics={
             k: manifest["metrics"]["calibrated"][k] for k in ("accuracy", "ece", "base_rate", "samples")
@@ -193,7 +195,7 @@ def current(models_dir: Path, model_type: str, symbol: str) -> PromotedModel | N
     version = current_version(models_dir, model_type, symbol)
     if version is None:
         return None
-    directory = _version_dir(models_dir, model_type, symbol, version)
+    directory = version_dir(models_dir, model_type, symbol, version)
     return PromotedModel(model_type, symbol, version, directory, read_manifest(directory))
 
 
@@ -211,7 +213,7 @@ def load_current(
             f"no {model_type} model of {symbol} is promoted ({_slot(models_dir, model_type, symbol) / STATE_FILE} "
             "does not exist): only promoted models are served"
         )
-    directory = _version_dir(models_dir, model_type, symbol, version)
+    directory = version_dir(models_dir, model_type, symbol, version)
     return version, load_model(directory, feature_names, schema_hash, symbol=symbol, model_type=model_type)
 
 
@@ -222,9 +224,10 @@ def rollback(
     promoted_by: str,
     feature_names: list[str],
     schema_hash: str,
+    reason: str = "",
 ) -> PromotedModel:
     """Serve the version served before the current one, after verifying it loads; returns it."""
-    return _move(models_dir, model_type, symbol, -1, promoted_by, feature_names, schema_hash)
+    return _move(models_dir, model_type, symbol, _Step(-1), promoted_by, feature_names, schema_hash, reason)
 
 
 def roll_forward(
@@ -234,56 +237,93 @@ def roll_forward(
     promoted_by: str,
     feature_names: list[str],
     schema_hash: str,
+    reason: str = "",
 ) -> PromotedModel:
     """Undo a rollback: serve the version above the current one on the stack, after verifying it loads."""
-    return _move(models_dir, model_type, symbol, +1, promoted_by, feature_names, schema_hash)
+    return _move(models_dir, model_type, symbol, _Step(+1), promoted_by, feature_names, schema_hash, reason)
+
+
+def pin(
+    models_dir: Path,
+    model_type: str,
+    symbol: str,
+    version: str,
+    promoted_by: str,
+    feature_names: list[str],
+    schema_hash: str,
+    reason: str = "",
+) -> PromotedModel:
+    """Serve `version`, one of the versions on the service stack (promoted before), after verifying it
+    loads; the stack keeps its order, so rollback and roll forward move on from there."""
+    return _move(models_dir, model_type, symbol, version, promoted_by, feature_names, schema_hash, reason)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """A move along the service stack (-1: back, +1: forward)."""
+
+    offset: int
+
+
+def _target(stack: ServiceStack | None, move: _Step | str, model_type: str, symbol: str) -> int:
+    """The stack position `move` leads to; PromotionRefused (one line) when there is none."""
+    what = f"roll {'back' if move.offset < 0 else 'forward'} to" if isinstance(move, _Step) else f"pin {move}"
+    if stack is None:
+        raise PromotionRefused(f"nothing promoted for {model_type} {symbol}: nothing to {what}")
+    if isinstance(move, str):
+        if move not in stack.versions:
+            raise PromotionRefused(
+                f"{model_type} {symbol}: cannot pin {move}: not one of the promoted versions "
+                f"{list(stack.versions)} (promote a trained version first)"
+            )
+        return stack.versions.index(move)
+    target = stack.position + move.offset
+    if not 0 <= target < len(stack.versions):
+        end = (
+            "only promoted version"
+            if len(stack.versions) == 1
+            else ("oldest" if move.offset < 0 else "newest")
+        )
+        raise PromotionRefused(
+            f"{model_type} {symbol}: {stack.current} is the {end} of {list(stack.versions)}: nothing to {what}"
+        )
+    return target
 
 
 def _move(
     models_dir: Path,
     model_type: str,
     symbol: str,
-    step: int,
+    move: _Step | str,
     promoted_by: str,
     feature_names: list[str],
     schema_hash: str,
+    reason: str,
 ) -> PromotedModel:
     slot = _slot(models_dir, model_type, symbol)
-    direction = "back" if step < 0 else "forward"
+    moved = "pinned" if isinstance(move, str) else ("rolled back" if move.offset < 0 else "rolled forward")
     with _locked(slot):
         stack = service_stack(models_dir, model_type, symbol)
-        if stack is None:
-            raise PromotionRefused(
-                f"nothing promoted for {model_type} {symbol}: nothing to roll {direction} to"
-            )
-        target = stack.position + step
-        if not 0 <= target < len(stack.versions):
-            end = (
-                "only promoted version" if len(stack.versions) == 1 else ("oldest" if step < 0 else "newest")
-            )
-            raise PromotionRefused(
-                f"{model_type} {symbol}: {stack.current} is the {end} of {list(stack.versions)}: "
-                f"nothing to roll {direction} to"
-            )
+        target = _target(stack, move, model_type, symbol)
         version = stack.versions[target]
         try:
             load_model(
-                _version_dir(models_dir, model_type, symbol, version), feature_names, schema_hash,
+                version_dir(models_dir, model_type, symbol, version), feature_names, schema_hash,
                 symbol=symbol, model_type=model_type,
             )  # fmt: skip
         except ModelArtifactError as error:
             raise PromotionRefused(
-                f"{model_type} {symbol}: not rolled {direction} to {version}, {stack.current} stays in service: "
-                f"{error}"
+                f"{model_type} {symbol}: not {moved} to {version}, {stack.current} stays in service: {error}"
             ) from error
         _write_state(slot, ServiceStack(stack.versions, target))
     _append_history(
         models_dir,
-        action="rollback" if step < 0 else "roll_forward",
+        action="pin" if isinstance(move, str) else ("rollback" if move.offset < 0 else "roll_forward"),
         model_type=model_type,
         symbol=symbol,
         version=version,
         promoted_by=promoted_by,
+        reason=reason,
         source=stack.current,
         metrics={},
     )
@@ -312,7 +352,7 @@ def history(models_dir: Path) -> list[dict[str, Any]]:
     return entries
 
 
-def _version_dir(models_dir: Path, model_type: str, symbol: str, version: str) -> Path:
+def version_dir(models_dir: Path, model_type: str, symbol: str, version: str) -> Path:
     directory = _slot(models_dir, model_type, symbol) / "versions" / version
     if not directory.is_dir():
         raise ModelArtifactError(
