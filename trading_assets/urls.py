@@ -8,7 +8,8 @@ run tags or an alert, it goes through `redact` here. No Dagster.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from collections.abc import Iterable
+from urllib.parse import unquote, urlsplit
 
 #: The user-info part of any URL in a text: `scheme://user:password@` or `scheme://token@`.
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
@@ -16,9 +17,30 @@ REDACTED = "***@"
 HTTP_SCHEMES = ("http", "https")
 
 
-def redact(text: str) -> str:
-    """`text` with the credentials of every URL in it replaced by `***`."""
-    return _USERINFO.sub(lambda match: match.group("scheme") + REDACTED, text)
+#: Secrets shorter than this are not searched for as plain text (it would blank out ordinary words).
+MIN_SECRET_LENGTH = 4
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """`text` with the credentials of every URL in it replaced by `***`, and every one of `secrets` (of
+    `MIN_SECRET_LENGTH` characters or more) wherever it appears, also outside a URL."""
+    text = _USERINFO.sub(lambda match: match.group("scheme") + REDACTED, text)
+    for secret in sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def url_secrets(url: str | None) -> tuple[str, ...]:
+    """The password of `url` as written and percent-decoded (empty when it has none), for `redact`."""
+    if not url:
+        return ()
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return ()
+    if not password:
+        return ()
+    return tuple({password, unquote(password)})
 
 
 def redact_values(value: object) -> object:

@@ -130,7 +130,7 @@ class FetchLog:
     """What a paged fetch of one range did: its pages, and the rows it dropped from answers."""
 
     pages: list[PageSpan] = field(default_factory=list)
-    #: Candles an answer held outside the window asked for (dropped; the page was re-asked).
+    #: Candles answers held outside the window asked for (dropped and counted; a misplaced page is re-asked).
     rows_outside_window: int = 0
     #: Requests repeated after an error, a malformed answer, an empty or misplaced page.
     retries: int = 0

@@ -7,25 +7,41 @@ starts one minute after the last candle *returned*, never after the window asked
 answered empty advances by its window; its minutes are a gap the exchange reported. Each fetch leaves a
 `FetchLog` in `last_fetch`: the span every page covered, so gaps are traceable to where they come from.
 
+Page conventions. Exchanges differ in whether a candle request's end is included: ccxt's `coinbase` asks
+Advanced Trade for `start=since, end=since + limit minutes`, and an exchange that includes the end sends the
+candle at `end` as well. Without a gap ccxt trims the answer to `limit` rows and that candle goes; with a
+gap in the page it stays. So the source accepts both conventions: any candle outside the window asked for
+is dropped and counted (`FetchLog.rows_outside_window`), never an error by itself, and the next page asks
+for it again.
+
 Faults. Network errors, timeouts, 429 and 5xx answers are retried with exponential backoff (the HTTP status
 decides where ccxt maps an answer to a non-network error class, as it does for Coinbase's JSON 5xx bodies).
 So are answers that cannot be right (`SuspectAnswer`): a 200 body that is not JSON or not candles (ccxt
-quietly returns `[]` for it), candles outside the window asked for (another day, a shifted window; they
-are dropped and counted), candles ccxt had to drop (before the window, no timestamp). A page that is
-empty or starts with a gap is asked again until two answers in a row agree, and only then taken as the
-exchange's own gap (one extra request per gap; a wrong answer repeated identically cannot be told from
-the truth). Anything else, or running out of retries, raises `ExchangeFetchError` naming exchange,
-symbol, range and window.
+quietly returns `[]` for it), and a page that does not start at its first minute while the answer held
+misplaced candles (before the window, e.g. the previous day, which ccxt drops; or after it beyond the one
+candle at exactly its end, e.g. a window shifted by an hour). A page whose candles start at its first
+minute is taken as it is. A page that is empty or starts with a gap, with nothing misplaced, is asked
+again until an answer repeats an earlier one and misses no candle that any earlier answer held (identical
+copies count once), and only then taken as the exchange's own gap: one extra request per gap, and an
+exchange that answers empty every second request is still read right. A wrong answer repeated
+identically cannot be told from the truth (e.g. every page shifted by exactly one minute looks like an
+end-inclusive exchange with a gap at each page's first minute). Anything
+else, or running out of retries, raises `ExchangeFetchError` naming exchange, symbol, range and window.
 Values the exchange sends malformed (non-numeric, missing) come back as nulls, so the project's
 `validate_candles` counts them as invalid; shuffled answers are sorted (by ccxt, and again here).
 
 Credentials come only from the environment (`TA_CCXT_API_KEY`, `TA_CCXT_SECRET`, `TA_CCXT_PASSWORD`);
-public candle endpoints need none. They are handed to ccxt and never logged or put into messages; a
-password inside the API URL is redacted from errors (`trading_assets.urls.redact`).
+public candle endpoints need none. They are handed to ccxt and never logged or put into messages. The API
+URL may carry `user:password@`: ccxt quotes the URL it asked in its error messages and chains requests'
+errors that do too, for candles and for `load_markets` (which every exchange but the two Coinbase ones
+calls). Every ccxt call is therefore made inside the redaction: a failure leaves as an `ExchangeFetchError`
+whose message is redacted (`trading_assets.urls.redact`: any URL's user-info, and the URL's password and
+the credentials wherever they appear) and which chains nothing (no `__cause__`, no `__context__`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -37,7 +53,7 @@ import polars as pl
 import requests
 
 from trading_assets.market.candles import FetchLog, PageSpan, conform, empty_candles
-from trading_assets.urls import redact
+from trading_assets.urls import redact, url_secrets
 
 MINUTE_MS = 60_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -106,9 +122,13 @@ class CcxtCandleSource:
         self.last_fetch = FetchLog()
         self._min_interval_s = 0.0 if rate_limit_ms is None else rate_limit_ms / 1000
         self._last_request_at: float | None = None
+        #: Kept out of every message besides the URL redaction: the URL's password and the credentials.
+        self._secrets = (*url_secrets(api_url), *(credentials or {}).values())
         self._exchange = _make_exchange(
             exchange_id, api_url, timeout_ms, rate_limit_ms is None, credentials or {}
         )
+        # ccxt logs every request and answer with its full URL at DEBUG level: through the redaction
+        self._exchange.logger = _RedactingLogger(logging.getLogger("ccxt.base.exchange"), self._secrets)
 
     def fetch(self, symbol: str, start: datetime, end: datetime) -> pl.DataFrame:
         started = time.monotonic()
@@ -128,7 +148,7 @@ class CcxtCandleSource:
         self._exchange.close()
 
     def _fetch_rows(self, symbol: str, start_ms: int, end_ms: int, what: str) -> list[list]:
-        market = self._market_symbol(symbol)
+        market = self._market_symbol(symbol, what)
         rows: list[list] = []
         since = start_ms
         while since < end_ms:
@@ -146,59 +166,101 @@ class CcxtCandleSource:
         """One page of checked ccxt rows within [since, since + limit minutes), oldest first, and the
         number of requests it took; `what` names symbol and range for the error.
 
-        A page that is empty or starts later than `since` (a gap, or a misplaced answer that looks like
-        one) is asked again until two answers in a row agree.
+        Candles outside the window are dropped and counted. A page whose candles start at `since` is taken.
+        One that is empty or starts later (a gap) is suspect when the answer also held misplaced candles (any
+        outside the window but the one at exactly its end, which exchanges that include the end send), and
+        otherwise asked again until an answer repeats an earlier one and misses no candle any earlier answer
+        held (`_agrees`): an exchange that answers empty or short now and then is not taken at its word.
         """
         window = f"page [{_iso(since)}, {_iso(since + limit * MINUTE_MS)})"
-        previous: list[list] | None = None
+        answers: list[list[list]] = []  # the earlier answers that were empty or started with a gap
         attempt = 0
         while True:
             self._throttle()
             self.stats.requests += 1
+            failure: ExchangeFetchError | None = None
             try:
                 rows = self._exchange.fetch_ohlcv(market, "1m", since=since, limit=limit)
-                page = self._checked(rows, since, limit, window)
-                if (page and page[0][0] == since) or page == previous:
+                page, misplaced = self._checked(rows, since, limit, window)
+                if page and page[0][0] == since:
                     return page, attempt + 1
-                previous = page
+                if misplaced:
+                    raise SuspectAnswer(f"{misplaced}, and none at its first minute")
+                if _agrees(page, answers):
+                    return page, attempt + 1
+                answers.append(page)
                 if attempt >= self.max_retries:
                     raise SuspectAnswer("answers starting with a gap kept changing")
-            except (ccxt.BaseError, SuspectAnswer) as error:
+            except Exception as error:  # noqa: BLE001 (whatever ccxt raises leaves redacted, see `_failure`)
                 if not _is_retryable(error) or attempt >= self.max_retries:
-                    # ccxt's message quotes the URL, which may carry credentials: redacted, unchained.
-                    raise ExchangeFetchError(
-                        redact(
-                            f"{self.exchange_id}: fetching {what} failed at {window} after {attempt + 1} "
-                            f"request(s): {type(error).__name__}: {error}"
-                        )
-                    ) from None
+                    failure = self._failure(what, f"at {window} after {attempt + 1} request(s)", error)
+            if failure is not None:
+                raise failure  # outside the handler: no chained ccxt error (it quotes the URL)
             self.last_fetch.retries += 1
-            time.sleep(min(self.backoff_ms * 2**attempt, self.max_backoff_ms) / 1000)
+            self._back_off(attempt)
             attempt += 1
 
-    def _checked(self, rows: list[list], since: int, limit: int, window: str) -> list[list]:
-        """The rows of [since, since + limit minutes) sorted by time; `SuspectAnswer` for an answer that
-        cannot be that window's candles (a body that is not candles, candles of another window)."""
+    def _load_markets(self, what: str) -> dict:
+        """ccxt's `load_markets`, retried like a page (it asks the exchange, through the same URL)."""
+        attempt = 0
+        while True:
+            self._throttle()
+            failure: ExchangeFetchError | None = None
+            try:
+                return self._exchange.load_markets()
+            except Exception as error:  # noqa: BLE001 (whatever ccxt raises leaves redacted, see `_failure`)
+                if not _is_retryable(error) or attempt >= self.max_retries:
+                    failure = self._failure(
+                        what, f"loading the markets after {attempt + 1} request(s)", error
+                    )
+            if failure is not None:
+                raise failure  # outside the handler: no chained ccxt error (it quotes the URL)
+            self.last_fetch.retries += 1
+            self._back_off(attempt)
+            attempt += 1
+
+    def _failure(self, what: str, where: str, error: BaseException) -> ExchangeFetchError:
+        """The one-line error for a request that failed for good. ccxt's messages quote the URL they asked
+        (with any user:password@ of `api_url`) and its errors chain requests' errors that do too: only the
+        redacted message is kept, never the error itself; raise the result outside the `except` block, so
+        that it has no `__context__` either (Dagster records the whole chain in the event log)."""
+        return ExchangeFetchError(
+            redact(
+                f"{self.exchange_id}: fetching {what} failed {where}: {type(error).__name__}: {error}",
+                self._secrets,
+            )
+        )
+
+    def _back_off(self, attempt: int) -> None:
+        time.sleep(min(self.backoff_ms * 2**attempt, self.max_backoff_ms) / 1000)
+
+    def _checked(
+        self, rows: list[list], since: int, limit: int, window: str
+    ) -> tuple[list[list], str | None]:
+        """The rows of [since, since + limit minutes) sorted by time, and what was misplaced in the answer
+        (None when nothing was, or only the candle at exactly the window's end); `SuspectAnswer` for a body
+        that is not candles. Every candle of the answer outside the window is counted in `last_fetch`."""
         answered = _answer_rows(self._exchange.last_json_response)
         if answered is None:
             body = str(self._exchange.last_http_response or "")[:60]
             raise SuspectAnswer(f"the 200 answer is not a JSON list of candles (body starts {body!r})")
         window_end = since + limit * MINUTE_MS
         inside = sorted((row for row in rows if since <= row[0] < window_end), key=lambda row: row[0])
-        outside = len(rows) - len(inside)
-        if outside:
-            self.last_fetch.rows_outside_window += outside
-            stray = sorted(row[0] for row in rows if not since <= row[0] < window_end)
-            raise SuspectAnswer(
-                f"{outside} of {len(rows)} candles lie outside {window} ({_iso(stray[0])} .. {_iso(stray[-1])})"
+        stray = sorted(row[0] for row in rows if not since <= row[0] < window_end)
+        # ccxt drops candles before `since` or without a timestamp; when it returned fewer than `limit`, it
+        # trimmed none, so every candle missing from what it returned is one of those
+        dropped = answered - len(rows) if answered > len(rows) and len(rows) < limit else 0
+        self.last_fetch.rows_outside_window += len(stray) + dropped
+        misplaced = [timestamp for timestamp in stray if timestamp != window_end]
+        problems = []
+        if misplaced:
+            problems.append(
+                f"{len(misplaced)} of {len(rows)} candles lie outside {window} "
+                f"({_iso(misplaced[0])} .. {_iso(misplaced[-1])})"
             )
-        if answered > len(rows) and len(rows) < limit:
-            # ccxt dropped candles before `since` or without a timestamp; trimming to `limit` is fine
-            self.last_fetch.rows_outside_window += answered - len(rows)
-            raise SuspectAnswer(
-                f"{answered - len(rows)} of {answered} candles of the answer lie before {window}"
-            )
-        return inside
+        if dropped:
+            problems.append(f"{dropped} of {answered} candles of the answer lie before {window}")
+        return inside, "; ".join(problems) or None
 
     def _throttle(self) -> None:
         if self._last_request_at is not None:
@@ -207,21 +269,36 @@ class CcxtCandleSource:
                 time.sleep(wait)
         self._last_request_at = time.monotonic()
 
-    def _market_symbol(self, symbol: str) -> str:
+    def _market_symbol(self, symbol: str, what: str) -> str:
         """The ccxt symbol for `symbol` ("BTC-USD" or "BTC/USD").
 
-        For exchanges in `_MARKET_ID_FORMATS` a minimal market is registered instead of loading them all.
+        For exchanges in `_MARKET_ID_FORMATS` a minimal market is registered instead of loading them all;
+        the others load the exchange's markets (retried, and failing with a redacted `ExchangeFetchError`).
         """
         unified = symbol.replace("-", "/")
         id_format = _MARKET_ID_FORMATS.get(self.exchange_id)
         if id_format is None:
-            markets = self._exchange.load_markets()
+            markets = self._load_markets(what)
             return unified if unified in markets else symbol
         if self._exchange.markets is None or unified not in self._exchange.markets:
             base, _, quote = unified.partition("/")
             known = list((self._exchange.markets or {}).values())
             self._exchange.set_markets([*known, _minimal_market(id_format, base, quote)])
         return unified
+
+
+class _RedactingLogger(logging.LoggerAdapter):
+    """ccxt's logger, with every message redacted (URL user-info and the given secrets) before it is
+    formatted into any handler."""
+
+    def __init__(self, logger: logging.Logger, secrets: tuple[str, ...]) -> None:
+        super().__init__(logger, {})
+        self.secrets = secrets
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        if self.isEnabledFor(level):
+            text = str(msg) % args if args else str(msg)
+            self.logger.log(level, "%s", redact(text, self.secrets), **kwargs)  # type: ignore[arg-type]
 
 
 def _make_exchange(
@@ -260,6 +337,20 @@ def _minimal_market(id_format: str, base: str, quote: str) -> dict:
     }
 
 
+def _agrees(page: list[list], earlier: list[list[list]]) -> bool:
+    """True when `page` (an answer that is empty or starts with a gap) is the same as one of the `earlier`
+    answers and holds every minute any of them held. Identical copies of a candle count once (ccxt trims a
+    page with a duplicate a candle short, but not one that has a gap)."""
+    distinct = _distinct(page)
+    minutes = {row[0] for row in distinct}
+    seen = [_distinct(answer) for answer in earlier]
+    return distinct in seen and all(row[0] in minutes for answer in seen for row in answer)
+
+
+def _distinct(page: list[list]) -> list[tuple]:
+    return list(dict.fromkeys(tuple(row) for row in page))
+
+
 def _answer_rows(answer: object) -> int | None:
     """Candles in a parsed JSON answer: a list (Coinbase Exchange) or an object holding one (Advanced
     Trade's `{"candles": [...]}`); None when the body was not JSON or holds no list."""
@@ -271,9 +362,9 @@ def _answer_rows(answer: object) -> int | None:
     return None
 
 
-def _is_retryable(error: ccxt.BaseError | SuspectAnswer) -> bool:
+def _is_retryable(error: BaseException) -> bool:
     """Suspect answers, 429, 408 and 5xx answers and network failures; the HTTP status wins over ccxt's
-    error class."""
+    error class. Anything else (another client error, a bug) is not retried."""
     if isinstance(error, SuspectAnswer):
         return True
     status = _http_status(error)

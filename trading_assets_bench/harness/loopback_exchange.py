@@ -6,6 +6,9 @@ offline (point it here with `CcxtCandleSource(api_url=server.url)`):
 - Advanced Trade (ccxt `coinbase`): `GET /api/v3/brokerage/market/products/{PRODUCT}/candles?granularity=
   ONE_MINUTE&start=SEC&end=SEC` answers `{"candles": [{"start": "SEC", "low": "..", ...}]}` for
   [start, end), newest first; asking for more than 350 candles is a 400 `INVALID_ARGUMENT`, like Coinbase.
+  With `end_inclusive=True` it answers [start, end] instead, as an exchange that includes the candle at the
+  request's end does: ccxt asks `end = since + limit minutes`, so a full page gets `limit + 1` candles
+  (ccxt trims the last) and a page with a gap keeps the candle at `end`, one minute past the window asked.
 - Exchange (ccxt `coinbaseexchange`): `GET /products/{PRODUCT}/candles?granularity=60&start=ISO&end=ISO`
   answers `[[time_s, low, high, open, close, volume], ...]` for [start, end] (end inclusive, as ccxt
   asks), newest first, at most 300 rows.
@@ -95,6 +98,8 @@ class LoopbackExchange:
     `rate_limited` and `server_errors` are how many candle requests are answered 429 (then 500) before
     candle requests succeed; `fail_next` adds more while running. `hang=True` makes candle requests never
     answer (until the server stops). `omit_minutes` and `malformed_minutes` are UTC-aware datetimes.
+    `end_inclusive=True`: the Advanced Trade endpoint answers [start, end] instead of [start, end) (the
+    Exchange endpoint always answers [start, end]).
     """
 
     def __init__(
@@ -107,8 +112,10 @@ class LoopbackExchange:
         server_errors: int = 0,
         hang: bool = False,
         faults: Iterable[PageFault] = (),
+        end_inclusive: bool = False,
     ) -> None:
         self.candle_fn = candle_fn
+        self.end_inclusive = end_inclusive
         self.faults = tuple(faults)
         self._candle_requests_seen = 0
         self.omit_minutes = frozenset(omit_minutes)
@@ -337,7 +344,8 @@ def _candle_answer(
         requested = math.ceil((end - start).total_seconds() / 60)
         if requested > ADVANCED_TRADE_MAX_CANDLES:
             raise ValueError(f"number of candles requested should be less than {ADVANCED_TRADE_MAX_CANDLES}")
-        rows = exchange._rows(product, start, end, fault, ordinal)
+        stop = end + timedelta(minutes=1) if exchange.end_inclusive else end
+        rows = exchange._rows(product, start, stop, fault, ordinal)
         return HTTPStatus.OK, {"candles": rows[::-1]}
     if query["granularity"] != "60":
         raise ValueError(f"unsupported granularity {query['granularity']}")

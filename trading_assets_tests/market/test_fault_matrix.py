@@ -7,6 +7,11 @@ A recoverable fault (it goes away when the page is asked again) must end with ex
 unique valid candles stored (0 missing, 0 extra, 0 wrong) and rewritten; a fault that never goes away
 must fail the ingest and leave the stored rows byte-identical. `pytest -s` prints the matrix.
 
+Both page conventions: the matrix runs once against an exchange that answers [start, end) and again, over
+the recoverable faults and the permanent misplaced answers, against one that answers [start, end] (the
+candle at the request's end included, `LoopbackExchange(end_inclusive=True)`); the gap minutes sit on page
+edges, so end-inclusive pages with gaps carry the candle one past their window.
+
 Content faults (a same-count answer with wrong values: one page of prices x100 or /100 from the exchange;
 files in cents, shifted by a day, in naive New York wall-clock time) must either store exactly the right
 rows or fail in one line with the stored days byte-identical; a wrong day that nothing was stored for must
@@ -17,7 +22,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -76,6 +81,8 @@ class Scenario:
     served: Callable[[Data], Data] | None = None
     #: the start of the one-line error a permanent fault must fail with (None: any)
     error: str | None = None
+    #: the exchange answers [start, end] (includes the candle at the request's end) instead of [start, end)
+    end_inclusive: bool = False
 
     @property
     def recoverable(self) -> bool:
@@ -110,16 +117,37 @@ def sometimes(index: int) -> range:
     return range(2 * index + 1, 10**12, 16)
 
 
+def every_second(index: int = 0, kinds: int = 1) -> range:
+    """Every second candle request (1, 3, 5, ...); of `kinds` faults taking turns, the `index`th's share."""
+    return range(2 * index + 1, 10**12, 2 * kinds)
+
+
+#: Permanent answers with candles of another window: refused in both conventions.
+MISPLACED_ALWAYS = [
+    Scenario(f"{fault.value}, always", (PageFault(fault, EVERY_REQUEST),))
+    for fault in (Fault.PREVIOUS_DAY, Fault.SHIFTED_HOUR)
+]
+EVERY_SECOND_REQUEST = [
+    *[
+        Scenario(f"{fault.value} on every second request", (PageFault(fault, every_second()),))
+        for fault in (Fault.EMPTY_PAGE, Fault.MALFORMED_JSON, Fault.DUPLICATE_ROW, Fault.PREVIOUS_DAY)
+    ],
+    Scenario(
+        "all kinds in turn on every second request",
+        tuple(PageFault(f, every_second(i, len(Fault))) for i, f in enumerate(Fault)),
+    ),
+]
 SCENARIOS = [
     Scenario("none (into an empty store)"),
     Scenario("429 x2 + 500 x2", rate_limited=2, server_errors=2),
     *[Scenario(fault.value, (PageFault(fault, sometimes(0)),)) for fault in Fault],
     Scenario("all together", tuple(PageFault(f, sometimes(i)) for i, f in enumerate(Fault)), 2, 2),
+    *EVERY_SECOND_REQUEST,
     *[
         Scenario(f"{fault.value}, always", (PageFault(fault, EVERY_REQUEST),))
-        for fault in (Fault.MALFORMED_JSON, Fault.HTML_BODY, Fault.EMPTY_PAGE, Fault.PREVIOUS_DAY)
+        for fault in (Fault.MALFORMED_JSON, Fault.HTML_BODY, Fault.EMPTY_PAGE)
     ],
-    Scenario(f"{Fault.SHIFTED_HOUR.value}, always", (PageFault(Fault.SHIFTED_HOUR, EVERY_REQUEST),)),
+    *MISPLACED_ALWAYS,
     *[
         Scenario(
             f"prices {label} on one page (300 min) of a stored day, always",
@@ -129,6 +157,16 @@ SCENARIOS = [
             f"{PAGE[0].isoformat()}: stored o/h/l/c/v",
         )
         for label, factor, relative in (("x100", 100.0, 99.0), ("/100", 0.01, 0.99))
+    ],
+]
+#: The second pass, against an exchange that includes the candle at the request's end: every recoverable
+#: fault and the misplaced answers (the content faults do not depend on the page convention).
+END_INCLUSIVE_SCENARIOS = [
+    Scenario("end-inclusive pages with gaps", end_inclusive=True),
+    *[
+        replace(scenario, name=f"{scenario.name}, end-inclusive", end_inclusive=True)
+        for scenario in SCENARIOS[1:]
+        if scenario.recoverable or scenario in MISPLACED_ALWAYS
     ],
 ]
 
@@ -180,6 +218,7 @@ def run_ingest(scenario: Scenario, data: dict[str, pl.DataFrame], db_path: Path)
         faults=scenario.faults,
         rate_limited=scenario.rate_limited,
         server_errors=scenario.server_errors,
+        end_inclusive=scenario.end_inclusive,
     )
     with server:
         source = CcxtCandleSource(api_url=server.url, rate_limit_ms=0, backoff_ms=1, timeout_ms=5000)
@@ -227,12 +266,13 @@ def run_scenario(
     )
 
 
-@pytest.mark.e2e  # every fault class against a loopback exchange server, 30 days x 3 symbols
+@pytest.mark.e2e  # every fault class against a loopback exchange server, 30 days x 3 symbols, two conventions
 def test_fault_matrix(exchange_data, expected, tmp_path: Path) -> None:
-    """The first scenario (no fault) fills an empty store; every other one starts from a copy of it."""
+    """The first scenario (no fault) fills an empty store; every other one starts from a copy of it, the
+    end-exclusive ones first, then the end-inclusive ones."""
     prefilled = tmp_path / "0.duckdb"
     rows = [(SCENARIOS[0], run_scenario(SCENARIOS[0], exchange_data, expected, None, prefilled))]
-    for index, scenario in enumerate(SCENARIOS[1:], start=1):
+    for index, scenario in enumerate([*SCENARIOS[1:], *END_INCLUSIVE_SCENARIOS], start=1):
         outcome = run_scenario(scenario, exchange_data, expected, prefilled, tmp_path / f"{index}.duckdb")
         rows.append((scenario, outcome))
     print_matrix(rows)
@@ -250,10 +290,11 @@ def test_fault_matrix(exchange_data, expected, tmp_path: Path) -> None:
 
 
 def print_matrix(rows: list[tuple[Scenario, Outcome]]) -> None:
-    header = ("fault", "days", "expected rows", "stored rows", "missing/extra/wrong", "outcome")
+    header = ("fault", "pages", "days", "expected rows", "stored rows", "missing/extra/wrong", "outcome")
     lines = [
         (
             scenario.name,
+            "[start, end]" if scenario.end_inclusive else "[start, end)",
             f"{len(DAYS)} x {len(SYMBOLS)}",
             f"{o.expected_rows:,}",
             f"{o.stored_rows:,}",
