@@ -214,6 +214,22 @@ def test_candle_and_feature_backfill_stores_every_partition(scenario: Scenario) 
     assert first.date() == scenario.days[0] and last.date() == scenario.days[-1]
 
 
+def test_a_data_backfill_runs_each_symbol_in_its_own_run(scenario: Scenario) -> None:
+    """One symbol's failure fails only its own partitions: the single-run backfill policy over the symbol x
+    date partitions makes one run per symbol (each run's partition range names one symbol)."""
+    symbols_per_run = []
+    for run in scenario.data_backfill.runs:
+        tags = {tag["key"]: tag["value"] for tag in run["tags"]}
+        keys = [
+            tags.get("dagster/asset_partition_range_start"),
+            tags.get("dagster/asset_partition_range_end"),
+        ]
+        keys = [key for key in [*keys, tags.get("dagster/partition")] if key]
+        symbols_per_run.append(sorted({key.split("|")[1] for key in keys}))
+    assert all(len(symbols) == 1 for symbols in symbols_per_run), symbols_per_run
+    assert {symbols[0] for symbols in symbols_per_run} == set(SYMBOLS)
+
+
 @pytest.mark.parametrize(
     ("asset", "check"),
     [
