@@ -155,7 +155,7 @@ class CodeLocationRuns:
             elif event.event_type == DagsterEventType.STEP_FAILURE:
                 error = event.step_failure_data.error
                 if error is not None and BLOCKING_CHECK_FAILED not in _error_classes(error):
-                    outcome.errors.append(f"step {event.step_key}: {_first_line(error.message)}")
+                    outcome.errors.append(f"step {event.step_key}: {_why(event.step_failure_data)}")
             elif event.event_type == DagsterEventType.RUN_FAILURE and not outcome.errors:
                 failure = event.event_specific_data
                 reason = getattr(failure, "failure_reason", None)
@@ -173,6 +173,18 @@ def _error_classes(error) -> set[str]:
         names.add(error.cls_name or "")
         error = error.cause
     return names
+
+
+def _why(failure) -> str:
+    """A failed step's reason: a `Failure`'s description, else the first line of the innermost error (the
+    user's exception, not Dagster's "Error occurred while executing op" wrapper)."""
+    user = failure.user_failure_data
+    if user is not None and user.description:
+        return _first_line(user.description)
+    error = failure.error
+    while error.cause is not None:
+        error = error.cause
+    return _first_line(error.message)
 
 
 def _first_line(text: str) -> str:
