@@ -13,7 +13,7 @@ _EXPORTS = {
     "ModelType": "model_types",
     "EpochProgress": "fit",
     "LoadedModel": "inference",
-    "ModelArtifactError": "artifacts",
+    "ModelArtifactError": "errors",
     "TrainConfig": "config",
     "TrainResult": "train",
     "load_model": "inference",

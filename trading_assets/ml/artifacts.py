@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from trading_assets.ml.model_types import UnknownModelType, canonical_name
+from trading_assets.ml.errors import ModelArtifactError, UnknownModelType
+from trading_assets.ml.model_types import canonical_name
 
 MANIFEST = "manifest.json"
 #: the manifest's own checksum, taken at training over every other field (the weights' sha256 included)
@@ -58,10 +59,6 @@ REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
     "weights_file": str,
     "weights_sha256": str,
 }
-
-
-class ModelArtifactError(RuntimeError):
-    """An artifact that cannot be used: damaged, not what its manifest says, or for another feature set."""
 
 
 class ManifestSignatureError(ModelArtifactError):

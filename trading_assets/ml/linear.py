@@ -15,9 +15,9 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from trading_assets.ml import metrics
-from trading_assets.ml.artifacts import ModelArtifactError
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.data import Splits, calibration_windows
+from trading_assets.ml.errors import ModelArtifactError
 from trading_assets.ml.fit import FitOutcome, Fitted, ProgressCallback
 
 SUMMARIES = ("last", "previous", "mean_5", "mean_window")

@@ -21,6 +21,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from trading_assets.ml.errors import UnknownModelType
+
 if TYPE_CHECKING:
     import numpy as np
     from torch import nn
@@ -164,10 +166,6 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 }
 #: former name -> today's name; artifacts, registry slots, ensemble files and run config may hold either
 ALIASES: dict[str, str] = {"sklearn": LOGISTIC.name}
-
-
-class UnknownModelType(ValueError):
-    """A name that is neither a model type of the catalogue nor a former name of one."""
 
 
 def canonical_name(name: str) -> str:

@@ -31,8 +31,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from trading_assets.ml.artifacts import ModelArtifactError
 from trading_assets.ml.config import TrainConfig
+from trading_assets.ml.errors import ModelArtifactError
 
 #: A torch model type's network for `features` inputs, shaped by the training config.
 TorchBuilder = Callable[[int, TrainConfig], nn.Module]
