@@ -16,6 +16,7 @@ import os
 import sys
 import traceback
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
@@ -86,6 +87,7 @@ def run_demo(
         return EXIT_BAD_ARGUMENTS
     home = settings.dagster_home
     export_dagster_home(home)
+    settings = _history_from_the_first_stored_day(settings, demo_days(days, end_day)[0])
     # 14 days hold 2 walk-forward folds of a day and a half: the demo's policy unless TA_FOLDS says otherwise
     os.environ.setdefault("TA_FOLDS", str(DEMO_FOLDS))
     home.mkdir(parents=True, exist_ok=True)
@@ -161,11 +163,23 @@ def _run_stages(
     dry_run_ok = _dry_run(console, settings, last, iterations, sleep_seconds)
     console.line(
         f"Signals: `signals` table of {settings.duckdb_path}. UI: DAGSTER_HOME={settings.dagster_home} "
-        ".venv/bin/dagster dev -w workspace.yaml (http://127.0.0.1:3000)"
+        f"TA_HISTORY_START={settings.history_start} .venv/bin/dagster dev -w workspace.yaml "
+        "(http://127.0.0.1:3000)"
     )
     for summary in summaries:
         console.summary_table(summary)
     return EXIT_STAGE_ERROR if errored or not dry_run_ok else EXIT_OK
+
+
+def _history_from_the_first_stored_day(settings: Settings, first: date) -> Settings:
+    """Unless TA_HISTORY_START is set, the date partitions start at the first day the demo stores (the day
+    before `first`: the lookback of its first features), not years of empty history before it. Exported, so
+    the code location the runs go through partitions alike."""
+    if "TA_HISTORY_START" in os.environ:
+        return settings
+    start = first - timedelta(days=1)
+    os.environ["TA_HISTORY_START"] = start.isoformat()
+    return replace(settings, history_start=start)
 
 
 def _dry_run(console, settings: Settings, last_day: date, iterations: int, sleep_seconds: float) -> bool:

@@ -36,6 +36,11 @@ class PartitionChecks:
     def __init__(self, context: dg.AssetExecutionContext, asset_key: dg.AssetKey) -> None:
         self.asset_key = asset_key
         self.targets = _materializations_of_run(context, asset_key, context.partition_keys)
+        self.descriptions = {
+            spec.name: spec.description or ""
+            for spec in context.assets_def.check_specs
+            if spec.asset_key == asset_key
+        }
 
     def evaluation(
         self,
@@ -54,9 +59,13 @@ class PartitionChecks:
             severity=severity,
             blocking=severity == dg.AssetCheckSeverity.ERROR,
             metadata=dict(metadata),
-            description=description,
+            description=description or self._default_description(name, passed),
             target_materialization_data=self.targets.get(partition),
         )
+
+    def _default_description(self, name: str, passed: bool) -> str:
+        """What an evaluation without its own description says: the verdict and what the check asks."""
+        return f"{'passed' if passed else 'failed'}: {self.descriptions.get(name, name)}"
 
 
 def _materializations_of_run(

@@ -20,7 +20,7 @@ def check_alert(record: AssetCheckExecutionRecord) -> Alert:
 
     A gate (a check whose metadata has `measured` and `threshold`) says what was measured against what:
     `ERROR: check accuracy_gate on lstm_model [BTC-USD] failed in run 1a2b3c4d: measured 0.5120 vs
-    threshold 0.6800 (5000 samples)`; other checks list their simple metadata."""
+    threshold 0.6800 (5000 samples)`; other checks give their description, if any, and their simple metadata."""
     evaluation = (
         record.event.dagster_event.event_specific_data
         if record.event and record.event.dagster_event
@@ -34,11 +34,14 @@ def check_alert(record: AssetCheckExecutionRecord) -> Alert:
     simple = {key: value for key, value in metadata.items() if isinstance(value, int | float | str | bool)}
     asset = record.key.asset_key.to_user_string()
     where = f" [{record.partition}]" if record.partition else ""
+    reason = _measured_against_threshold(simple)
+    if evaluation and evaluation.description and "measured" not in simple:  # a data check says why itself
+        reason = f"{evaluation.description} ({reason})"
     return Alert(
         key=f"check:{asset}:{record.key.name}:{record.id}",
         kind="check_failed",
         text=f"{severity}: check {record.key.name} on {asset}{where} failed in run {record.run_id[:8]}: "
-        + _measured_against_threshold(simple),
+        + reason,
         details={
             "asset": asset,
             "check": record.key.name,

@@ -144,10 +144,13 @@ def signal_backtest(
     policy: SignalPolicy = DEFAULT_POLICY,
     confidence: float = CONFIDENCE,
     periods_per_day: float | None = None,
+    period_starts: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The signal of `probs` traded one period at a time after `costs`, against flat, long and (when shorting
     is allowed) short; see the module docstring. `periods_per_day` defaults to 1440 / horizon (consecutive
-    periods); it sets the borrow per period, the span in days and the minute offsets of the equity curves."""
+    periods); it sets the borrow per period, the span in days and the minute offsets of the equity curves.
+    `period_starts`: the UTC minute (datetime64) whose close opens each period; when given, the equity
+    curves also carry the `times` of their points (`_curve_times`)."""
     probs = np.asarray(probs, dtype=np.float64)
     returns = np.asarray(period_returns, dtype=np.float64)
     if probs.shape != returns.shape or probs.ndim != 1:
@@ -163,6 +166,8 @@ def signal_backtest(
     periods_per_day = MINUTES_PER_DAY / horizon if periods_per_day is None else float(periods_per_day)
     if not periods_per_day > 0:
         raise ValueError(f"periods_per_day must be positive, got {periods_per_day}")
+    if period_starts is not None and len(period_starts) != len(returns):
+        raise ValueError(f"period_starts must hold one minute per period, got {len(period_starts)}")
     periods = len(returns)
     side = costs.per_side_bps() / _BPS
     borrow = costs.borrow_bps_per_day / _BPS / periods_per_day
@@ -235,7 +240,18 @@ def signal_backtest(
         ),
         "equity_curve": {
             "minutes": [float(m) for m in shown * minutes_per_period],
+            **({} if period_starts is None else {"times": _curve_times(period_starts, shown, horizon)}),
             "strategy": [float(v) for v in equity[shown]],
             "buy_and_hold": [float(v) for v in hold_equity[shown]],
         },
     }
+
+
+def _curve_times(period_starts: np.ndarray, shown: np.ndarray, horizon: int) -> list[str]:
+    """The UTC minute of each kept equity point, as the manifest writes minutes (`2024-01-02T03:04Z`): point
+    0 (nothing traded yet) at the first period's start, point i at the end of period i - 1 (its start plus
+    `horizon` minutes: periods need not be consecutive, the data may have gaps)."""
+    starts = np.asarray(period_starts).astype("datetime64[m]")
+    ends = starts + np.timedelta64(horizon, "m")
+    moments = np.where(shown == 0, starts[0], ends[np.maximum(shown - 1, 0)])
+    return [f"{text}Z" for text in np.datetime_as_string(moments, unit="m")]

@@ -45,9 +45,11 @@ def evidence_report(
     comparisons: int,
     champion: ChampionCalls | None = None,
     calibration_bins: int = 15,
+    minutes: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Metrics of the pooled calibrated fold predictions, skill over the rivals, the after-cost backtest and
-    each fold's figures. `earlier`: the (train, validation) parts, on which the naive rule is chosen."""
+    each fold's figures. `earlier`: the (train, validation) parts, on which the naive rule is chosen.
+    `minutes`: the UTC minute of each row of `close`; given, the backtest's equity curves carry their times."""
     ends = np.concatenate([fold.samples.ends for fold in folds])
     labels = np.concatenate([fold.samples.labels for fold in folds])
     calibrated = np.concatenate([fold.calibrated_logits for fold in folds])
@@ -70,7 +72,7 @@ def evidence_report(
         "calibrated": metrics.classification_metrics(calibrated, labels, calibration_bins),
         "reliability_table": metrics.reliability_table(probs, labels, calibration_bins),
         "skill": skill,
-        "backtest": _backtest(probs, ends, close, horizon, costs, confidence),
+        "backtest": _backtest(probs, ends, close, horizon, costs, confidence, minutes),
         "folds": [_fold_figures(fold, close, horizon, costs, rule, majority_up) for fold in folds],
     }
 
@@ -126,12 +128,14 @@ def _backtest(
     horizon: int,
     costs: CostPolicy,
     confidence: float,
+    minutes: np.ndarray | None = None,
 ) -> dict[str, Any]:
     traded = _traded(ends, horizon)
     period_returns = close[ends[traded] + horizon] / close[ends[traded]] - 1.0
     return backtest.signal_backtest(
-        probs[traded], period_returns, trading_costs(costs), horizon, confidence=confidence
-    )
+        probs[traded], period_returns, trading_costs(costs), horizon, confidence=confidence,
+        period_starts=None if minutes is None else minutes[ends[traded]],
+    )  # fmt: skip
 
 
 def _fold_figures(

@@ -135,6 +135,7 @@ def train(
     report = evidence_report(
         folds, matrix.close, (splits.train, splits.val), config.horizon, spec.policy, spec.costs,
         comparisons=len(CATALOGUE), champion=champion, calibration_bins=config.calibration_bins,
+        minutes=matrix.minutes,
     )  # fmt: skip
     _add_fold_minutes(report, matrix.minutes)
     gates = evaluate_gates(report, spec.policy)

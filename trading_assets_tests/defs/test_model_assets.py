@@ -1,5 +1,7 @@
 """Models, gates, promotion and ensemble through Dagster on a few days of synthetic features."""
 
+import math
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -7,10 +9,12 @@ import dagster as dg
 import pytest
 
 from trading_assets.defs.assets.ensemble import EnsembleConfig
+from trading_assets.defs.assets.model_metadata import not_promoted_observation
 from trading_assets.defs.partitions import partition_range_tags
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource, ModelStoreResource
-from trading_assets.ml.gates import GATES
+from trading_assets.ml.gates import GATES, GateResult
 from trading_assets.ml.model_types import DEFAULT_WEIGHTS, MODEL_TYPES
+from trading_assets.ml.train import TrainResult
 from trading_assets.promotion.registry import current, history
 from trading_assets_tests.defs.code_location import (
     ensemble,
@@ -172,6 +176,68 @@ def test_pure_noise_fails_every_accuracy_gate_and_promotes_nothing(tmp_path: Pat
     assert not failed_ensemble.success
     [failure] = [e for e in failed_ensemble.all_events if e.is_step_failure]
     assert "no promoted model for BTC-USD" in str(failure.step_failure_data)
+
+
+@pytest.mark.e2e  # trains a model through Dagster (about a minute on 2 shared cores)
+def test_a_failed_gate_is_named_on_the_promoted_asset(tmp_path: Path, dagster_instance) -> None:
+    """On pure noise the logistic model fails its accuracy gate: promoted_logistic_model is skipped, and the
+    instance holds an observation of it for the symbol naming the gate, measured against threshold, and the
+    candidate's artifact (what the promoted asset's page shows instead of "did not materialize")."""
+    resources = build(0.0, tmp_path, dagster_instance)
+    result = run_models(resources, dagster_instance, ["logistic"])
+    assert not result.success
+    assert result.asset_materializations_for_node("promoted_logistic_model") == []
+    [accuracy] = [e for e in result.get_asset_check_evaluations() if e.check_name == "accuracy_gate"]
+    assert not accuracy.passed
+    promoted = dg.AssetKey("promoted_logistic_model")
+    [record] = dagster_instance.fetch_observations(
+        dg.AssetRecordsFilter(asset_key=promoted, asset_partitions=["BTC-USD"]), limit=5
+    ).records
+    observation = record.asset_observation
+    assert observation.partition == "BTC-USD"
+    metadata = observation.metadata
+    measured = accuracy.metadata["measured"].value
+    assert metadata["not_promoted"].value.startswith(
+        f"NOT promoted: accuracy_gate FAILED: measured {measured:.4f} (needs >= 0."
+    ), metadata["not_promoted"].value
+    assert observation.description == metadata["not_promoted"].value
+    assert "| accuracy_gate |" in metadata["failed_gates"].value
+    artifact = Path(metadata["candidate_artifact"].value)
+    assert artifact.is_dir() and artifact.name == metadata["candidate_version"].value
+    # the candidate's own materialization: the Sharpe ratio of a 1.5-day evaluation is withheld, not shown
+    [model] = result.asset_materializations_for_node("logistic_model")
+    assert model.metadata["sharpe"].value.startswith("not reported: ")
+    assert "| sharpe | not reported: " in model.metadata["signal_backtest"].value
+    # no observation for a model whose gates all passed: none for lstm, which did not run
+    assert dagster_instance.fetch_observations(dg.AssetKey("promoted_lstm_model"), limit=1).records == []
+
+
+def test_the_not_promoted_observation_names_each_failed_gate_with_measured_and_threshold(
+    tmp_path: Path,
+) -> None:
+    gates = [
+        GateResult("accuracy_gate", False, 0.5012, 0.5012, 0.55, 1200, detail="2 folds: 0.499, 0.503"),
+        GateResult("calibration_gate", True, 0.02, 0.02, 0.05, 1200),
+        GateResult("economics_gate", False, -0.004, -math.inf, 0.0, 80, rival="flat"),
+    ]
+    result = TrainResult(
+        artifact_dir=tmp_path / "20240214T000000000000Z", manifest={"symbol": "BTC-USD",
+        "trained_at": "20240214T000000000000Z"}, metrics={}, gates=gates, learning_curve=[],
+        reliability_table=[], epochs_run=1, best_epoch=1, seconds=0.0, samples_per_s=0.0, parameter_count=0,
+    )  # fmt: skip
+    observation = not_promoted_observation(result, dg.AssetKey("promoted_lstm_model"))
+    assert observation is not None
+    assert observation.asset_key == dg.AssetKey("promoted_lstm_model") and observation.partition == "BTC-USD"
+    text = observation.metadata["not_promoted"].value
+    assert text.startswith("NOT promoted: accuracy_gate FAILED: measured 0.5012 (needs >= 0.5500)"), text
+    assert "economics_gate FAILED" in text and "calibration_gate" not in text
+    table = observation.metadata["failed_gates"].value.splitlines()
+    assert table[0] == "| gate | measured | bound | threshold | rival | samples |"
+    assert table[2] == "| accuracy_gate | 0.5012 | 0.5012 | 0.55 | none | 1200 |"
+    assert table[3].startswith("| economics_gate | -0.004 | no evidence: too few samples")
+    assert observation.metadata["candidate_artifact"].value == str(result.artifact_dir)
+    passed = replace(result, gates=[replace(gate, passed=True) for gate in gates])
+    assert not_promoted_observation(passed, dg.AssetKey("promoted_lstm_model")) is None
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,7 @@
-"""`live_performance` through Dagster: metadata per member, and a WARN check when accuracy is below the gate."""
+"""`live_performance` through Dagster: metadata per member, a WARN check when accuracy is below the gate, and
+a passing check that says how many outcomes it waits for while too few have arrived."""
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -7,14 +9,26 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from trading_assets.alerts import AlertLog
+from trading_assets.definitions import defs
 from trading_assets.defs.resources import DuckDBStoreResource
+from trading_assets.defs.sensors import build_alert_sensors
 from trading_assets.market.ingest import ingest_day
 from trading_assets.market.synthetic import SyntheticSource
 from trading_assets.runtime.dryrun import Signal, record_signals
+from trading_assets.settings import load_settings
 from trading_assets.store.duckdb_store import query
 from trading_assets_tests.defs.code_location import live_performance_asset
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+def alerts_after_a_sensor_tick(instance: dg.DagsterInstance, data_dir: Path) -> list[str]:
+    """The texts of the alerts `check_failure_alerts` raises on one tick (alerts written under `data_dir`)."""
+    settings = replace(load_settings(), data_dir=data_dir, alert_webhook_url=None)
+    sensor = build_alert_sensors(settings)[0]
+    sensor(dg.build_sensor_context(instance=instance, repository_def=defs.get_repository_def()))
+    return [alert.text for alert in AlertLog(settings.alerts_dir).alerts()]
 
 
 def materialize(db_path: Path, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
@@ -55,12 +69,20 @@ def test_live_accuracy_warns_below_the_gate(tmp_path: Path, dagster_instance, ri
     (check,) = result.get_asset_check_evaluations()
     assert check.check_name == "live_accuracy" and check.passed is right
     assert check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["waiting_for_outcomes"].value == 0
     if not right:
         assert set(check.metadata["below_gate"].value) == {"logistic", "ensemble"}
+        gate = check.metadata["min_accuracy"].value
+        assert check.description == (
+            f"realised accuracy below {gate}: logistic 0.000 over 100 outcomes, ensemble 0.000 over 100 outcomes"
+        )
+        [alert] = alerts_after_a_sensor_tick(dagster_instance, tmp_path / "data")
+        assert "check live_accuracy on live_performance [BTC-USD] failed" in alert
+        assert f"failed in run {result.run_id[:8]}: {check.description} (" in alert  # the alert says why
     assert np.isclose(check.metadata["ensemble_outcomes"].value, 100)
 
 
-def test_no_outcomes_yet_is_said_and_does_not_pass(tmp_path: Path, dagster_instance) -> None:
+def test_no_outcomes_yet_passes_waiting_for_all_of_them(tmp_path: Path, dagster_instance) -> None:
     db_path = tmp_path / "store.duckdb"
     ingest_day(
         SyntheticSource(predictability=0.7), db_path, "BTC-USD", date(2024, 3, 1), max_invalid_share=0.0
@@ -69,12 +91,14 @@ def test_no_outcomes_yet_is_said_and_does_not_pass(tmp_path: Path, dagster_insta
     metadata = result.asset_materializations_for_node("live_performance")[0].metadata
     assert metadata["outcomes"].value == 0 and metadata["status"].value == "no outcomes yet"
     (check,) = result.get_asset_check_evaluations()
-    assert check.passed is False and check.severity == dg.AssetCheckSeverity.WARN
-    assert check.description.startswith("no outcomes yet")
-    assert result.success  # a WARN result never blocks
+    assert check.passed is True  # nothing to judge is neither a warning nor an alert
+    assert check.description.startswith("waiting for 30 outcomes: ")
+    assert check.metadata["waiting_for_outcomes"].value == 30 and check.metadata["status"].value == "waiting"
+    assert result.success
+    assert alerts_after_a_sensor_tick(dagster_instance, tmp_path / "data") == []
 
 
-def test_too_few_outcomes_do_not_pass_either(tmp_path: Path, dagster_instance) -> None:
+def test_too_few_outcomes_pass_waiting_for_the_rest(tmp_path: Path, dagster_instance) -> None:
     db_path = tmp_path / "store.duckdb"
     ingest_day(
         SyntheticSource(predictability=0.7), db_path, "BTC-USD", date(2024, 3, 1), max_invalid_share=0.0
@@ -85,5 +109,9 @@ def test_too_few_outcomes_do_not_pass_either(tmp_path: Path, dagster_instance) -
     ]
     record_signals(db_path, signals, START + timedelta(hours=20))
     (check,) = materialize(db_path, dagster_instance).get_asset_check_evaluations()
-    assert check.passed is False
-    assert check.description == "too few outcomes yet: at most 5, 30 needed to judge"
+    assert check.passed is True
+    assert check.description == (
+        "waiting for 25 outcomes: 30 are needed to judge a member, 5 so far; nothing judged"
+    )
+    assert check.metadata["waiting_for_outcomes"].value == 25
+    assert check.metadata["below_gate"].value == []

@@ -1,3 +1,4 @@
+import base64
 import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -6,6 +7,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from trading_assets.definitions import defs
+from trading_assets.defs.assets import candles
 from trading_assets.defs.assets.candles import _partition_checks
 from trading_assets.defs.partitions import partition_range_tags
 from trading_assets.defs.resources import DuckDBStoreResource, MarketDataResource
@@ -50,6 +53,52 @@ def test_one_partition_stores_a_day_with_rich_metadata(dagster_instance, resourc
     assert set(checks) == CANDLE_CHECKS
     assert all(e.passed and e.partition == "2024-01-02|ETH-USD" for e in checks.values())
     assert checks["coverage"].metadata["min_coverage"].value == pytest.approx(0.95)
+    # an evaluation without its own description says its verdict and what the check asks
+    assert checks["ohlc_consistency"].description == (
+        "passed: Stored candles have low <= open, close <= high and positive prices."
+    )
+    # a one-day run charts its day (and the stored days around it: none here) on its own materialization
+    assert metadata["coverage_chart"].startswith("![ETH-USD coverage 2024-01-02](data:image/png;base64,")
+
+
+def test_every_check_of_the_code_location_has_a_description() -> None:
+    graph = defs.get_repository_def().asset_graph
+    missing = [key for key in graph.asset_check_keys if not graph.get_check_spec(key).description]
+    assert graph.asset_check_keys and missing == []
+
+
+def test_a_batch_charts_its_days_and_the_stored_days_around_it_on_its_last_partition(
+    dagster_instance, resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored 2024-03-01, then a run of 03-03..03-04: the chart on 03-04 shows 03-01 (a stored neighbour),
+    03-02 as missing, and the run's two days; 03-03's materialization carries no chart."""
+    assert materialize_one(dagster_instance, resources, "2024-03-01|BTC-USD").success
+    charted: list[dict] = []
+    real = candles.candle_coverage_png
+
+    def spy(days, coverage, min_coverage, subject="", highlight=()):
+        charted.append({"days": list(days), "coverage": list(coverage), "subject": subject,
+                        "highlight": set(highlight)})  # fmt: skip
+        return real(days, coverage, min_coverage, subject, highlight)
+
+    monkeypatch.setattr(candles, "candle_coverage_png", spy)
+    job = dg.Definitions(assets=[raw_candles], resources=resources).resolve_implicit_global_asset_job_def()
+    first, last = date(2024, 3, 3), date(2024, 3, 4)
+    result = job.execute_in_process(
+        instance=dagster_instance, tags=partition_range_tags(first, last, ("BTC-USD",))
+    )
+    assert result.success
+    by_partition = {m.partition: m.metadata for m in result.asset_materializations_for_node("raw_candles")}
+    assert "coverage_chart" not in by_partition["2024-03-03|BTC-USD"]
+    chart = by_partition["2024-03-04|BTC-USD"]["coverage_chart"].value
+    prefix = "![BTC-USD coverage 2024-03-03 .. 2024-03-04](data:image/png;base64,"
+    assert chart.startswith(prefix)
+    png = base64.b64decode(chart.removeprefix(prefix).removesuffix(")"))
+    assert int.from_bytes(png[16:20], "big") >= 800  # PNG header: width
+    [call] = charted
+    assert call["days"] == [date(2024, 3, 1) + timedelta(days=d) for d in range(4)]
+    assert call["coverage"] == [1.0, 0.0, 1.0, 1.0]
+    assert call["highlight"] == {first, last} and call["subject"].startswith("BTC-USD")
 
 
 def test_rerun_is_idempotent(dagster_instance, resources, db_path: Path) -> None:

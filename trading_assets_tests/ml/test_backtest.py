@@ -1,6 +1,7 @@
 """The after-cost backtest by hand: costs per unit of position change, reversals, borrow, the constants it is
 judged against, the break-even fee, and the venues' fees from ccxt's offline table."""
 
+import json
 import math
 
 import numpy as np
@@ -108,6 +109,30 @@ def test_sharpe_only_over_thirty_days_and_thinned_curves():
     assert len(curve["minutes"]) == len(curve["strategy"]) == len(curve["buy_and_hold"]) <= 200
     assert curve["minutes"][0] == 0 and curve["minutes"][-1] == periods * 60
     assert month["batches"] == 12  # 744 periods in batches of at least 60
+
+
+def test_equity_curve_points_carry_their_minutes_across_gaps():
+    """Point 0 at the first period's start, point i at the end of period i - 1 (start + horizon), whatever
+    the gaps between periods; thinned points keep their own minutes; JSON-serialisable strings."""
+    starts = np.array(["2024-02-12T00:00", "2024-02-12T00:05", "2024-02-12T06:00", "2024-02-12T06:05",
+                       "2024-02-13T00:00"], dtype="datetime64[m]")  # fmt: skip
+    out = signal_backtest(PROBS, RETURNS, COSTS, horizon=5, period_starts=starts)
+    assert out["equity_curve"]["times"] == [
+        "2024-02-12T00:00Z", "2024-02-12T00:05Z", "2024-02-12T00:10Z", "2024-02-12T06:05Z",
+        "2024-02-12T06:10Z", "2024-02-13T00:05Z",
+    ]  # fmt: skip
+    assert "times" not in signal_backtest(PROBS, RETURNS, COSTS, horizon=5)["equity_curve"]
+    periods = 31 * 24
+    hourly = np.datetime64("2024-01-01T00:00") + np.arange(periods) * np.timedelta64(60, "m")
+    rng = np.random.default_rng(2)
+    curve = signal_backtest(rng.random(periods), rng.normal(0, 1e-2, periods), COSTS, 60,
+                            period_starts=hourly)["equity_curve"]  # fmt: skip
+    assert len(curve["times"]) == len(curve["minutes"]) <= 200
+    expected = [np.datetime64("2024-01-01T00:00") + np.timedelta64(int(m), "m") for m in curve["minutes"]]
+    assert curve["times"] == [f"{np.datetime_as_string(t, unit='m')}Z" for t in expected]
+    json.dumps(curve)
+    with pytest.raises(ValueError, match="period_starts"):
+        signal_backtest(PROBS, RETURNS, COSTS, horizon=5, period_starts=starts[:3])
 
 
 def test_short_biased_signal_in_a_falling_window_does_not_pass_long_flat():

@@ -1,6 +1,8 @@
-"""What a model materialization shows in the UI: gate check results, metrics, tables and charts."""
+"""What a model materialization shows in the UI: gate check results, metrics, tables and charts, and the
+observation a candidate that failed a gate leaves on `promoted_<type>_model`."""
 
 import math
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -10,9 +12,15 @@ from trading_assets.defs.metadata import (
     markdown_mapping,
     markdown_records,
 )
+from trading_assets.ml.backtest import MIN_SHARPE_DAYS
 from trading_assets.ml.gates import GateResult, blocking_failures, lost_to_champion
 from trading_assets.ml.train import TrainResult
-from trading_assets.plots import equity_curve_png, learning_curve_png, reliability_diagram_png
+from trading_assets.plots import (
+    equity_curve_png,
+    learning_curve_png,
+    model_subject,
+    reliability_diagram_png,
+)
 
 
 def gate_check_result(gate: GateResult) -> dg.AssetCheckResult:
@@ -33,9 +41,11 @@ def gate_check_result(gate: GateResult) -> dg.AssetCheckResult:
 
 def model_metadata(result: TrainResult) -> dict[str, object]:
     """Scalars rounded for the UI (the manifest keeps them exact), structured values as Markdown tables,
-    and charts: learning curve, reliability diagram, backtest against buy-and-hold."""
+    and charts titled with symbol, model type and version: learning curve, reliability diagram, backtest
+    against buy-and-hold. The Sharpe ratio shows only over `MIN_SHARPE_DAYS` days; else why it is withheld."""
     calibrated, uncalibrated = result.metrics["calibrated"], result.metrics["uncalibrated"]
     backtest, manifest = result.metrics["backtest"], result.manifest
+    subject = model_subject(manifest["symbol"], manifest["model_type"], manifest["trained_at"])
     return {
         "verdict": _verdict(result.gates),
         "test_accuracy": _rounded(calibrated["accuracy"]),
@@ -50,6 +60,8 @@ def model_metadata(result: TrainResult) -> dict[str, object]:
         "temperature": _rounded(manifest["calibration"]["temperature"]),
         "backtest_return": _rounded(backtest["return"]),
         "buy_and_hold_return": _rounded(backtest["buy_and_hold_return"]),
+        "sharpe": _sharpe(backtest, "sharpe"),
+        "backtest_days": _rounded(backtest["days"]),
         "confusion_matrix": confusion_matrix_table(calibrated["confusion_matrix"]),
         "parameter_count": result.parameter_count,
         "epochs_run": result.epochs_run,
@@ -66,17 +78,58 @@ def model_metadata(result: TrainResult) -> dict[str, object]:
         "fold_accuracies": " / ".join(f"{fold['accuracy']:.3f}" for fold in result.metrics["folds"]),
         "break_even_fee_bps": _finite_or_text(backtest.get("break_even_fee_bps")),
         "signal_backtest": markdown_mapping(
-            {name: value for name, value in backtest.items() if not isinstance(value, list | dict)},
+            {
+                **{name: value for name, value in backtest.items() if not isinstance(value, list | dict)},
+                "sharpe": _sharpe(backtest, "sharpe"),
+                "buy_and_hold_sharpe": _sharpe(backtest, "buy_and_hold_sharpe"),
+            },
             header=("backtest (pooled folds)", "value"),
         ),
         "learning_curve": markdown_records(result.learning_curve),
-        "learning_curve_chart": markdown_image("learning curve", learning_curve_png(result.learning_curve)),
+        "learning_curve_chart": markdown_image(
+            f"learning curve, {subject}", learning_curve_png(result.learning_curve, subject)
+        ),
         "reliability_diagram": markdown_records(result.reliability_table),
         "reliability_chart": markdown_image(
-            "reliability diagram", reliability_diagram_png(result.reliability_table)
+            f"reliability diagram, {subject}", reliability_diagram_png(result.reliability_table, subject)
         ),
-        "backtest_chart": markdown_image("backtest vs buy and hold", _backtest_png(backtest)),
+        "backtest_chart": markdown_image(
+            f"backtest vs buy and hold, {subject}", _backtest_png(backtest, result.metrics["folds"], subject)
+        ),
     }
+
+
+def not_promoted_observation(result: TrainResult, promoted_key: dg.AssetKey) -> dg.AssetObservation | None:
+    """What `promoted_<type>_model` records for its symbol when the candidate failed a blocking gate (its
+    step is skipped, so without this its page would only say "did not materialize"): which gates failed,
+    measured against threshold, and the candidate's artifact. None when every gate passed."""
+    failed = blocking_failures(result.gates)
+    if not failed:
+        return None
+    manifest = result.manifest
+    return dg.AssetObservation(
+        asset_key=promoted_key,
+        partition=manifest["symbol"],
+        description=_verdict(result.gates),
+        metadata={
+            "not_promoted": _verdict(result.gates),
+            "failed_gates": markdown_records(
+                [
+                    {
+                        "gate": gate.name,
+                        "measured": _finite_or_text(gate.measured),
+                        "bound": _finite_or_text(gate.bound),
+                        "threshold": gate.threshold,
+                        "rival": gate.rival or "none",
+                        "samples": gate.samples,
+                    }
+                    for gate in failed
+                ]
+            ),
+            "candidate_version": manifest["trained_at"],
+            "candidate_artifact": dg.MetadataValue.path(str(result.artifact_dir)),
+        },
+    )
 
 
 def _finite_or_text(value: float | None) -> float | str:
@@ -101,7 +154,36 @@ def _rounded(value: float) -> float:
     return round(float(value), 4)
 
 
-def _backtest_png(backtest: dict) -> bytes:
-    """The equity curves of the signal and of buy-and-hold over the test part."""
+def _sharpe(backtest: dict, key: str) -> float | str:
+    """The annualised Sharpe ratio, or why it is withheld (fewer than `MIN_SHARPE_DAYS` days)."""
+    value = backtest.get(key)
+    if value is None:
+        return f"not reported: {backtest['days']:.3g} days evaluated (< {MIN_SHARPE_DAYS})"
+    return _rounded(value)
+
+
+def _backtest_png(backtest: dict, folds: list[dict], subject: str) -> bytes:
+    """The returns of the signal and of buy-and-hold over the pooled walk-forward folds, over time."""
     curves = backtest["equity_curve"]
-    return equity_curve_png(curves["strategy"], curves["buy_and_hold"], backtest["costs"]["fee_bps"])
+    costs = backtest["costs"]
+    sharpe = _sharpe(backtest, "sharpe")
+    note = f"costs {costs['per_side_bps']:g} bps per side; Sharpe " + (
+        f"{sharpe:.2f} (annualised)" if isinstance(sharpe, float) else str(sharpe)
+    )
+    return equity_curve_png(
+        _curve_times(curves, folds), curves["strategy"], curves["buy_and_hold"], note, subject
+    )
+
+
+def _curve_times(curves: dict, folds: list[dict]) -> list[datetime]:
+    """The UTC times of the curve's points: recorded (`times`), or for a report without them the first
+    fold's first minute plus each point's minute offset (exact where the folds have no gap)."""
+    if "times" in curves:
+        return [_utc_minute(text) for text in curves["times"]]
+    start = _utc_minute(folds[0]["first_minute"])
+    return [start + timedelta(minutes=offset) for offset in curves["minutes"]]
+
+
+def _utc_minute(text: str) -> datetime:
+    """A minute as the manifest writes it (`2024-01-02T03:04Z`)."""
+    return datetime.fromisoformat(text.removesuffix("Z")).replace(tzinfo=UTC)

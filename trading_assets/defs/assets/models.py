@@ -14,7 +14,11 @@ import dagster as dg
 from pydantic import Field, create_model
 
 from trading_assets.defs.assets.ensemble import build_ensemble_asset
-from trading_assets.defs.assets.model_metadata import gate_check_result, model_metadata
+from trading_assets.defs.assets.model_metadata import (
+    gate_check_result,
+    model_metadata,
+    not_promoted_observation,
+)
 from trading_assets.defs.assets.promotion import build_promoted_asset
 from trading_assets.defs.automation import retrain_on_cadence
 from trading_assets.defs.checks import partition_check_specs
@@ -187,6 +191,10 @@ def _build_model_asset(
             + (f" from {result.manifest['parent_version']}" if result.manifest["parent_version"] else "")
         )
         yield dg.MaterializeResult(metadata=model_metadata(result))
+        # A failed blocking gate skips promoted_<type>_model: its page shows this observation, naming the gate.
+        not_promoted = not_promoted_observation(result, dg.AssetKey(f"promoted_{model_type}_model"))
+        if not_promoted is not None:
+            yield not_promoted
         for gate in result.gates:
             yield gate_check_result(gate)
 
