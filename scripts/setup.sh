@@ -15,3 +15,7 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${pip[@]}" install -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import trading_assets, dagster, torch, duckdb, polars, ccxt, sklearn" \
     || { echo "setup failed: the project's packages do not import" >&2; exit 1; }
+# The DuckLake store's extensions (duckdb-ext-ducklake, duckdb-ext-postgres, pinned with duckdb==1.4.4 in
+# pyproject.toml) load from the installed packages, signatures checked, nothing downloaded.
+.venv/bin/python -c "from trading_assets.store.duckdb_store import check_lake_extensions; check_lake_extensions()" \
+    || { echo "setup failed: the DuckLake extensions do not load (pip install -e . pins them)" >&2; exit 1; }

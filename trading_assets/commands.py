@@ -120,13 +120,19 @@ def change_service_in_dagster(
     change = {"model_type": model_type, "symbol": symbol, "action": action, "reason": reason}
     change |= {"by": f"{getpass.getuser()} (cli)"} | ({"version": version} if version else {})
     with dg.DagsterInstance.get() as instance:
-        result = build_definitions(settings).resolve_job_def(REGISTRY_JOB).execute_in_process(
-            run_config={
-                "ops": {"change_model_service": {"config": change}},
-                "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},  # a summary, not the events
-            },
-            instance=instance,
-            raise_on_error=False,
+        result = (
+            build_definitions(settings)
+            .resolve_job_def(REGISTRY_JOB)
+            .execute_in_process(
+                run_config={
+                    "ops": {"change_model_service": {"config": change}},
+                    "loggers": {
+                        "console": {"config": {"log_level": "CRITICAL"}}
+                    },  # a summary, not the events
+                },
+                instance=instance,
+                raise_on_error=False,
+            )
         )
     if not result.success:
         print(_step_failure(result), file=sys.stderr)

@@ -43,7 +43,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         schedules=[build_daily_candles_schedule(settings)],
         resources={
             "market_data": MarketDataResource.from_settings(settings),
-            "store": DuckDBStoreResource(path=str(settings.duckdb_path)),
+            "store": DuckDBStoreResource.from_settings(settings),
             "model_store": ModelStoreResource(path=str(settings.models_dir)),
         },
         executor=executor_from_settings(settings),

@@ -162,7 +162,7 @@ def _run_stages(
             summaries.append(symbol_summary(symbol, MODEL_TYPES, models, settings.models_dir))
     dry_run_ok = _dry_run(console, settings, last, iterations, sleep_seconds)
     console.line(
-        f"Signals: `signals` table of {settings.duckdb_path}. UI: DAGSTER_HOME={settings.dagster_home} "
+        f"Signals: `signals` table of {settings.store_location}. UI: DAGSTER_HOME={settings.dagster_home} "
         f"TA_HISTORY_START={settings.history_start} .venv/bin/dagster dev -w workspace.yaml "
         "(http://127.0.0.1:3000)"
     )
@@ -200,7 +200,7 @@ def _dry_run(console, settings: Settings, last_day: date, iterations: int, sleep
         )
         return True
     runtime = DryRunRuntime(
-        build_source(SourceOptions.from_settings(settings)), settings.duckdb_path, settings.models_dir,
+        build_source(SourceOptions.from_settings(settings)), settings.store_location, settings.models_dir,
         deployable, settings.history_start, allow_short=settings.costs.allow_short,
     )  # fmt: skip
     moments = iter(replay_minutes(last_day, iterations))

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -18,6 +18,9 @@ from trading_assets.market.venues import source_fee_bps
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.policy import POLICY_RECORDS, CostPolicy, PromotionPolicy, resolved
 from trading_assets.urls import require_http_url
+
+if TYPE_CHECKING:
+    from trading_assets.store.duckdb_store import Store
 
 R = TypeVar("R", bound=BaseModel)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +32,8 @@ DEFAULT_SYNTHETIC_PREDICTABILITY = 0.4
 #: The environment variable of each ccxt credential setting; read here only, never shown.
 #: The exchange URL may carry user:password@ (a proxy): like the credentials, passed on by variable name.
 CCXT_API_URL_ENV = "TA_CCXT_API_URL"
+#: The lake's catalog DSN may carry password=: like the credentials, passed on (to Dagster) by variable name.
+LAKE_CATALOG_ENV = "TA_LAKE_CATALOG"
 CCXT_CREDENTIAL_ENV = {
     "ccxt_api_key": "TA_CCXT_API_KEY",
     "ccxt_secret": "TA_CCXT_SECRET",
@@ -41,6 +46,9 @@ ENVIRONMENT_VARIABLES = {
     "TA_DATA_DIR": "runtime data directory (default <project>/data)",
     "TA_MODELS_DIR": "model artifact directory (default <project>/models)",
     "TA_DUCKDB_PATH": "DuckDB file (default <data dir>/trading_assets.duckdb)",
+    "TA_STORE": "the store: duckdb, the embedded file TA_DUCKDB_PATH (one host), or ducklake, a DuckLake of TA_LAKE_CATALOG and TA_LAKE_DATA_PATH (several hosts) (default duckdb)",
+    "TA_LAKE_CATALOG": "TA_STORE=ducklake: libpq DSN of the PostgreSQL database holding the lake's catalog, e.g. dbname=ta_lake host=db.internal user=ta (a password: PGPASSWORD or ~/.pgpass; never logged)",
+    "TA_LAKE_DATA_PATH": "TA_STORE=ducklake: directory of the lake's Parquet files, mounted at the same path on every host",
     "TA_SOURCE": "market data source: synthetic | ccxt | files (default synthetic)",
     "TA_SYNTHETIC_SEED": "seed of the synthetic market (default 7)",
     "TA_SYNTHETIC_PREDICTABILITY": f"learnable share of the synthetic market, 0..0.95 (default {DEFAULT_SYNTHETIC_PREDICTABILITY})",
@@ -67,6 +75,7 @@ ENVIRONMENT_VARIABLES = {
     "TA_RETRAIN_CRON": "cadence of automatic model retraining, a cron string in UTC (default weekly: 0 3 * * 1)",
 }
 EXECUTORS = ("in_process", "multiprocess", "dask")
+STORES = ("duckdb", "ducklake")
 SOURCES = ("synthetic", "ccxt", "files")
 
 
@@ -154,6 +163,10 @@ class Settings:
     data_dir: Path = PROJECT_ROOT / "data"
     models_dir: Path = PROJECT_ROOT / "models"
     duckdb_path: Path = PROJECT_ROOT / "data" / "trading_assets.duckdb"
+    #: "duckdb" (the file `duckdb_path`) or "ducklake" (`lake_catalog` + `lake_data_path`): see `store_location`
+    store: str = "duckdb"
+    lake_catalog: str | None = field(default=None, repr=False)  # may carry password=
+    lake_data_path: Path | None = None
     source: str = "synthetic"
     synthetic_seed: int = 7
     synthetic_predictability: float = DEFAULT_SYNTHETIC_PREDICTABILITY
@@ -184,6 +197,16 @@ class Settings:
     dagster_home: Path = PROJECT_ROOT / "dagster_home"
 
     @property
+    def store_location(self) -> Store:
+        """Where the tables live: the embedded DuckDB file, or the DuckLake when `store` is "ducklake"."""
+        if self.store == "ducklake":
+            from trading_assets.store.duckdb_store import LakeStore  # duckdb loads only where a store is used
+
+            assert self.lake_catalog and self.lake_data_path, "load_settings refuses a lake without them"
+            return LakeStore(self.lake_catalog, str(self.lake_data_path))
+        return self.duckdb_path
+
+    @property
     def alerts_dir(self) -> Path:
         return self.data_dir / "alerts"
 
@@ -207,12 +230,28 @@ def load_settings() -> Settings:
     executor = _env("TA_EXECUTOR", default.executor)
     if executor not in EXECUTORS:
         raise SettingsError(f"TA_EXECUTOR={executor!r}: expected one of {', '.join(EXECUTORS)}")
+    store = _env("TA_STORE", default.store)
+    if store not in STORES:
+        raise SettingsError(f"TA_STORE={store!r}: expected one of {', '.join(STORES)}")
+    lake_catalog, lake_data_path = _env(LAKE_CATALOG_ENV, ""), _env("TA_LAKE_DATA_PATH", "")
+    if store == "ducklake" and not (lake_catalog and lake_data_path):
+        missing = [
+            name
+            for name, value in (("TA_LAKE_CATALOG", lake_catalog), ("TA_LAKE_DATA_PATH", lake_data_path))
+            if not value
+        ]
+        raise SettingsError(
+            f"TA_STORE=ducklake needs {' and '.join(missing)}: the lake's catalog DSN and data path"
+        )
     return Settings(
         symbols=symbols,
         history_start=_env_date("TA_HISTORY_START", default.history_start, EARLIEST_HISTORY_START),
         data_dir=data_dir,
         models_dir=Path(_env("TA_MODELS_DIR", str(default.models_dir))).resolve(),
         duckdb_path=Path(_env("TA_DUCKDB_PATH", str(data_dir / default.duckdb_path.name))).resolve(),
+        store=store,
+        lake_catalog=lake_catalog or None,
+        lake_data_path=Path(lake_data_path).resolve() if lake_data_path else None,
         source=source,
         synthetic_seed=_env_int("TA_SYNTHETIC_SEED", default.synthetic_seed),
         synthetic_predictability=_env_float(

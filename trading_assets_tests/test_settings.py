@@ -14,6 +14,7 @@ from trading_assets.settings import (
     settings_rows,
     settings_table,
 )
+from trading_assets.store.duckdb_store import LakeStore
 
 
 @pytest.mark.parametrize(
@@ -118,3 +119,24 @@ def test_ccxt_credentials_are_read_but_never_shown(monkeypatch: pytest.MonkeyPat
         "pass-92c1e",
     )
     assert "key-7f3a9" not in repr(settings) and "pass-92c1e" not in repr(settings)
+
+
+def test_the_store_setting_chooses_the_file_or_a_lake_and_never_shows_the_catalog_password(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    for name in ("TA_STORE", "TA_LAKE_CATALOG", "TA_LAKE_DATA_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.store_location == settings.duckdb_path
+    monkeypatch.setenv("TA_STORE", "ducklake")
+    with pytest.raises(SettingsError, match="^TA_STORE=ducklake needs TA_LAKE_CATALOG and TA_LAKE_DATA_PATH"):
+        load_settings()
+    catalog = "dbname=ta_lake host=db.internal user=ta password=hunter2"
+    monkeypatch.setenv("TA_LAKE_CATALOG", catalog)
+    monkeypatch.setenv("TA_LAKE_DATA_PATH", str(tmp_path / "lake"))
+    lake = load_settings().store_location
+    assert lake == LakeStore(catalog, str(tmp_path / "lake"))
+    assert "hunter2" not in repr(load_settings()) + repr(lake) + str(lake)
+    monkeypatch.setenv("TA_STORE", "sqlite")
+    with pytest.raises(SettingsError, match="^TA_STORE='sqlite': expected one of duckdb, ducklake$"):
+        load_settings()

@@ -11,7 +11,8 @@ import pydantic
 
 from trading_assets.market.candles import CandleSource
 from trading_assets.market.sources import SourceOptions, build_source
-from trading_assets.settings import CCXT_API_URL_ENV, CCXT_CREDENTIAL_ENV, Settings
+from trading_assets.settings import CCXT_API_URL_ENV, CCXT_CREDENTIAL_ENV, LAKE_CATALOG_ENV, Settings
+from trading_assets.store.duckdb_store import LakeStore, Store
 
 
 class _MarketData(dg.ConfigurableResource):
@@ -52,12 +53,29 @@ MarketDataResource = pydantic.create_model(
 
 
 class DuckDBStoreResource(dg.ConfigurableResource):
-    """Location of the project's DuckDB file (candles, features, signals)."""
+    """Where the project's tables live (candles, features, signals): the DuckDB file `path`, or, when
+    `lake_catalog` is set, the DuckLake of that PostgreSQL catalog DSN and `lake_data_path` (`path` unused).
+    `from_settings` passes the DSN as `dg.EnvVar("TA_LAKE_CATALOG")`, so Dagster shows its name only."""
 
     path: str
+    lake_catalog: str | None = None
+    lake_data_path: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DuckDBStoreResource:
+        if settings.store != "ducklake":
+            return cls(path=str(settings.duckdb_path))
+        return cls(
+            path=str(settings.duckdb_path),
+            lake_catalog=dg.EnvVar(LAKE_CATALOG_ENV),
+            lake_data_path=str(settings.lake_data_path),
+        )
 
     @property
-    def db_path(self) -> Path:
+    def db_path(self) -> Store:
+        """The `Store` the assets read and write (a `Path` or a `LakeStore`)."""
+        if self.lake_catalog:
+            return LakeStore(self.lake_catalog, self.lake_data_path or "")
         return Path(self.path)
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 import polars as pl
 
 from trading_assets.features.pipeline import candle_window, compute_day_features
 from trading_assets.features.store import write_feature_days
 from trading_assets.market.candles import day_bounds, empty_candles
-from trading_assets.store.duckdb_store import BeforeWrite, StoreMissingError, read_candles
+from trading_assets.store.duckdb_store import BeforeWrite, Store, StoreMissingError, read_candles
 
 
 @dataclass(frozen=True)
@@ -28,14 +27,14 @@ class MissingCandlesError(LookupError):
     """A day to compute has no stored candles."""
 
 
-def build_feature_day(db_path: Path, symbol: str, day: date, history_start: date) -> FeatureDayReport:
+def build_feature_day(db_path: Store, symbol: str, day: date, history_start: date) -> FeatureDayReport:
     """Compute and store the features of `symbol` on `day` from the stored candles (day + lookback)."""
     [report] = build_feature_days(db_path, symbol, [day], history_start)
     return report
 
 
 def build_feature_days(
-    db_path: Path,
+    db_path: Store,
     symbol: str,
     days: Sequence[date],
     history_start: date,
@@ -67,7 +66,7 @@ def build_feature_days(
     return reports
 
 
-def _read_candles(db_path: Path, symbol: str, days: list[date], history_start: date) -> pl.DataFrame:
+def _read_candles(db_path: Store, symbol: str, days: list[date], history_start: date) -> pl.DataFrame:
     read_start, _ = candle_window(*day_bounds(days[0]), history_start)
     try:
         return read_candles(db_path, [symbol], read_start, day_bounds(days[-1])[1])

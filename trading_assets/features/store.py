@@ -2,15 +2,17 @@
 
 Writes go through `duckdb_store.replace_slices`, so (symbol, day) partitions replace their slices in one
 transaction with the candles table's guarantees (lock retries, rollback, idempotent reruns). Each row
-records the feature set it was computed with (`feature_set_version`, `schema_hash`).
+records the feature set it was computed with (`feature_set_version`, `schema_hash`). The store is the
+embedded DuckDB file or a DuckLake (`duckdb_store.Store`); a feature matrix says where its rows came from
+(`FeatureMatrix.source`, the lake's snapshot included), for the model manifest's provenance.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import duckdb
 import numpy as np
@@ -26,8 +28,11 @@ from trading_assets.features.registry import (
 from trading_assets.market.candles import MINUTES_PER_DAY, day_bounds
 from trading_assets.store.duckdb_store import (
     BeforeWrite,
+    LakeStore,
+    Store,
     StoreMissingError,
     arrow_to_polars,
+    current_snapshot,
     read_range,
     replace_slices,
     run_read,
@@ -54,10 +59,33 @@ CREATE TABLE IF NOT EXISTS {FEATURES_TABLE} (
 """
 
 
+@dataclass(frozen=True)
+class MatrixSource:
+    """Which stored rows a `FeatureMatrix` holds: the features of `symbol` with start <= minute < end (UTC,
+    ISO), read from the embedded file (`backend` "duckdb") or from a DuckLake at `snapshot` ("ducklake")."""
+
+    backend: str
+    symbol: str
+    start: str
+    end: str
+    snapshot: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "table": FEATURES_TABLE,
+            "symbol": self.symbol,
+            "start": self.start,
+            "end": self.end,
+            "snapshot": self.snapshot,
+        }
+
+
 class FeatureMatrix(NamedTuple):
     """Training input: float32 features (rows x features) and the row-aligned minute, close and flags.
 
     `observed[i]` is False for a minute filled across a gap (no candle): its close is carried forward.
+    `source`: the stored rows it was read from (None for a matrix built in memory).
     """
 
     x: np.ndarray
@@ -66,10 +94,11 @@ class FeatureMatrix(NamedTuple):
     usable: np.ndarray
     observed: np.ndarray
     names: tuple[str, ...]
+    source: MatrixSource | None = None
 
 
 def write_feature_day(
-    db_path: Path, symbol: str, day: date, frame: pl.DataFrame, computed_at: datetime | None = None
+    db_path: Store, symbol: str, day: date, frame: pl.DataFrame, computed_at: datetime | None = None
 ) -> int:
     """Replace the (symbol, day) slice of the features table with `frame` (from `compute_day_features`).
 
@@ -79,7 +108,7 @@ def write_feature_day(
 
 
 def write_feature_days(
-    db_path: Path,
+    db_path: Store,
     symbol: str,
     frames: Mapping[date, pl.DataFrame],
     computed_at: datetime | None = None,
@@ -111,7 +140,7 @@ def _as_datetime(bound: date | datetime) -> datetime:
 
 
 def read_features(
-    db_path: Path,
+    db_path: Store,
     symbol: str,
     start: date | datetime,
     end: date | datetime,
@@ -121,7 +150,7 @@ def read_features(
     return read_range(db_path, FEATURES_TABLE, [symbol], _as_datetime(start), _as_datetime(end), columns)
 
 
-def read_feature_days(db_path: Path, symbol: str, days: Sequence[date]) -> dict[date, pl.DataFrame]:
+def read_feature_days(db_path: Store, symbol: str, days: Sequence[date]) -> dict[date, pl.DataFrame]:
     """The stored rows of `symbol` on each of `days` (one read from the first to the last day; a day
     with nothing stored maps to an empty frame)."""
     if not days:
@@ -157,35 +186,47 @@ def feature_matrix(frame: pl.DataFrame, names: tuple[str, ...] = MODEL_FEATURES)
 
 
 def read_feature_matrix(
-    db_path: Path,
+    db_path: Store,
     symbol: str,
     start: date | datetime,
     end: date | datetime,
     names: tuple[str, ...] = MODEL_FEATURES,
+    snapshot: int | None = None,
 ) -> FeatureMatrix:
-    """`feature_matrix` of the stored rows of `symbol` in [start, end), sorted by minute.
+    """`feature_matrix` of the stored rows of `symbol` in [start, end), sorted by minute; its `source` names
+    them (on a DuckLake with the snapshot read: all of it comes from one snapshot).
+
+    `snapshot` (DuckLake only): read the rows as they were at that snapshot (time travel), not the latest.
 
     Streamed: DuckDB casts the features to float32 and hands them over in record batches, which fill
-    arrays allocated once, so memory holds the matrix plus one batch; its short-lived connection sorts with
-    one thread in at most `_READ_MEMORY_LIMIT` (it caches the scanned table otherwise). Read as one polars
-    frame of the stored float64 columns, two years of one symbol raised a training's peak RSS by ~1 GB.
+    arrays allocated once, so memory holds the matrix plus one batch; the embedded file's short-lived
+    connection sorts with one thread in at most `_READ_MEMORY_LIMIT` (it caches the scanned table otherwise;
+    the lake's connection is shared by the process, so its settings stay). Read as one polars frame of the
+    stored float64 columns, two years of one symbol raised a training's peak RSS by ~1 GB.
     """
+    lake = isinstance(db_path, LakeStore)
+    if snapshot is not None and not lake:
+        raise ValueError(f"{db_path} is an embedded DuckDB file: it keeps no snapshots to read")
+    first, last = _as_datetime(start), _as_datetime(end)
+    table = FEATURES_TABLE if snapshot is None else f"{FEATURES_TABLE} AT (VERSION => {int(snapshot)})"
     where = "symbol = ? AND minute >= ? AND minute < ?"
-    parameters = [symbol, _as_datetime(start), _as_datetime(end)]
+    parameters = [symbol, first, last]
     casts = ", ".join(f'CAST("{name}" AS FLOAT) AS "{name}"' for name in names)
-    query = (
-        f"SELECT minute, close, usable, filled, schema_hash, {casts} "
-        f"FROM {FEATURES_TABLE} WHERE {where} ORDER BY minute"
-    )
+    query = f"SELECT minute, close, usable, filled, schema_hash, {casts} FROM {table} WHERE {where} ORDER BY minute"
 
     def work(connection: duckdb.DuckDBPyConnection) -> FeatureMatrix:
         if not table_exists(connection, FEATURES_TABLE):
             raise StoreMissingError(f"no features are stored in {db_path} yet")
-        connection.execute(f"SET threads = 1; SET memory_limit = '{_READ_MEMORY_LIMIT}'")
-        counted = connection.execute(f"SELECT count(*) FROM {FEATURES_TABLE} WHERE {where}", parameters)
-        matrix = _empty_matrix(counted.fetchall()[0][0], names)
+        if not lake:
+            connection.execute(f"SET threads = 1; SET memory_limit = '{_READ_MEMORY_LIMIT}'")
+        source = MatrixSource(
+            "ducklake" if lake else "duckdb", symbol, first.isoformat(), last.isoformat(),
+            (snapshot if snapshot is not None else current_snapshot(connection)) if lake else None,
+        )  # fmt: skip
+        counted = connection.execute(f"SELECT count(*) FROM {table} WHERE {where}", parameters)
+        matrix = _empty_matrix(counted.fetchall()[0][0], names)._replace(source=source)
         filled = 0
-        for batch in connection.sql(query, params=parameters).to_arrow_reader(_READ_BATCH_ROWS):
+        for batch in connection.sql(query, params=parameters).fetch_arrow_reader(_READ_BATCH_ROWS):
             filled = _fill_matrix(matrix, filled, arrow_to_polars(batch))
         return matrix._replace(x=matrix.x[:filled], minutes=matrix.minutes[:filled],
                                close=matrix.close[:filled], usable=matrix.usable[:filled],

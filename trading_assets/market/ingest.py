@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import polars as pl
 
@@ -27,7 +26,7 @@ from trading_assets.market.integrity import (
     diff_candles,
     revision_refused_message,
 )
-from trading_assets.store.duckdb_store import BeforeWrite, write_candle_slices
+from trading_assets.store.duckdb_store import BeforeWrite, Store, write_candle_slices
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class IngestReport:
 
 def ingest_day(
     source: CandleSource,
-    db_path: Path,
+    db_path: Store,
     symbol: str,
     day: date,
     max_invalid_share: float,
@@ -68,7 +67,7 @@ def ingest_day(
 
 def ingest_days(
     source: CandleSource,
-    db_path: Path,
+    db_path: Store,
     symbol: str,
     days: Sequence[date],
     max_invalid_share: float,

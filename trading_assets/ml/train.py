@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from trading_assets.features.provenance import data_snapshot
 from trading_assets.features.registry import FEATURE_SET_VERSION, MODEL_FEATURES
 from trading_assets.features.registry import schema_hash as registry_schema_hash
 from trading_assets.features.store import FeatureMatrix, read_feature_matrix
@@ -40,6 +41,7 @@ from trading_assets.ml.inference import LoadedModel, load_model
 from trading_assets.ml.model_types import CATALOGUE, MODEL_TYPES
 from trading_assets.ml.policy import CostPolicy, PromotionPolicy
 from trading_assets.ml.walk_forward import walk_forward
+from trading_assets.store.duckdb_store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +83,7 @@ class TrainResult:
 
 
 def train_symbol(
-    db_path: Path,
+    db_path: Store,
     first_day: date,
     last_day: date,
     spec: TrainSpec,
@@ -116,6 +118,7 @@ def train(
     """
     _check_inputs(spec, matrix)
     started = time.perf_counter()
+    trained_on = data_snapshot(matrix)  # before `x` is standardised in place
     config = spec.config
     samples = make_samples(matrix.close, matrix.usable & matrix.observed, config.seq_len, config.horizon,
                            config.dead_band)  # fmt: skip
@@ -155,6 +158,7 @@ def train(
         "data_ranges": {
             name: _range(getattr(splits, name), matrix.minutes, config) for name in ("train", "val", "test")
         },
+        "data_snapshot": trained_on,
         "metrics": report,
         "gates": gate_record(gates, spec.policy, spec.costs),
         "learning_curve": fitted.outcome.learning_curve,

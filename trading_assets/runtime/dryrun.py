@@ -33,7 +33,7 @@ from trading_assets.market.candles import CandleSource
 from trading_assets.ml.backtest import DEFAULT_POLICY, SignalPolicy
 from trading_assets.ml.model_types import ALIASES, MODEL_TYPES
 from trading_assets.promotion.ensemble import ENSEMBLE, EnsembleScorer, score_latest, seq_len_of
-from trading_assets.store.duckdb_store import run_write, table_exists
+from trading_assets.store.duckdb_store import Store, as_store, run_write, table_exists
 
 #: what a signal row can score: every model type, then the ensemble
 SCORED = (*MODEL_TYPES, ENSEMBLE)
@@ -88,7 +88,7 @@ class DryRunRuntime:
     def __init__(
         self,
         source: CandleSource,
-        db_path: Path,
+        db_path: Store,
         models_dir: Path,
         symbols: Sequence[str],
         history_start: date,
@@ -98,7 +98,7 @@ class DryRunRuntime:
         """`allow_short`: the costs' setting; on a spot venue (False) a short call is "flat", as the economics
         gate judged it."""
         self.source = source
-        self.db_path = Path(db_path)
+        self.db_path = as_store(db_path)
         self.history_start = history_start
         self.thresholds = thresholds
         self.allow_short = allow_short
@@ -137,7 +137,7 @@ class DryRunRuntime:
         )
 
 
-def record_signals(db_path: Path, signals: Sequence[Signal], recorded_at: datetime) -> None:
+def record_signals(db_path: Store, signals: Sequence[Signal], recorded_at: datetime) -> None:
     """Append signals to the DuckDB `signals` table (one row per member and one for the ensemble) in one
     transaction, migrating a wide table of an earlier version first."""
     if not signals:
@@ -231,7 +231,7 @@ class SignalRecorder:
     alone takes tens of milliseconds). One write in flight: `submit` first waits for the previous one and
     re-raises its error; leaving the context waits for the last."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Store) -> None:
         self.db_path = db_path
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="signal-recorder")
         self._pending: Future[None] | None = None

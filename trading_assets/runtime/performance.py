@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from trading_assets.ml.metrics import expected_calibration_error
 from trading_assets.runtime.dryrun import SCORED, signals_source
-from trading_assets.store.duckdb_store import relation_to_polars, run_read, table_exists
+from trading_assets.store.duckdb_store import Store, relation_to_polars, run_read, table_exists
 
 #: One row per member of the latest record of each minute (a member the latest record lacks stays absent).
 _OUTCOMES_SQL = """
@@ -46,7 +45,7 @@ class ScoredPerformance:
     calibration_error: float | None
 
 
-def signal_outcomes(db_path: Path, symbol: str, since: datetime, horizon: int = 1) -> pl.DataFrame:
+def signal_outcomes(db_path: Store, symbol: str, since: datetime, horizon: int = 1) -> pl.DataFrame:
     """Signals of `symbol` from `since` on whose outcome candle has arrived: one row per minute with
     `minute`, `signal`, `up` (1.0 / 0.0) and a probability column per member that scored it."""
 
@@ -80,7 +79,7 @@ def summarise(outcomes: pl.DataFrame) -> list[ScoredPerformance]:
 
 
 def live_performance(
-    db_path: Path, symbol: str, now: datetime, window_hours: float = 24.0, horizon: int = 1
+    db_path: Store, symbol: str, now: datetime, window_hours: float = 24.0, horizon: int = 1
 ) -> tuple[pl.DataFrame, list[ScoredPerformance]]:
     """The outcomes of the last `window_hours` before `now` and their per-member summary."""
     outcomes = signal_outcomes(db_path, symbol, now - timedelta(hours=window_hours), horizon)

@@ -14,18 +14,30 @@ there, so no other writer can slip in between the comparison and the replacement
 that is called last before the DELETE (the Dagster shell checks there that its run is still alive, so a
 step of a dead or failed run writes nothing).
 
+The store is either the embedded DuckDB file (a `Path`, the default) or a DuckLake (`LakeStore`: a catalog in
+PostgreSQL and Parquet files under a data path every host mounts), which many processes on many hosts write at
+once. Every function here takes either (`Store`) and does the same thing on both; the lake retries a
+transaction that lost a commit conflict the way the file retries a held lock, and carries snapshots (time
+travel: `current_snapshot`, `read_feature_matrix(..., snapshot=n)`).
+
 Table and column names come from this package's code, never from users; values are SQL parameters.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
+import itertools
+import os
 import random
+import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeAlias, TypeVar
 
 import duckdb
 import polars as pl
@@ -71,31 +83,225 @@ class ShrinkRefusedError(ValueError):
     """A write would leave fewer rows in a stored slice than it holds: nothing was written."""
 
 
+class LakeUnavailableError(RuntimeError):
+    """The DuckLake extensions for this DuckDB are not installed (nothing is downloaded at run time)."""
+
+
+#: The DuckDB extension packages a DuckLake needs (DuckDB's signed binaries, for DuckDB 1.4.4).
+LAKE_EXTENSION_PACKAGES = ("duckdb-ext-ducklake", "duckdb-ext-postgres")
+#: Attempts at attaching a lake whose catalog another process is creating at the same moment.
+_LAKE_ATTACH_ATTEMPTS = 5
+#: The name the lake is attached as in every connection to it (`USE lake`: tables go unqualified).
+LAKE_ALIAS = "lake"
+
+
+@dataclass(frozen=True)
+class LakeStore:
+    """A DuckLake: its catalog in a PostgreSQL database (`catalog`: a libpq DSN such as
+    `dbname=ta_lake host=db.internal user=ta`; a password is better left to PGPASSWORD or ~/.pgpass) and its
+    Parquet files under `data_path` (a directory every host mounts at the same path)."""
+
+    catalog: str
+    data_path: str
+
+    def __post_init__(self) -> None:
+        if not self.catalog.strip() or not self.data_path.strip():
+            raise ValueError("a DuckLake needs a catalog DSN and a data path")
+
+    def __str__(self) -> str:
+        return f"DuckLake (catalog {_without_password(self.catalog)}, data {self.data_path})"
+
+    def __repr__(self) -> str:
+        return f"LakeStore(catalog={_without_password(self.catalog)!r}, data_path={self.data_path!r})"
+
+
+#: Where the tables live: the embedded DuckDB file or a DuckLake. Every function of this module takes either.
+Store: TypeAlias = Path | LakeStore
+
+
+def as_store(location: str | os.PathLike[str] | LakeStore) -> Store:
+    """A `Store` from a path (str or Path) or a `LakeStore`."""
+    return location if isinstance(location, LakeStore) else Path(location)
+
+
+def _without_password(dsn: str) -> str:
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", dsn)
+
+
 def is_lock_conflict(error: BaseException) -> bool:
     text = str(error)
     return "Could not set lock" in text or "Conflicting lock" in text
 
 
-def with_lock_retry(path: Path, operation: Callable[[], T], timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> T:
-    """Run `operation` (which opens and closes its own connection), retrying lock conflicts."""
+def is_transaction_conflict(error: BaseException) -> bool:
+    """A DuckLake commit that lost to another transaction's (retrying the whole transaction is safe): a
+    logical conflict, or a snapshot id taken by other commits more often than DuckLake retries by itself."""
+    if not isinstance(error, duckdb.TransactionException):
+        return False
+    text = str(error)
+    return "Transaction conflict" in text or ("DuckLake" in text and "duplicate key" in text)
+
+
+def with_lock_retry(path: Store, operation: Callable[[], T], timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> T:
+    """Run `operation` (which opens and closes its own connection), retrying lock conflicts (the file) and
+    transaction conflicts (the lake) with exponential backoff and jitter until `timeout_s` has passed."""
     deadline = time.monotonic() + timeout_s
     delay = 0.02
     while True:
         try:
             return operation()
-        except (duckdb.IOException, duckdb.ConnectionException) as error:
-            if not is_lock_conflict(error):
+        except (duckdb.IOException, duckdb.ConnectionException, duckdb.TransactionException) as error:
+            lake = isinstance(path, LakeStore)
+            if not (is_transaction_conflict(error) if lake else is_lock_conflict(error)):
                 raise
             if time.monotonic() >= deadline:
                 raise StoreLockTimeout(
-                    f"DuckDB file {path} stayed locked by another process for {timeout_s:.0f} s"
+                    f"{path}: transactions kept conflicting with other writers for {timeout_s:.0f} s"
+                    if lake
+                    else f"DuckDB file {path} stayed locked by another process for {timeout_s:.0f} s"
                 ) from error
             time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.25)
+            delay = min(delay * 2, 0.25 if not lake else 1.0)
+
+
+def extension_directory() -> Path:
+    """The folder holding DuckDB's signed extension binaries of `LAKE_EXTENSION_PACKAGES` (the value of
+    DuckDB's `extension_directory`: it holds v<duckdb version>/<platform>/<name>.duckdb_extension)."""
+    folders = []
+    for package in LAKE_EXTENSION_PACKAGES:
+        try:
+            folders.append(
+                Path(str(importlib.metadata.distribution(package).locate_file("duckdb_ext/extensions")))
+            )
+        except importlib.metadata.PackageNotFoundError:
+            raise LakeUnavailableError(
+                f"a DuckLake store needs the packages {', '.join(LAKE_EXTENSION_PACKAGES)} "
+                f"(scripts/setup.sh installs them); {package} is not installed"
+            ) from None
+    folder = folders[0]
+    version = f"v{duckdb.__version__}"
+    if not (folder / version).is_dir():
+        shipped = sorted(path.name for path in folder.glob("v*"))
+        raise LakeUnavailableError(
+            f"the DuckLake extensions installed are for DuckDB {', '.join(shipped) or 'no version'}, "
+            f"this is DuckDB {duckdb.__version__}: install the duckdb version the project pins"
+        )
+    return folder
+
+
+def check_lake_extensions() -> str:
+    """Load the DuckLake extensions from the installed packages into a throwaway DuckDB (signatures checked,
+    nothing downloaded): one line naming them and their versions, or `LakeUnavailableError`/a DuckDB error."""
+    connection = duckdb.connect(":memory:", config=_lake_config())
+    try:
+        connection.execute("LOAD ducklake; LOAD postgres")
+        loaded = connection.execute(
+            "SELECT extension_name, extension_version FROM duckdb_extensions() "
+            "WHERE loaded AND extension_name IN ('ducklake', 'postgres_scanner') ORDER BY 1"
+        ).fetchall()
+    finally:
+        connection.close()
+    return f"DuckDB {duckdb.__version__}: " + ", ".join(f"{name} {version}" for name, version in loaded)
+
+
+def _lake_config() -> dict[str, str | bool]:
+    return {
+        "extension_directory": str(extension_directory()),
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    }
+
+
+def connect_lake(lake: LakeStore) -> duckdb.DuckDBPyConnection:
+    """A new in-memory DuckDB with the lake attached (`USE lake`): the extensions load from the installed
+    packages (`extension_directory`), nothing is downloaded, signatures are checked. The caller closes it;
+    the store's own operations share one per process instead (`_lake_database`)."""
+    connection = duckdb.connect(":memory:", config=_lake_config())
+    try:
+        connection.execute("SET enable_progress_bar = false")
+        connection.execute("LOAD ducklake")
+        connection.execute("LOAD postgres")
+        target = _sql_text(f"ducklake:postgres:{lake.catalog}")
+        attach = f"ATTACH {target} AS {LAKE_ALIAS} (DATA_PATH {_sql_text(lake.data_path)})"
+        failure: duckdb.Error | None = None
+        for attempt in itertools.count(1):
+            try:
+                connection.execute(attach)
+                break
+            except duckdb.Error as error:
+                # The first attach creates the catalog's tables; processes attaching a new lake at once
+                # race there, and the losers find the catalog made when they try again.
+                text = str(error)
+                racing = "already exists" in text or "duplicate key" in text
+                if not (racing and "initialize DuckLake" in text) or attempt == _LAKE_ATTACH_ATTEMPTS:
+                    failure = type(error)(_without_password(text))  # DuckDB quotes the DSN, password too
+                    break
+            time.sleep(0.1 * attempt * (0.5 + random.random()))
+        if failure is not None:
+            raise failure  # outside the handler: the original (with the password) is not its context
+        connection.execute(f"USE {LAKE_ALIAS}")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+_LAKES: dict[tuple[LakeStore, int], duckdb.DuckDBPyConnection] = {}
+_LAKES_LOCK = threading.Lock()
+
+
+def _lake_database(lake: LakeStore) -> duckdb.DuckDBPyConnection:
+    """This process's DuckDB with `lake` attached (loading the extensions and attaching cost ~0.5 s, a cursor
+    on it ~1 ms); a forked child makes its own."""
+    key = (lake, os.getpid())
+    with _LAKES_LOCK:
+        if key not in _LAKES:
+            _LAKES[key] = connect_lake(lake)
+        return _LAKES[key]
+
+
+def close_lakes() -> None:
+    """Close this process's lake connections (the next operation attaches again)."""
+    with _LAKES_LOCK:
+        for (_, pid), connection in list(_LAKES.items()):
+            if pid == os.getpid():
+                connection.close()
+        _LAKES.clear()
+
+
+def current_snapshot(connection: duckdb.DuckDBPyConnection) -> int:
+    """The lake snapshot the connection's transaction reads (within a transaction it stays the same)."""
+    [(snapshot,)] = connection.execute(f"SELECT id FROM {LAKE_ALIAS}.current_snapshot()").fetchall()
+    return int(snapshot)
+
+
+def _lake_tables(connection: duckdb.DuckDBPyConnection) -> int:
+    [(tables,)] = connection.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = ?", [LAKE_ALIAS]
+    ).fetchall()
+    return int(tables)
+
+
+def lake_ddl(statement: str) -> str:
+    """A table's DDL as a DuckLake takes it: without PRIMARY KEY (DuckLake has none; one transaction per
+    slice replacement plus `replace_slices`' duplicate repair keep (symbol, minute) unique)."""
+    return re.sub(r",\s*PRIMARY KEY\s*\([^)]*\)", "", statement)
 
 
 @contextlib.contextmanager
-def _connect(path: Path, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+def _connect(path: Store, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+    if isinstance(path, LakeStore):
+        cursor = _lake_database(path).cursor()
+        try:
+            cursor.execute(f"USE {LAKE_ALIAS}")
+            yield cursor
+        finally:
+            cursor.close()
+        return
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     connection = duckdb.connect(str(path), read_only=read_only)
@@ -106,30 +312,52 @@ def _connect(path: Path, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]
         connection.close()
 
 
-def run_write(path: Path, work: Callable[[duckdb.DuckDBPyConnection], T], ddl: Sequence[str] = ()) -> T:
-    """Run `work` in one transaction on a short-lived read-write connection, retried on lock conflicts."""
+def run_write(path: Store, work: Callable[[duckdb.DuckDBPyConnection], T], ddl: Sequence[str] = ()) -> T:
+    """Run `work` in one transaction on a short-lived read-write connection, retried on lock conflicts
+    (the file) or transaction conflicts (the lake: the whole transaction, `work` included, runs again)."""
+    lake = isinstance(path, LakeStore)
 
     def operation() -> T:
         with _connect(path, read_only=False) as connection:
             for statement in ddl:
-                connection.execute(statement)
+                connection.execute(lake_ddl(statement) if lake else statement)
             connection.execute("BEGIN TRANSACTION")
             try:
                 result = work(connection)
                 connection.execute("COMMIT")
             except BaseException:
-                connection.execute("ROLLBACK")
+                # A lake commit that lost a conflict has already ended its transaction.
+                with contextlib.suppress(duckdb.TransactionException):
+                    connection.execute("ROLLBACK")
                 raise
             return result
 
     return with_lock_retry(path, operation)
 
 
-def run_read(path: Path, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+def run_read(path: Store, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
     """Run `work` on a short-lived read-only connection, retried on lock conflicts.
 
-    `work` must copy what it needs (Arrow/polars) before returning: the connection closes after.
+    `work` must copy what it needs (Arrow/polars) before returning: the connection closes after. On the lake
+    `work` runs in one transaction, so all it reads comes from one snapshot (`current_snapshot`).
     """
+    if isinstance(path, LakeStore):
+
+        def in_transaction() -> T:
+            with _connect(path, read_only=True) as connection:
+                connection.execute("BEGIN TRANSACTION")
+                try:
+                    return work(connection)
+                except duckdb.CatalogException as error:
+                    if _lake_tables(connection):
+                        raise
+                    # as for a DuckDB file that does not exist yet
+                    raise StoreMissingError(f"{path} holds no tables yet: nothing has been stored") from error
+                finally:
+                    with contextlib.suppress(duckdb.TransactionException):
+                        connection.execute("ROLLBACK")  # it wrote nothing
+
+        return with_lock_retry(path, in_transaction)
     if not path.exists():
         raise StoreMissingError(f"DuckDB store {path} does not exist yet: no candles have been stored")
 
@@ -148,7 +376,7 @@ def table_exists(connection: duckdb.DuckDBPyConnection, table: str) -> bool:
 
 
 def replace_slice(
-    path: Path,
+    path: Store,
     table: str,
     rows: pl.DataFrame | pa.Table,
     symbol: str,
@@ -164,7 +392,7 @@ def replace_slice(
 
 
 def replace_slices(
-    path: Path,
+    path: Store,
     table: str,
     rows: pl.DataFrame | pa.Table,
     symbol: str,
@@ -187,10 +415,10 @@ def replace_slices(
     incoming = pl.from_arrow(arrow_rows)
     _check_rows_in_slices(incoming, table, symbol, slices)
 
-    def work(connection: duckdb.DuckDBPyConnection) -> int:
-        if not allow_shrink:
+    def work(connection: duckdb.DuckDBPyConnection, checked: bool = True) -> int:
+        if checked and not allow_shrink:
             _refuse_shrink(connection, table, symbol, slices, incoming)
-        if guard is not None and table_exists(connection, table):
+        if checked and guard is not None and table_exists(connection, table):
             guard(_stored_slices(connection, table, symbol, slices))
         if before_write is not None:
             before_write()
@@ -205,7 +433,38 @@ def replace_slices(
             connection.unregister("incoming_rows")
         return arrow_rows.num_rows
 
-    return run_write(path, work, ddl)
+    written = run_write(path, work, ddl)
+    if isinstance(path, LakeStore):
+        _repair_duplicates(path, table, symbol, slices, lambda connection: work(connection, checked=False))
+    return written
+
+
+#: How often `replace_slices` rewrites lake slices that two writers filled at once before it gives up.
+_LAKE_REPAIRS = 5
+
+
+def _repair_duplicates(
+    lake: LakeStore,
+    table: str,
+    symbol: str,
+    slices: Sequence[tuple[datetime, datetime]],
+    rewrite: Callable[[duckdb.DuckDBPyConnection], int],
+) -> None:
+    """DuckLake has no primary key, and two transactions that both fill the same *empty* slice do not
+    conflict (each deletes nothing): both commit. After a lake write, a slice holding a minute twice is
+    therefore replaced once more by this writer's rows; that rewrite deletes the stored rows, so it conflicts
+    with (and is retried after) any other writer's rewrite of them, and the slices end with one writer's rows."""
+    within = " OR ".join("(minute >= ? AND minute < ?)" for _ in slices) or "FALSE"
+    parameters: list[object] = [symbol, *[bound for pair in slices for bound in pair]]
+    sql = f'SELECT count(*) - count(DISTINCT minute) FROM "{table}" WHERE symbol = ? AND ({within})'
+    for _ in range(_LAKE_REPAIRS):
+        [(duplicates,)] = run_read(lake, lambda connection: connection.execute(sql, parameters).fetchall())
+        if not duplicates:
+            return
+        run_write(lake, rewrite)
+    raise RuntimeError(
+        f"{lake}: {table} slices of {symbol} still hold duplicate minutes after {_LAKE_REPAIRS} rewrites"
+    )
 
 
 def _refuse_shrink(
@@ -280,7 +539,7 @@ def _check_rows_in_slices(
 
 
 def read_range(
-    path: Path,
+    path: Store,
     table: str,
     symbols: Sequence[str],
     start: datetime | None = None,
@@ -326,13 +585,13 @@ def arrow_to_polars(data: pa.Table | pa.RecordBatch) -> pl.DataFrame:
     )
 
 
-def query(path: Path, sql: str, parameters: Sequence[object] = ()) -> pl.DataFrame:
+def query(path: Store, sql: str, parameters: Sequence[object] = ()) -> pl.DataFrame:
     """A read-only query with parameters, returned as polars."""
     return run_read(path, lambda connection: relation_to_polars(connection.sql(sql, params=list(parameters))))
 
 
 def write_candles(
-    path: Path,
+    path: Store,
     candles: pl.DataFrame,
     symbol: str,
     start: datetime,
@@ -346,7 +605,7 @@ def write_candles(
 
 
 def write_candle_slices(
-    path: Path,
+    path: Store,
     candles: pl.DataFrame,
     symbol: str,
     slices: Sequence[tuple[datetime, datetime]],
@@ -385,7 +644,7 @@ def write_candle_slices(
 
 
 def read_candles(
-    path: Path, symbols: Sequence[str], start: datetime | None = None, end: datetime | None = None
+    path: Store, symbols: Sequence[str], start: datetime | None = None, end: datetime | None = None
 ) -> pl.DataFrame:
     """Stored candles as polars (symbol, minute, open, high, low, close, volume, source, ingested_at)."""
     return read_range(path, CANDLES_TABLE, symbols, start, end)
@@ -400,7 +659,7 @@ _INTEGRITY_COLUMNS = """
 _NO_CANDLES = {"rows": 0, "duplicate_minutes": 0, "ohlc_violations": 0}
 
 
-def candle_integrity(path: Path, symbol: str, start: datetime, end: datetime) -> dict[str, int]:
+def candle_integrity(path: Store, symbol: str, start: datetime, end: datetime) -> dict[str, int]:
     """Counts over the stored (symbol, [start, end)) candles: rows, duplicate minutes, OHLC violations."""
     result = query(
         path,
@@ -410,7 +669,7 @@ def candle_integrity(path: Path, symbol: str, start: datetime, end: datetime) ->
     return {name: int(result[name][0]) for name in result.columns}
 
 
-def candle_integrity_by_day(path: Path, symbol: str, days: Sequence[date]) -> dict[date, dict[str, int]]:
+def candle_integrity_by_day(path: Store, symbol: str, days: Sequence[date]) -> dict[date, dict[str, int]]:
     """`candle_integrity` of each UTC day of `symbol` in `days`, in one query (a day with no stored
     candles counts zero rows)."""
     if not days:
@@ -432,7 +691,7 @@ def candle_integrity_by_day(path: Path, symbol: str, days: Sequence[date]) -> di
     return {day: stored.get(day, dict(_NO_CANDLES)) for day in days}
 
 
-def stored_minutes_per_day(path: Path, symbol: str, first_day: date, last_day: date) -> dict[date, int]:
+def stored_minutes_per_day(path: Store, symbol: str, first_day: date, last_day: date) -> dict[date, int]:
     """Stored candle minutes of each UTC day of `symbol` in [first_day, last_day] that has any."""
     start = datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC)
     end = datetime(last_day.year, last_day.month, last_day.day, tzinfo=UTC) + timedelta(days=1)
@@ -445,7 +704,7 @@ def stored_minutes_per_day(path: Path, symbol: str, first_day: date, last_day: d
     return dict(zip(result["day"].to_list(), result["minutes"].to_list(), strict=True))
 
 
-def latest_minutes(path: Path, symbols: Sequence[str]) -> dict[str, datetime]:
+def latest_minutes(path: Store, symbols: Sequence[str]) -> dict[str, datetime]:
     """The newest stored candle minute of each symbol that has any."""
     result = query(
         path,

@@ -1,5 +1,7 @@
 """A separate process for the store tests: `python -m trading_assets_tests.store.writer_process ...`.
 
+DB is a DuckDB file's path or a DuckLake as JSON (`{"catalog": DSN, "data_path": DIR}`, `store_argument`).
+
 `ingest DB SYMBOL DAY [DAY...]` ingests synthetic days through the same code path as the asset.
 `backfill DB SYMBOL FIRST_DAY DAYS` does what the candles and then the features step of a single-run
 backfill do for one symbol: batches of consecutive days written in one transaction each, every batch read
@@ -9,6 +11,7 @@ back and compared with what was written (exit 1 naming the days whose stored row
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -21,7 +24,12 @@ from trading_assets.features.store import read_feature_days
 from trading_assets.market.candles import consecutive_day_batches
 from trading_assets.market.ingest import ingest_day, ingest_days
 from trading_assets.market.synthetic import SyntheticSource
-from trading_assets.store.duckdb_store import candle_integrity_by_day, write_candles
+from trading_assets.store.duckdb_store import (
+    LakeStore,
+    Store,
+    candle_integrity_by_day,
+    write_candles,
+)
 
 BIG_SLICE_START = datetime(2024, 1, 1, tzinfo=UTC)
 BIG_SLICE_DAYS = 120
@@ -33,7 +41,12 @@ def big_slice() -> pl.DataFrame:
     )
 
 
-def backfill(db_path: Path, symbol: str, first_day: date, day_count: int) -> list[str]:
+def store_argument(text: str) -> Store:
+    """A DuckDB file's path, or a DuckLake given as JSON {"catalog": ..., "data_path": ...}."""
+    return LakeStore(**json.loads(text)) if text.startswith("{") else Path(text)
+
+
+def backfill(db_path: Store, symbol: str, first_day: date, day_count: int) -> list[str]:
     """Candles, then features, of `day_count` days from `first_day`; the days whose read-back differs."""
     days = [first_day + timedelta(days=offset) for offset in range(day_count)]
     batches = consecutive_day_batches(days, DAYS_PER_TRANSACTION)
@@ -50,7 +63,7 @@ def backfill(db_path: Path, symbol: str, first_day: date, day_count: int) -> lis
 
 
 def main(argv: list[str]) -> None:
-    command, db_path = argv[0], Path(argv[1])
+    command, db_path = argv[0], store_argument(argv[1])
     if command == "ingest":
         source = SyntheticSource()
         for day in argv[3:]:
