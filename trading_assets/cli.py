@@ -210,7 +210,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.set_defaults(handler=_run_bench)
 
     settings_command = _command(
-        commands, "settings", "print every TA_* setting with its default and meaning (the README's table)"
+        commands,
+        "settings",
+        "print every TA_* setting with its default and meaning (docs/settings.md's table)",
     )
     settings_command.set_defaults(handler=_run_settings)
     return parser

@@ -1,7 +1,7 @@
 """The one settings module: every environment variable the project reads is read here.
 
 Each field has a default that runs the offline demo on a fresh machine. Override any of them with the
-environment variable named in `ENVIRONMENT_VARIABLES` (also listed in README.md).
+environment variable named in `ENVIRONMENT_VARIABLES` (also listed in docs/settings.md).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 #: The synthetic market's default predictability: its order-flow pressure keeps its sign for minutes (half-life
 #: ~3 minutes), so the default 5-minute models call about 70 % of directions and their long/flat signal pays
-#: its costs at the synthetic venue (see `trading_assets.market.synthetic` and README, "The demo market").
+#: its costs at the synthetic venue (see `trading_assets.market.synthetic` and docs/data.md, "The demo market").
 DEFAULT_SYNTHETIC_PREDICTABILITY = 0.4
 #: The environment variable of each ccxt credential setting; read here only, never shown.
 #: The exchange URL may carry user:password@ (a proxy): like the credentials, passed on by variable name.
@@ -321,7 +321,7 @@ def settings_rows() -> list[tuple[str, str, str]]:
 
 
 def settings_table() -> str:
-    """The README's settings table, generated from the declarations."""
+    """The settings table of docs/settings.md, generated from the declarations."""
     lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
     lines += [f"| `{name}` | {default} | {meaning} |" for name, default, meaning in settings_rows()]
     return "\n".join(lines)

@@ -1,11 +1,11 @@
-"""The step executor of the code location, chosen by `TA_EXECUTOR` (see README, "Executors").
+"""The step executor of the code location, chosen by `TA_EXECUTOR` (see docs/operations.md, "Executors").
 
 - `in_process`: every step in the run's own process, one after another (debugging, tiny runs).
 - `multiprocess` (default): each step in a child process on the run's host, at most 4 at once, trainings
   limited to `TRAINING_SLOTS`, step retries honoured.
 - `dask`: each step as a task on an existing Dask cluster at `TA_DASK_SCHEDULER`; workers are separate
   processes, possibly on other machines (they need this package, the same environment variables and access
-  to the Dagster instance and the DuckDB file; see README, "The DuckDB store across machines").
+  to the Dagster instance and the DuckDB file; see docs/operations.md, "Running on several machines").
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ with market orders, so the taker fee applies. The offline sources state theirs:
   of a q-minute return is q times a minute's, so a predictable drift that keeps its sign for q minutes has at
   most 1/q of a minute's variance: 0.68 accuracy (R^2 of about 0.3) allows q of about 3 minutes, whose
   expected move is a few basis points at BTC's 2.2 %/day. Measured on the demo market: the signal's gross
-  per round trip is 8 bps (BTC), 4-11 (ETH), 18-23 (SOL); README, "The demo market".
+  per round trip is 8 bps (BTC), 4-11 (ETH), 18-23 (SOL); docs/data.md, "The demo market".
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ class TrainConfig:
     seq_len: int = 60
     train_seq_len: int | None = None
     #: minutes ahead the label looks; 5: a 1-minute direction whose drift pays its costs cannot exist on a
-    #: market without serial correlation (market/venues.py), a 5-minute one can (README, "The demo market")
+    #: market without serial correlation (market/venues.py), a 5-minute one can (docs/data.md, "The demo market")
     horizon: int = 5
     dead_band: float = 0.0  # drop samples whose |close return over the horizon| is at most this
     train_fraction: float = 0.70

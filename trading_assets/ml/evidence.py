@@ -17,7 +17,7 @@ with no kernel or bandwidth to choose, and it is plain arithmetic: deterministic
 on 500,000 samples. A moving or stationary block bootstrap would need the same block-length choice plus a seed
 and hundreds of resamples, and its percentile bound does not remove the small-sample skew described next.
 Fewer than `MIN_BATCHES` (8) batches is no evidence: the bound is minus infinity and a gate resting on it fails
-(at horizon 60 that means fewer than 4,800 samples). On simulated models without skill (README table, from
+(at horizon 60 that means fewer than 4,800 samples). On simulated models without skill (docs/assets-and-gates.md table, from
 `trading_assets_tests/ml/test_evidence.py`) the false-pass rate is 4.5 to 6.4 % per 1,000-run cell where
 5 % is nominal (the economics decision, against the strictest constant: under 1 %), against 6 to 37 % with the
 bound for independent samples. The residual of about 0.7 point above 5 % in the most persistent cases (12,000

@@ -61,7 +61,7 @@ class ModelType:
     default_weight: float  # in the ensemble, before renormalising over the promoted members
     dagster_kind: str
     build: TorchBuilder | None = None  # the network of a torch type (the training benchmark builds it alone)
-    #: the type's own training defaults over TrainConfig's shared ones (measured: README, "Retrain cost")
+    #: the type's own training defaults over TrainConfig's shared ones (measured: bench-results/retrain.md)
     recipe: Mapping[str, Any] = field(default_factory=dict)
 
     def train_config(self, shared: TrainConfig) -> TrainConfig:
@@ -144,7 +144,7 @@ TRANSFORMER = _torch_type(
     _transformer,
     default_weight=0.40,
     # lr 1e-3: at 3e-3 a two-year training on the CPU peaked in its first epoch and stopped at the sixth
-    # (test log loss 0.4974); at 1e-3 it improves through all 15 epochs (0.4923), README "Retrain cost"
+    # (test log loss 0.4974); at 1e-3 it improves through all 15 epochs (0.4923), bench-results/retrain.md
     recipe={"learning_rate": 1e-3},
 )
 LOGISTIC = ModelType(

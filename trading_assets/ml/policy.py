@@ -2,7 +2,7 @@
 
 Each field is declared once here: its default, its bounds, its environment variable (`TA_<FIELD>`) and its
 help. The settings read these records from the environment (the deployment's policy), the model assets
-derive their run config from them, the README's settings table is generated from them. A run may only
+derive their run config from them, the settings table of docs/settings.md is generated from them. A run may only
 *tighten* the policy in force (`tightened`), and promotion refuses a model judged under anything looser than
 the policy in force when it is promoted (`check_judged_not_looser`). `STRICTER` says, per field, which way
 is stricter.
