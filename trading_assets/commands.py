@@ -168,7 +168,7 @@ def runtime(
     short_below: float,
 ) -> int:
     """The old pipeline's runtime command; only the dry-run mode exists."""
-    from trading_assets.market.sources import SourceOptions, build_source
+    from trading_assets.market.sources import build_source
     from trading_assets.ml.backtest import SignalPolicy
     from trading_assets.runtime.dryrun import (
         DryRunRuntime,
@@ -182,7 +182,7 @@ def runtime(
     except LiveTradingRefused as error:
         print(error, file=sys.stderr)
         return 2
-    source = build_source(SourceOptions.from_settings(settings))
+    source = build_source(settings.source_options())
     dryrun = DryRunRuntime(
         source, settings.store_location, settings.models_dir, symbols or list(settings.symbols),
         settings.history_start, SignalPolicy(long_above, short_below), settings.costs.allow_short,

@@ -185,7 +185,7 @@ def _history_from_the_first_stored_day(settings: Settings, first: date) -> Setti
 def _dry_run(console, settings: Settings, last_day: date, iterations: int, sleep_seconds: float) -> bool:
     """Score the last `iterations` minutes of the demo's last day with each promoted ensemble; False when
     scoring errored."""
-    from trading_assets.market.sources import SourceOptions, build_source
+    from trading_assets.market.sources import build_source
     from trading_assets.promotion.ensemble import NoPromotedMembers, read_ensemble
     from trading_assets.runtime.dryrun import DryRunRuntime, run_iterations
 
@@ -200,7 +200,7 @@ def _dry_run(console, settings: Settings, last_day: date, iterations: int, sleep
         )
         return True
     runtime = DryRunRuntime(
-        build_source(SourceOptions.from_settings(settings)), settings.store_location, settings.models_dir,
+        build_source(settings.source_options()), settings.store_location, settings.models_dir,
         deployable, settings.history_start, allow_short=settings.costs.allow_short,
     )  # fmt: skip
     moments = iter(replay_minutes(last_day, iterations))

@@ -7,13 +7,15 @@ environment variable named in `ENVIRONMENT_VARIABLES` (also listed in docs/setti
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from trading_assets.market.sources import SOURCES, SourceOptions
+from trading_assets.market.synthetic import DEFAULT_SYNTHETIC_PREDICTABILITY
 from trading_assets.market.venues import source_fee_bps
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.policy import POLICY_RECORDS, CostPolicy, PromotionPolicy, resolved
@@ -25,10 +27,6 @@ if TYPE_CHECKING:
 R = TypeVar("R", bound=BaseModel)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-#: The synthetic market's default predictability: its order-flow pressure keeps its sign for minutes (half-life
-#: ~3 minutes), so the default 5-minute models call about 70 % of directions and their long/flat signal pays
-#: its costs at the synthetic venue (see `trading_assets.market.synthetic` and docs/data.md, "The demo market").
-DEFAULT_SYNTHETIC_PREDICTABILITY = 0.4
 #: The environment variable of each ccxt credential setting; read here only, never shown.
 #: The exchange URL may carry user:password@ (a proxy): like the credentials, passed on by variable name.
 CCXT_API_URL_ENV = "TA_CCXT_API_URL"
@@ -76,7 +74,6 @@ ENVIRONMENT_VARIABLES = {
 }
 EXECUTORS = ("in_process", "multiprocess", "dask")
 STORES = ("duckdb", "ducklake")
-SOURCES = ("synthetic", "ccxt", "files")
 
 
 #: Earliest accepted TA_HISTORY_START: no crypto market traded before 2009.
@@ -167,14 +164,14 @@ class Settings:
     store: str = "duckdb"
     lake_catalog: str | None = field(default=None, repr=False)  # may carry password=
     lake_data_path: Path | None = None
-    source: str = "synthetic"
-    synthetic_seed: int = 7
-    synthetic_predictability: float = DEFAULT_SYNTHETIC_PREDICTABILITY
+    source: str = SourceOptions.source
+    synthetic_seed: int = SourceOptions.synthetic_seed
+    synthetic_predictability: float = SourceOptions.synthetic_predictability
     synthetic_predictability_by_symbol: str | None = None
-    ccxt_exchange: str = "coinbase"
+    ccxt_exchange: str = SourceOptions.ccxt_exchange
     ccxt_api_url: str | None = field(default=None, repr=False)  # may carry user:password@
-    ccxt_timeout_ms: int = 10_000
-    ccxt_max_retries: int = 5
+    ccxt_timeout_ms: int = SourceOptions.ccxt_timeout_ms
+    ccxt_max_retries: int = SourceOptions.ccxt_max_retries
     #: Credentials, only if the exchange needs them for candles; kept out of repr.
     ccxt_api_key: str | None = field(default=None, repr=False)
     ccxt_secret: str | None = field(default=None, repr=False)
@@ -209,6 +206,11 @@ class Settings:
     @property
     def alerts_dir(self) -> Path:
         return self.data_dir / "alerts"
+
+    def source_options(self) -> SourceOptions:
+        """The market data source these settings select, with its options."""
+        values = {option.name: getattr(self, option.name) for option in fields(SourceOptions)}
+        return SourceOptions(**{**values, "files_dir": str(self.files_dir) if self.files_dir else None})
 
     def costs_in_force(self) -> CostPolicy:
         """The costs with an unset fee replaced by the venue's (the source's stated fee, or ccxt's table)."""

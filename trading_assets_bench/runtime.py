@@ -21,7 +21,7 @@ import numpy as np
 from trading_assets.features.pipeline import compute_features
 from trading_assets.features.registry import MODEL_FEATURES, schema_hash
 from trading_assets.features.store import feature_matrix
-from trading_assets.market.synthetic import SyntheticSource
+from trading_assets.market.synthetic import DEFAULT_SYNTHETIC_PREDICTABILITY, SyntheticSource
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.model_types import MODEL_TYPES
 from trading_assets.ml.policy import CostPolicy, PromotionPolicy
@@ -29,7 +29,6 @@ from trading_assets.ml.train import TrainSpec, train
 from trading_assets.promotion.ensemble import ENSEMBLE, build_ensemble
 from trading_assets.promotion.registry import PromotionRefused, promote
 from trading_assets.runtime.dryrun import DryRunRuntime, SignalRecorder
-from trading_assets.settings import DEFAULT_SYNTHETIC_PREDICTABILITY
 from trading_assets.store.duckdb_store import query
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")

@@ -22,7 +22,7 @@ class _MarketData(dg.ConfigurableResource):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MarketDataResource:
-        options = dataclasses.asdict(SourceOptions.from_settings(settings))
+        options = dataclasses.asdict(settings.source_options())
         secrets = {
             name: dg.EnvVar(variable)
             for name, variable in {**CCXT_CREDENTIAL_ENV, "ccxt_api_url": CCXT_API_URL_ENV}.items()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -10,34 +10,30 @@ import polars as pl
 
 from trading_assets.market.candles import CandleSource
 from trading_assets.market.files_source import FilesSource
-from trading_assets.market.synthetic import SyntheticSource
-from trading_assets.settings import SOURCES, Settings
+from trading_assets.market.synthetic import DEFAULT_SYNTHETIC_PREDICTABILITY, SyntheticSource
+
+SOURCES = ("synthetic", "ccxt", "files")
 
 
 @dataclass(frozen=True)
 class SourceOptions:
-    """Everything that selects and configures a source; the CLI fills it from the settings, the Dagster
-    resource is generated from its fields. Defaults are the settings' defaults."""
+    """Everything that selects and configures a source, declared here once: the settings take their defaults
+    from it, the CLI fills it from the settings, the Dagster resource is generated from its fields."""
 
-    source: str = Settings.source
-    synthetic_seed: int = Settings.synthetic_seed
-    synthetic_predictability: float = Settings.synthetic_predictability
+    source: str = "synthetic"
+    synthetic_seed: int = 7
+    synthetic_predictability: float = DEFAULT_SYNTHETIC_PREDICTABILITY
     #: "SYMBOL=p,SYMBOL=p": symbols whose synthetic market has another predictability (e.g. one made to fail)
     synthetic_predictability_by_symbol: str | None = None
-    ccxt_exchange: str = Settings.ccxt_exchange
+    ccxt_exchange: str = "coinbase"
     ccxt_api_url: str | None = field(default=None, repr=False)  # may carry user:password@
-    ccxt_timeout_ms: int = Settings.ccxt_timeout_ms
-    ccxt_max_retries: int = Settings.ccxt_max_retries
+    ccxt_timeout_ms: int = 10_000
+    ccxt_max_retries: int = 5
     ccxt_api_key: str | None = field(default=None, repr=False)
     ccxt_secret: str | None = field(default=None, repr=False)
     ccxt_password: str | None = field(default=None, repr=False)
     files_dir: str | None = None
     files_timezone: str | None = None  # the zone of times written without one (None: refused)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SourceOptions:
-        values = {option.name: getattr(settings, option.name) for option in fields(cls)}
-        return cls(**{**values, "files_dir": str(settings.files_dir) if settings.files_dir else None})
 
     def ccxt_credentials(self) -> dict[str, str]:
         """The credentials that are set, under ccxt's names."""

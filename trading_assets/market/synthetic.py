@@ -93,6 +93,11 @@ from scipy.signal import lfilter
 
 from trading_assets.market.candles import conform
 
+#: The synthetic market's default predictability: its order-flow pressure keeps its sign for minutes (half-life
+#: ~3 minutes), so the default 5-minute models call about 70 % of directions and their long/flat signal pays
+#: its costs at the synthetic venue (docs/data.md, "The demo market").
+DEFAULT_SYNTHETIC_PREDICTABILITY = 0.4
+
 EPOCH = datetime(2019, 1, 1, tzinfo=UTC)
 BLOCK_MINUTES = 16 * 1440
 #: Degrees of freedom of the Student-t tails: a minute's burst scale is sqrt((dof - 2) / chi2(dof)).

@@ -18,7 +18,6 @@ from polars.testing import assert_frame_equal
 
 from trading_assets.market.candles import CANDLE_SCHEMA, day_bounds, day_quality, validate_candles
 from trading_assets.market.ccxt_source import CcxtCandleSource, ExchangeFetchError
-from trading_assets.market.sources import SourceOptions
 from trading_assets.settings import load_settings
 from trading_assets_bench.exchange import measure_exchange_rate
 from trading_assets_bench.harness.loopback_exchange import Fault, LoopbackExchange, PageFault
@@ -215,7 +214,7 @@ def test_credentials_come_from_the_settings_and_stay_out_of_errors_and_reprs(
     monkeypatch.setenv("TA_CCXT_API_KEY", "key-7f3a9")
     monkeypatch.setenv("TA_CCXT_SECRET", "secret-b41c0")
     settings = load_settings()
-    options = SourceOptions.from_settings(settings)
+    options = settings.source_options()
     with (
         LoopbackExchange(ramp_candles, server_errors=5) as server,
         source_for(server, max_retries=0, credentials=options.ccxt_credentials()) as source,
