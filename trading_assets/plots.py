@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import textwrap
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import wraps
 from typing import ParamSpec
@@ -230,6 +231,46 @@ def candle_coverage_png(
     highlight: Collection[date] = (),
 ) -> bytes:
     return render(candle_coverage_figure(days, coverage, min_coverage, subject, highlight))
+
+
+@dataclass(frozen=True)
+class VersionCurves:
+    """What the comparison chart overlays for one model version: its validation loss per epoch and its
+    walk-forward return after costs over time."""
+
+    label: str
+    epochs: Sequence[int]
+    val_loss: Sequence[float]
+    times: Sequence[datetime]
+    equity: Sequence[float]
+
+
+@_styled
+def version_comparison_figure(versions: Sequence[VersionCurves], subject: str = "") -> Figure:
+    """Two panels side by side: the learning curves (validation loss per whole epoch) and the walk-forward
+    equity curves (return after costs, %, over UTC dates) of each version, one colour per version."""
+    figure, (learning, equity) = plt.subplots(1, 2, figsize=SIZE_INCHES, dpi=DPI)
+    figure.suptitle(_title(subject, "versions side by side: learning and walk-forward return after costs"))
+    for version in versions:
+        learning.plot(version.epochs, version.val_loss, marker="o", label=version.label)
+        x = [_naive_utc(moment) for moment in version.times]
+        equity.plot(x, 100 * (np.asarray(version.equity, dtype=np.float64) - 1.0), label=version.label)
+    _whole_epochs(learning, sorted({epoch for version in versions for epoch in version.epochs}))
+    learning.set_xlabel("epoch")
+    learning.set_ylabel("validation loss (BCE)")
+    equity.axhline(0.0, color="grey", lw=0.8, ls=":")
+    _date_axis(equity)
+    equity.yaxis.set_major_formatter(PercentFormatter(decimals=1))
+    equity.set_xlabel("time (UTC)")
+    equity.set_ylabel("return since start")
+    for axes in (learning, equity):
+        axes.grid(alpha=0.3)
+    equity.legend(loc="best", fontsize=STYLE["legend.fontsize"])
+    return figure
+
+
+def version_comparison_png(versions: Sequence[VersionCurves], subject: str = "") -> bytes:
+    return render(version_comparison_figure(versions, subject))
 
 
 def render(figure: Figure) -> bytes:

@@ -162,3 +162,19 @@ def test_tables_round_floats_and_show_missing_values_as_a_dash() -> None:
         "| actual down | 10 | 2 |",
         "| actual up | 3 | 11 |",
     ]
+
+
+def test_the_version_comparison_is_a_wide_chart_of_every_version() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from trading_assets.plots import VersionCurves, version_comparison_png
+
+    start = datetime(2024, 1, 2, tzinfo=UTC)
+    versions = [
+        VersionCurves(f"v{i}", [1, 2, 3], [0.69, 0.6, 0.55 + i / 100], [start + timedelta(hours=h) for h in range(3)],
+                      [1.0, 1.01, 1.02 + i / 100])
+        for i in range(3)
+    ]  # fmt: skip
+    png = version_comparison_png(versions, "BTC-USD · lstm")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(png[16:20], "big") >= 800

@@ -25,6 +25,7 @@ import os
 import pickle
 import platform
 import shutil
+import subprocess
 import tempfile
 from datetime import UTC, datetime
 from importlib import metadata
@@ -80,6 +81,27 @@ def library_versions() -> dict[str, str]:
         "numpy": np.__version__,
         "scikit-learn": metadata.version("scikit-learn"),  # not imported: ~120 MB of a torch training
     }
+
+
+def code_version() -> dict[str, str | None]:
+    """The code that trained a model: the package version, and the git commit of the checkout it runs from
+    (with "-dirty" when files differ from it; None outside a git checkout)."""
+    root = Path(__file__).resolve().parents[2]
+    commit = None
+    if (root / ".git").exists():
+        try:
+            head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                  timeout=10, check=True).stdout.strip()  # fmt: skip
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                   capture_output=True, text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
+            commit = head + ("-dirty" if dirty else "")
+        except (OSError, subprocess.SubprocessError):
+            commit = None
+    try:
+        package = metadata.version("trading_assets")
+    except metadata.PackageNotFoundError:
+        package = None
+    return {"package": package, "commit": commit}
 
 
 def new_version() -> str:

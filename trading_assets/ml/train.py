@@ -22,6 +22,7 @@ from trading_assets.ml import metrics
 from trading_assets.ml.artifacts import (
     ModelArtifactError,
     artifact_dir,
+    code_version,
     library_versions,
     new_version,
     write_artifact,
@@ -165,6 +166,7 @@ def train(
         "epochs_run": fitted.outcome.epochs_run,
         "best_epoch": fitted.outcome.best_epoch,
         "library_versions": library_versions(),
+        "code_version": code_version(),
         "trained_at": new_version(),
         "training_mode": "warm" if start else "cold",
         "parent_version": start.version if start else None,

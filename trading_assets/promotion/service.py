@@ -5,15 +5,19 @@ back or forward, or pins a version promoted before; it returns a `ServiceChange`
 served before, by whom, why), which the Dagster job `model_registry` records on `promoted_<type>_model` and
 the command line prints. Both go through this function, and the registry re-checks every target.
 
-`version_table` lists every trained and promoted version of a (model type, symbol), newest first, with an
+`version_table` lists every trained and promoted version of a (model type, symbol), newest first, side by
+side: walk-forward fold accuracies, gates, the fee judged at, hyperparameters, warm/cold and parent, the
+training data (lake snapshot or rows hash) and the code (commit or package version), with an
 alias as a model registry gives them: `champion` (in service), `previous` (served before it; what a
 rollback serves), `challenger` (not promoted, but passed its gates or lost only to the champion), `rolled
 back` (promoted, above the champion after a rollback), `retired` (promoted earlier) or `failed gates`.
+`comparison_curves` gives the champion's and the newest versions' learning and equity curves for one chart.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ from trading_assets.features.registry import MODEL_FEATURES, schema_hash
 from trading_assets.ml.artifacts import ModelArtifactError, artifact_dir, read_manifest, trained_versions
 from trading_assets.ml.gates import blocking_failures, lost_to_champion, recorded_gates
 from trading_assets.ml.policy import CostPolicy, PromotionPolicy
+from trading_assets.plots import VersionCurves
 from trading_assets.promotion.registry import (
     PromotedModel,
     PromotionRefused,
@@ -120,16 +125,72 @@ def _row(
     gates = recorded_gates(manifest)
     failed = blocking_failures(gates)
     metrics, backtest = manifest["metrics"]["calibrated"], manifest["metrics"].get("backtest", {})
+    config, costs = manifest.get("training_config", {}), manifest.get("gates", {}).get("costs", {})
     return {
         "version": version,
         "alias": _alias(version, stack, passed=not failed or lost_to_champion(gates)),
         "training": manifest.get("training_mode", "cold")
         + (f" from {manifest['parent_version']}" if manifest.get("parent_version") else ""),
         "accuracy": round(metrics["accuracy"], 4),
+        "folds": " / ".join(f"{fold['accuracy']:.3f}" for fold in manifest["metrics"].get("folds", [])),
         "ECE": round(metrics["ece"], 4),
         "net return": round(backtest["return"], 5) if "return" in backtest else None,
         "gates": "passed" if not failed else "failed: " + ", ".join(gate.name for gate in failed),
+        "fee bps": costs.get("fee_bps"),
+        "lr / batch / seq_len / epochs": " / ".join(
+            str(config.get(key)) for key in ("learning_rate", "batch_size", "seq_len", "max_epochs")
+        ),
+        "data": _data(manifest.get("data_snapshot")),
+        "code": _code(manifest.get("code_version")),
     }
+
+
+def _data(snapshot: dict[str, Any] | None) -> str:
+    """The training rows in a few characters: the lake snapshot, else the rows' hash, and the row count."""
+    if not snapshot:
+        return "not recorded"
+    where = (
+        f"snapshot {snapshot['snapshot']}"
+        if snapshot.get("snapshot") is not None
+        else snapshot["sha256"][:10]
+    )
+    return f"{where}, {snapshot.get('rows', 0):,} rows"
+
+
+def _code(version: dict[str, str | None] | None) -> str:
+    if not version:
+        return "not recorded"
+    return (version.get("commit") or "")[:12] or f"package {version.get('package')}"
+
+
+def comparison_curves(models_dir: Path, model_type: str, symbol: str, shown: int = 4) -> list[VersionCurves]:
+    """The champion's and the newest other versions' learning and walk-forward equity curves (at most
+    `shown`), for one chart: the champion first."""
+    rows = version_table(models_dir, model_type, symbol)
+    ordered = [row for row in rows if row["alias"] == "champion"] + [
+        row for row in rows if row["alias"] not in ("champion", "refused")
+    ]
+    curves = []
+    for row in ordered[:shown]:
+        trained = artifact_dir(models_dir, model_type, symbol, row["version"])
+        directory = (
+            trained if trained.is_dir() else version_dir(models_dir, model_type, symbol, row["version"])
+        )
+        manifest = read_manifest(directory)
+        equity = manifest["metrics"].get("backtest", {}).get("equity_curve", {})
+        curves.append(
+            VersionCurves(
+                label=f"{row['version'][:15]} ({row['alias']})",
+                epochs=[int(point["epoch"]) for point in manifest.get("learning_curve", [])],
+                val_loss=[point["val_loss"] for point in manifest.get("learning_curve", [])],
+                times=[
+                    datetime.fromisoformat(moment.replace("Z", "+00:00"))
+                    for moment in equity.get("times", [])
+                ],
+                equity=equity.get("strategy", []),
+            )
+        )
+    return curves
 
 
 def _alias(version: str, stack: ServiceStack | None, passed: bool) -> str:

@@ -115,6 +115,22 @@ def test_the_version_list_names_champion_previous_and_challenger(deployment: Pat
         table = recorded_as_served(instance)["versions"]
     rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in table.splitlines()[2:]}
     assert rows == {VERSIONS[2]: "challenger", VERSIONS[1]: "champion", VERSIONS[0]: "previous"}
+    header = table.splitlines()[0]
+    for column in ("folds", "gates", "fee bps", "lr / batch / seq_len / epochs", "data", "code"):
+        assert f" {column} " in header, column
+
+
+def test_the_comparison_chart_overlays_the_champion_and_the_others(deployment: Path) -> None:
+    from trading_assets.promotion.service import comparison_curves
+
+    with dg.DagsterInstance.get() as instance:
+        for version in VERSIONS[:2]:
+            assert run_registry_job(instance, action="promote", version=version).success
+        chart = recorded_as_served(instance)["comparison_chart"]
+    assert chart.startswith("![versions side by side](data:image/png;base64,")
+    curves = comparison_curves(deployment, "logistic", SYMBOL)
+    assert [curve.label.split(" ")[1] for curve in curves] == ["(champion)", "(challenger)", "(previous)"]
+    assert all(curve.times and len(curve.times) == len(curve.equity) for curve in curves)
 
 
 def test_a_refused_change_fails_the_run_in_one_line_and_changes_nothing(deployment: Path, capsys) -> None:

@@ -16,14 +16,15 @@ import dagster as dg
 from pydantic import Field
 
 from trading_assets.defs.automation import PROMOTE_AFTER_PASSING_GATES
-from trading_assets.defs.metadata import markdown_records
+from trading_assets.defs.metadata import markdown_image, markdown_records
 from trading_assets.defs.partitions import Partitions
 from trading_assets.defs.resources import ModelStoreResource
 from trading_assets.defs.run_guard import guard_step
 from trading_assets.ml.artifacts import ModelArtifactError
 from trading_assets.ml.model_types import CATALOGUE
+from trading_assets.plots import version_comparison_png
 from trading_assets.promotion.registry import PromotionRefused
-from trading_assets.promotion.service import ServiceChange, change_service, version_table
+from trading_assets.promotion.service import ServiceChange, change_service, comparison_curves, version_table
 from trading_assets.settings import Settings
 
 REGISTRY_JOB = "model_registry"
@@ -48,6 +49,13 @@ def service_metadata(change: ServiceChange, models_dir: Path) -> dict[str, objec
         "test_ece": metrics["ece"],
         "schema_hash": served.manifest["schema_hash"],
         "versions": markdown_records(version_table(models_dir, served.model_type, served.symbol)),
+        "comparison_chart": markdown_image(
+            "versions side by side",
+            version_comparison_png(
+                comparison_curves(models_dir, served.model_type, served.symbol),
+                f"{served.symbol} · {served.model_type}",
+            ),
+        ),
     }
 
 
