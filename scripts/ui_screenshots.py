@@ -134,8 +134,22 @@ def _pages(home: Path) -> dict[str, str]:
     else:
         pages["checks"] = "/assets/lstm_model?view=checks"
     pages["ensemble"] = "/assets/ensemble?view=events"
-    pages["registry"] = "/assets/promoted_logistic_model?view=events"
+    pages["registry"] = _latest_materialization_path("promoted_logistic_model")
     return pages
+
+
+def _latest_materialization_path(asset: str) -> str:
+    """The UI path of the asset's latest materialization (not a later observation, e.g. a failed gate's),
+    selected by its partition and time as the UI's own links do."""
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        records = instance.fetch_materializations(dg.AssetKey(asset), limit=1).records
+    if not records:
+        return f"/assets/{asset}?view=events"
+    record = records[0]
+    partition = f"&partition={quote(record.partition_key)}" if record.partition_key else ""
+    return f"/assets/{asset}?view=events{partition}&time={int(record.timestamp * 1000)}"
 
 
 def _wait_until_loaded(base: str, server: subprocess.Popen, timeout: float = 120.0) -> None:
