@@ -90,7 +90,7 @@ def fit_torch_model(
         model.load_state_dict(initial)
     model = model.to(device)
     xt = torch.from_numpy(x).to(device)
-    outcome = fit_torch(model, xt, splits.train, splits.val, config, progress, replayed)
+    outcome = train_epochs(model, xt, splits.train, splits.val, config, progress, replayed)
     val_logits, test_logits = (
         predict_logits(model, xt, part.ends, config.seq_len, config.eval_batch_size)
         for part in (calibration_windows(splits.val, config), splits.test)
@@ -159,7 +159,7 @@ def epoch_windows(
     return drawn[torch.randperm(len(drawn), generator=generator)]
 
 
-def fit_torch(
+def train_epochs(
     model: nn.Module,
     x: torch.Tensor,
     train: Samples,

@@ -86,13 +86,13 @@ def _load_torch(build: TorchBuilder, *args: Any) -> DirectionScorer:
 
 
 def _fit_logistic(*args: Any) -> Fitted:
-    from trading_assets.ml.linear import fit_logistic_model
+    from trading_assets.ml.logistic import fit_logistic_model
 
     return fit_logistic_model(*args)
 
 
 def _load_logistic(*args: Any) -> DirectionScorer:
-    from trading_assets.ml.linear import load_logistic_model
+    from trading_assets.ml.logistic import load_logistic_model
 
     return load_logistic_model(*args)
 

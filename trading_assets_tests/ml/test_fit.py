@@ -9,9 +9,9 @@ from trading_assets.ml.data import chronological_splits, fit_scaler, gather_wind
 from trading_assets.ml.fit import (
     draw_windows,
     epoch_windows,
-    fit_torch,
     predict_logits,
     thread_budget,
+    train_epochs,
 )
 from trading_assets.ml.model_types import LSTM
 
@@ -33,7 +33,7 @@ def _fit(market, config, progress=None):
     x = torch.from_numpy(fit_scaler(market.x, splits.train, config.seq_len).transform(market.x))
     torch.manual_seed(config.seed)
     model = LSTM.build(x.shape[1], config)
-    return model, fit_torch(model, x, splits.train, splits.val, config, progress), x, splits
+    return model, train_epochs(model, x, splits.train, splits.val, config, progress), x, splits
 
 
 def test_training_is_reproducible_and_reports_each_epoch(market, tiny_config):
