@@ -33,9 +33,9 @@ USES = {
     "AssetCheckExecutionRecord": "defs/sensors.py: a failed check execution turned into an alert",
     "AssetCheckExecutionRecordStatus": "defs/sensors.py and models.py: filter check executions by status",
     "SerializableErrorInfo": "defs/sensors.py: the type of a failed run's error (root cause of an alert)",
-    "JobSubsetSelector": "demo_runs.py: select the assets of a run launched through the code location",
-    "WorkspaceProcessContext": "demo_runs.py: load workspace.yaml's code location as the webserver does",
-    "WorkspaceFileTarget": "demo_runs.py: the workspace.yaml target of WorkspaceProcessContext",
+    "JobSubsetSelector": "demo/runs.py: select the assets of a run launched through the code location",
+    "WorkspaceProcessContext": "demo/runs.py: load workspace.yaml's code location as the webserver does",
+    "WorkspaceFileTarget": "demo/runs.py: the workspace.yaml target of WorkspaceProcessContext",
 }
 
 __all__ = [

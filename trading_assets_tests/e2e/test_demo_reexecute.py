@@ -1,6 +1,6 @@
 """A run the demo launched can be re-executed from the UI: the webserver's GraphQL API re-executes it.
 
-The demo launches its runs through the code location (`trading_assets.demo_runs.CodeLocationRuns`). This
+The demo launches its runs through the code location (`trading_assets.demo.runs.CodeLocationRuns`). This
 test launches the demo's first stage (raw_candles, one symbol, one day) that way into a temporary
 DAGSTER_HOME, then starts `dagster dev` on that home (its own process group, a free loopback port) and
 sends `launchPipelineReexecution` with strategy ALL_STEPS, as the UI's "Re-execute all" does, and waits for
@@ -17,7 +17,7 @@ import dagster as dg
 import pytest
 
 from trading_assets.defs.partitions import partition_range_tags
-from trading_assets.demo_runs import CodeLocationRuns
+from trading_assets.demo.runs import CodeLocationRuns
 from trading_assets.settings import PROJECT_ROOT
 from trading_assets_bench.harness.dagster_server import DagsterServer, command_lines, processes_with_env
 

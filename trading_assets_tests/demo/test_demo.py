@@ -12,7 +12,7 @@ from dagster._core.events import DagsterEventType
 from trading_assets.cli import main
 from trading_assets.demo import MODEL_TYPES, replay_minutes
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 #: The demo's data depends on its days, so the test pins them: the same result on any date.
 PINNED_END_DAY = "2026-11-25"
 MAX_TERMINAL_LINES = 60

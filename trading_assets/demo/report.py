@@ -19,7 +19,7 @@ from rich.measure import Measurement
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from trading_assets.demo_runs import CodeLocationRuns, RunOutcome
+from trading_assets.demo.runs import CodeLocationRuns, RunOutcome
 
 #: Width of the output when it is not a terminal (a file, a pipe, a test): wide enough for the tables.
 FILE_WIDTH = 160

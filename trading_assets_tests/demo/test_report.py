@@ -3,8 +3,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from trading_assets.demo_report import DemoConsole, parse_epoch_progress, stage_line, symbol_summary
-from trading_assets.demo_runs import RunOutcome
+from trading_assets.demo.report import DemoConsole, parse_epoch_progress, stage_line, symbol_summary
+from trading_assets.demo.runs import RunOutcome
 
 
 def _evaluation(asset: str, name: str, passed: bool, measured: float, blocking: bool = True):

@@ -2,10 +2,10 @@
 
 candles -> features -> the three models per symbol -> gates -> promotion -> ensemble -> a short dry-run.
 Each stage is a Dagster run in DAGSTER_HOME (default <project>/dagster_home), launched through the code
-location of workspace.yaml exactly as the UI and the daemon launch runs (`trading_assets.demo_runs`), so
+location of workspace.yaml exactly as the UI and the daemon launch runs (`trading_assets.demo.runs`), so
 every run can be re-executed from the UI and shows on the Overview timeline.
 
-The terminal gets one line per stage and, at the end, one table per symbol (`trading_assets.demo_report`);
+The terminal gets one line per stage and, at the end, one table per symbol (`trading_assets.demo.report`);
 Dagster's event stream and every process's output go to a log file in DAGSTER_HOME, whose path is printed.
 """
 
@@ -93,7 +93,7 @@ def run_demo(
     home.mkdir(parents=True, exist_ok=True)
     log_path = home / f"demo-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.log"
     with _output_to_log(log_path) as terminal:
-        from trading_assets.demo_report import DemoConsole
+        from trading_assets.demo.report import DemoConsole
 
         console = DemoConsole(terminal)
         console.line(f"Dagster's event log and all process output: {log_path}")
@@ -117,8 +117,8 @@ def _run_stages(
     import dagster as dg
 
     from trading_assets.defs.partitions import partition_range_tags
-    from trading_assets.demo_report import symbol_summary
-    from trading_assets.demo_runs import CodeLocationRuns
+    from trading_assets.demo.report import symbol_summary
+    from trading_assets.demo.runs import CodeLocationRuns
     from trading_assets.promotion.registry import current
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
