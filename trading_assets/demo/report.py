@@ -5,10 +5,9 @@ materialization metadata: whatever checks the models have, each is a column.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -20,12 +19,10 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
 
 from trading_assets.demo.runs import CodeLocationRuns, RunOutcome
+from trading_assets.ml.fit import EpochProgress
 
 #: Width of the output when it is not a terminal (a file, a pipe, a test): wide enough for the tables.
 FILE_WIDTH = 160
-#: The model asset logs "<type> <symbol>: EpochProgress(epoch=1, max_epochs=2, loss=0.69, ...)".
-_EPOCH_PROGRESS = re.compile(r"^(?P<model>\w+) \S+: EpochProgress\((?P<fields>.*)\)\s*$")
-_FIELD = re.compile(r"(\w+)=([-+\w.]+)")
 
 
 @dataclass(frozen=True)
@@ -69,17 +66,12 @@ TEXT_COLUMNS: dict[str, str] = {"folds (accuracy)": "fold_accuracies", "stronges
 
 def parse_epoch_progress(message: str) -> tuple[str, dict[str, float]] | None:
     """(model type, {epoch, max_epochs, loss, val_loss, eta_s, ...}) from a model asset's progress log
-    line, or None for any other line."""
-    match = _EPOCH_PROGRESS.match(message or "")
-    if match is None:
+    line (`EpochProgress.log_line`), or None for any other line."""
+    parsed = EpochProgress.from_log_line(message)
+    if parsed is None:
         return None
-    fields = {}
-    for name, value in _FIELD.findall(match["fields"]):
-        try:
-            fields[name] = float(value)
-        except ValueError:
-            continue
-    return (match["model"], fields) if {"epoch", "max_epochs"} <= fields.keys() else None
+    model_type, progress = parsed
+    return model_type, {name: float(value) for name, value in asdict(progress).items()}
 
 
 def symbol_summary(

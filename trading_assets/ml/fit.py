@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EpochProgress:
+    """One epoch's progress; `log_line` is how a run logs it and `from_log_line` reads it back (the demo's
+    live display)."""
+
     epoch: int
     max_epochs: int
     loss: float
@@ -31,6 +35,26 @@ class EpochProgress:
     val_accuracy: float
     samples_per_s: float
     eta_s: float
+
+    def log_line(self, model_type: str, symbol: str) -> str:
+        """`lstm BTC-USD: epoch 3/15, loss 0.6712, val loss 0.6790, val acc 0.571, 2,950 windows/s, eta 41 s
+        {json}`: readable, with the exact figures as JSON at the end."""
+        return (
+            f"{model_type} {symbol}: epoch {self.epoch}/{self.max_epochs}, loss {self.loss:.4f}, val loss "
+            f"{self.val_loss:.4f}, val acc {self.val_accuracy:.3f}, {self.samples_per_s:,.0f} windows/s, eta "
+            f"{self.eta_s:.0f} s {json.dumps(asdict(self))}"
+        )
+
+    @classmethod
+    def from_log_line(cls, message: str) -> tuple[str, EpochProgress] | None:
+        """(model type, progress) from a line `log_line` wrote; None for any other line."""
+        head, brace, rest = (message or "").partition(" {")
+        if not brace or ": epoch " not in head:
+            return None
+        try:
+            return head.split(" ", 1)[0], cls(**json.loads("{" + rest))
+        except (ValueError, TypeError):
+            return None
 
 
 @dataclass(frozen=True)

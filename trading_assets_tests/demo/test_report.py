@@ -57,7 +57,11 @@ def test_the_summary_has_a_column_per_check_the_run_evaluated_and_promotion_foll
 
 
 def test_training_progress_is_read_from_the_model_assets_log_line() -> None:
-    message = "lstm ETH-USD: EpochProgress(epoch=1, max_epochs=2, loss=0.62, val_loss=0.51, val_accuracy=0.7, samples_per_s=169.9, eta_s=24.5)"
+    from trading_assets.ml.fit import EpochProgress
+
+    message = EpochProgress(1, 2, 0.62, 0.51, 0.7, 169.9, 24.5).log_line("lstm", "ETH-USD")
+    assert message.startswith("lstm ETH-USD: epoch 1/2, loss 0.6200, val loss 0.5100, val acc 0.700")
+    assert parse_epoch_progress("lstm ETH-USD: 1,000 feature rows, 998 usable") is None
     assert parse_epoch_progress(message) == (
         "lstm",
         {

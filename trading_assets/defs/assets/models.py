@@ -26,6 +26,7 @@ from trading_assets.defs.partitions import Partitions
 from trading_assets.defs.resources import DuckDBStoreResource, ModelStoreResource
 from trading_assets.defs.run_guard import guard_step
 from trading_assets.ml.config import TrainConfig
+from trading_assets.ml.fit import EpochProgress
 from trading_assets.ml.gates import GATES
 from trading_assets.ml.model_types import CATALOGUE
 from trading_assets.ml.policy import POLICY_RECORDS, CostPolicy, PolicyError, PromotionPolicy, tightened
@@ -178,9 +179,9 @@ def _build_model_asset(
             champion=in_service.directory if in_service else None,
         )  # fmt: skip
 
-        def progress(report: object) -> None:
+        def progress(report: EpochProgress) -> None:
             run_active()  # a training of a dead or failed run stops at its next progress report
-            context.log.info(f"{model_type} {symbol}: {report}")
+            context.log.info(report.log_line(model_type, symbol))
 
         result = train_symbol(
             store.db_path, *config.training_range(settings.history_start), spec,
