@@ -9,7 +9,6 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData as TargetMaterialization,
 )
 from dagster._core.definitions.selector import JobSubsetSelector
-from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecord,
     AssetCheckExecutionRecordStatus,
@@ -21,17 +20,12 @@ from dagster._utils.error import SerializableErrorInfo
 #: The Dagster release these names were checked against.
 DAGSTER_VERSION = "1.13.27"
 
-#: Check executions that have a result (not merely planned).
-FINISHED_CHECK_STATUSES = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
-
 #: What each name is used for: re-check these uses when DAGSTER_VERSION changes.
 USES = {
     "TargetMaterialization": "defs/checks.py: per-partition check evaluations name the materialization they "
     "checked (AssetCheckEvaluation(target_materialization_data=...))",
-    "PartitionKeyFilter": "defs/assets/models.py: a symbol's latest gate executions "
-    "(event_log_storage.get_asset_check_execution_history(partition_filter=...))",
     "AssetCheckExecutionRecord": "defs/sensors.py: a failed check execution turned into an alert",
-    "AssetCheckExecutionRecordStatus": "defs/sensors.py and models.py: filter check executions by status",
+    "AssetCheckExecutionRecordStatus": "defs/sensors.py: filter check executions by status",
     "SerializableErrorInfo": "defs/sensors.py: the type of a failed run's error (root cause of an alert)",
     "JobSubsetSelector": "demo/runs.py: select the assets of a run launched through the code location",
     "WorkspaceProcessContext": "demo/runs.py: load workspace.yaml's code location as the webserver does",
@@ -40,12 +34,10 @@ USES = {
 
 __all__ = [
     "DAGSTER_VERSION",
-    "FINISHED_CHECK_STATUSES",
     "USES",
     "AssetCheckExecutionRecord",
     "AssetCheckExecutionRecordStatus",
     "JobSubsetSelector",
-    "PartitionKeyFilter",
     "SerializableErrorInfo",
     "TargetMaterialization",
     "WorkspaceFileTarget",

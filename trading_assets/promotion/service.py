@@ -202,3 +202,25 @@ def _alias(version: str, stack: ServiceStack | None, passed: bool) -> str:
             return "previous"
         return "rolled back" if position > stack.position else "retired"
     return "challenger" if passed else "failed gates"
+
+
+def latest_trained(models_dir: Path, model_type: str, symbol: str) -> dict[str, Any] | None:
+    """The newest trained artifact's manifest of (model_type, symbol), None when none was trained (or it is
+    refused: an edited or unsigned manifest is no evidence)."""
+    trained = trained_versions(models_dir, model_type, symbol)
+    if not trained:
+        return None
+    try:
+        return read_manifest(trained[-1])
+    except ModelArtifactError:
+        return None
+
+
+def exclusion_reason(models_dir: Path, model_type: str, symbol: str) -> str:
+    """Why (model_type, symbol) is not in service, from its newest trained manifest: its failed blocking
+    gates (`accuracy_gate FAILED: measured ..., threshold ...`), or 'not promoted' / 'not trained'."""
+    manifest = latest_trained(models_dir, model_type, symbol)
+    if manifest is None:
+        return "not trained"
+    failed = blocking_failures(recorded_gates(manifest))
+    return "excluded: " + "; ".join(gate.describe() for gate in failed) if failed else "not promoted"

@@ -13,7 +13,7 @@ PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 def test_every_private_name_imports_and_has_its_use_listed() -> None:
     module = importlib.reload(dagster_private)
-    names = set(module.__all__) - {"DAGSTER_VERSION", "FINISHED_CHECK_STATUSES", "USES"}
+    names = set(module.__all__) - {"DAGSTER_VERSION", "USES"}
     assert names == set(module.USES)
     assert all(getattr(module, name) is not None for name in names)
 

@@ -1,36 +1,37 @@
-"""The ensemble's model comparison says why a model type is left out: its failed blocking gates."""
+"""The ensemble's model comparison says why a model type is left out: its failed blocking gates, read from the
+newest trained artifact's manifest (not from the event log)."""
 
-import dagster as dg
+from pathlib import Path
 
-from trading_assets.defs.assets.ensemble import _exclusion_reason
-from trading_assets.defs.checks import TargetMaterialization
+import pytest
 
-
-def record(instance: dg.DagsterInstance, model_type: str, gates: dict[str, bool]) -> None:
-    asset = dg.AssetKey(f"{model_type}_model")
-    instance.report_runless_asset_event(dg.AssetMaterialization(asset, partition="BTC-USD"))
-    latest = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=asset, asset_partitions=["BTC-USD"]), limit=1
-    ).records[0]
-    target = TargetMaterialization(
-        storage_id=latest.storage_id, run_id=latest.run_id, timestamp=latest.timestamp
-    )
-    for name, passed in gates.items():
-        instance.report_runless_asset_event(
-            dg.AssetCheckEvaluation(
-                asset_key=asset, check_name=name, passed=passed, partition="BTC-USD",
-                severity=dg.AssetCheckSeverity.ERROR, blocking=True, target_materialization_data=target,
-                description=f"{name} {'passed' if passed else 'FAILED'}: measured 0.5100, threshold 0.6800",
-            )
-        )  # fmt: skip
+from trading_assets.promotion.service import exclusion_reason
+from trading_assets_tests.promotion.conftest import copy_artifact
 
 
-def test_the_reason_names_the_failed_gate_with_measured_and_threshold(dagster_instance) -> None:
-    record(dagster_instance, "lstm", {"accuracy_gate": False, "calibration_gate": True})
-    record(dagster_instance, "logistic", {"accuracy_gate": True, "calibration_gate": True})
-    assert _exclusion_reason(dagster_instance, "lstm", "BTC-USD") == (
-        "excluded: accuracy_gate FAILED: measured 0.5100, threshold 0.6800"
-    )
-    assert _exclusion_reason(dagster_instance, "logistic", "BTC-USD") == "not promoted"
-    assert _exclusion_reason(dagster_instance, "transformer", "BTC-USD") == "not trained"
-    assert _exclusion_reason(dagster_instance, "lstm", "ETH-USD") == "not trained"
+@pytest.fixture
+def models_dir(trained_pair, tmp_path: Path) -> Path:
+    """In the training layout: BTC-USD's logistic model passing, then a newer one failing; ETH-USD's passing."""
+    good, noise = trained_pair
+    models_dir = tmp_path / "models"
+    copy_artifact(good, models_dir / "logistic" / "BTC-USD" / "20240101T000000000000Z")
+    copy_artifact(noise, models_dir / "logistic" / "BTC-USD" / "20240102T000000000000Z")
+    copy_artifact(good, models_dir / "logistic" / "ETH-USD" / "20240101T000000000000Z", symbol="ETH-USD")
+    return models_dir
+
+
+@pytest.fixture(scope="module")
+def trained_pair(tmp_path_factory) -> tuple[Path, Path]:
+    from trading_assets_tests.promotion.conftest import train
+
+    directory = tmp_path_factory.mktemp("trained")
+    return train("logistic", 0.4, directory).artifact_dir, train("logistic", 0.0, directory).artifact_dir
+
+
+def test_the_reason_names_the_failed_gate_with_measured_and_threshold(models_dir: Path) -> None:
+    reason = exclusion_reason(models_dir, "logistic", "BTC-USD")  # the newest trained decides
+    assert reason.startswith("excluded: accuracy_gate FAILED: measured 0.")
+    assert "(needs >= 0.6800)" in reason
+    assert exclusion_reason(models_dir, "logistic", "ETH-USD") == "not promoted"
+    assert exclusion_reason(models_dir, "transformer", "BTC-USD") == "not trained"
+    assert exclusion_reason(models_dir, "lstm", "SOL-USD") == "not trained"

@@ -5,15 +5,14 @@ from pathlib import Path
 import dagster as dg
 
 from trading_assets.defs.automation import ENSEMBLE_FOLLOWS_PROMOTIONS
-from trading_assets.defs.dagster_private import FINISHED_CHECK_STATUSES, PartitionKeyFilter
 from trading_assets.defs.metadata import ASSET_OWNERS, markdown_records
 from trading_assets.defs.partitions import Partitions
 from trading_assets.defs.resources import ModelStoreResource
 from trading_assets.defs.run_guard import guard_step
-from trading_assets.ml.gates import GATES
 from trading_assets.ml.model_types import CATALOGUE, DEFAULT_WEIGHTS, UnknownModelType, canonical_weights
 from trading_assets.promotion.ensemble import EnsembleSpec, NoPromotedMembers, build_ensemble
 from trading_assets.promotion.registry import current
+from trading_assets.promotion.service import exclusion_reason, latest_trained
 
 
 class EnsembleConfig(dg.Config):
@@ -54,9 +53,7 @@ def _ensemble(
         spec = build_ensemble(models_dir, symbol, weights)
     except NoPromotedMembers as error:
         raise dg.Failure(description=str(error)) from error
-    comparison = [
-        _comparison_row(context.instance, models_dir, symbol, model_type, spec) for model_type in CATALOGUE
-    ]
+    comparison = [_comparison_row(models_dir, symbol, model_type, spec) for model_type in CATALOGUE]
     return dg.MaterializeResult(
         metadata={
             "model_comparison": markdown_records(comparison),
@@ -72,67 +69,21 @@ def _ensemble(
     )
 
 
-def _comparison_row(
-    instance: dg.DagsterInstance, models_dir: Path, symbol: str, model_type: str, spec: EnsembleSpec
-) -> dict[str, object]:
+def _comparison_row(models_dir: Path, symbol: str, model_type: str, spec: EnsembleSpec) -> dict[str, object]:
     """One model type of `symbol`: the promoted version and its weight and test figures, or, for a type left
-    out, the figures of its latest trained model and why it is out (its failed blocking gates, if any)."""
+    out, the figures of its newest trained model and why it is out (its failed blocking gates, if any), both
+    from the artifacts' manifests."""
     weights = {member.model_type: member.weight for member in spec.members}
     promoted = current(models_dir, model_type, symbol) if model_type in weights else None
-    if promoted is not None:
-        metrics, backtest = (
-            promoted.manifest["metrics"]["calibrated"],
-            promoted.manifest["metrics"]["backtest"],
-        )
-        figures = (metrics["accuracy"], metrics["ece"], backtest["return"])
-        version, status = promoted.version, "member"
-    else:
-        figures = _latest_model_figures(instance, model_type, symbol)
-        version, status = None, _exclusion_reason(instance, model_type, symbol)
-    accuracy, ece, after_fee_return = figures
+    manifest = promoted.manifest if promoted is not None else latest_trained(models_dir, model_type, symbol)
+    metrics = manifest["metrics"] if manifest else {}
+    calibrated, backtest = metrics.get("calibrated", {}), metrics.get("backtest", {})
     return {
         "model": model_type,
-        "promoted version": version,
+        "promoted version": promoted.version if promoted else None,
         "weight": weights.get(model_type),
-        "accuracy": accuracy,
-        "ECE": ece,
-        "after-fee return": after_fee_return,
-        "status": status,
+        "accuracy": calibrated.get("accuracy"),
+        "ECE": calibrated.get("ece"),
+        "after-fee return": backtest.get("return"),
+        "status": "member" if promoted else exclusion_reason(models_dir, model_type, symbol),
     }
-
-
-def _latest_model_figures(
-    instance: dg.DagsterInstance, model_type: str, symbol: str
-) -> tuple[float | None, float | None, float | None]:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(f"{model_type}_model"), asset_partitions=[symbol]),
-        limit=1,
-    ).records
-    metadata = records[0].asset_materialization.metadata if records else {}
-    return tuple(  # type: ignore[return-value]
-        metadata[name].value if name in metadata else None
-        for name in ("test_accuracy", "test_ece", "backtest_return")
-    )
-
-
-def _exclusion_reason(instance: dg.DagsterInstance, model_type: str, symbol: str) -> str:
-    """The latest model's failed blocking gates (`accuracy_gate FAILED: measured ..., threshold ...`), or
-    'not trained' / 'not promoted'."""
-    asset = dg.AssetKey(f"{model_type}_model")
-    failed, evaluated = [], False
-    for gate in GATES:  # every gate is a blocking check
-        records = instance.event_log_storage.get_asset_check_execution_history(
-            dg.AssetCheckKey(asset, gate),
-            limit=1,
-            status=FINISHED_CHECK_STATUSES,
-            partition_filter=PartitionKeyFilter(key=symbol),
-        )
-        evaluation = (
-            records[0].event.dagster_event.event_specific_data if records and records[0].event else None
-        )
-        evaluated = evaluated or evaluation is not None
-        if evaluation is not None and not evaluation.passed:
-            failed.append(evaluation.description or f"{gate} failed")
-    if failed:
-        return "excluded: " + "; ".join(failed)
-    return "not promoted" if evaluated else "not trained"
