@@ -108,7 +108,21 @@ def _probability(text: str) -> float:
 def _parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="trading-assets", description=__doc__, formatter_class=_HelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+    for add_command in (
+        _add_demo_command,
+        _add_train_command,
+        _add_evaluate_command,
+        _add_promote_command,
+        _add_runtime_command,
+        _add_bench_command,
+        _add_settings_command,
+    ):
+        add_command(commands)
+    return parser
 
+
+def _add_demo_command(commands: argparse._SubParsersAction) -> None:
+    """`demo`: the offline demo pipeline."""
     demo = _command(commands, "demo", "run the offline demo pipeline into the project's Dagster instance")
     demo.add_argument(
         "--days", type=POSITIVE_INT, default=14, help="most recent complete UTC days to materialize"
@@ -126,6 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_run_demo)
 
+
+def _add_train_command(commands: argparse._SubParsersAction) -> None:
+    """`train`: one model from the feature store."""
     train = _command(commands, "train", "train one model from the feature store (outside Dagster)")
     train.add_argument("--symbol", required=True, help="a configured symbol (TA_SYMBOLS), e.g. BTC-USD")
     train.add_argument(
@@ -144,6 +161,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="random seed (sampling, init)")
     train.set_defaults(handler=_run_train)
 
+
+def _add_evaluate_command(commands: argparse._SubParsersAction) -> None:
+    """`evaluate`: verify an artifact and check its gates."""
     evaluate = _command(commands, "evaluate", "verify a model artifact and check its gates")
     evaluate.add_argument(
         "--model", required=True, help="artifact directory models/<type>/<symbol>/<version>"
@@ -165,6 +185,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--promote", action="store_true", help="promote it when every blocking gate passes")
     evaluate.set_defaults(handler=_run_evaluate)
 
+
+def _add_promote_command(commands: argparse._SubParsersAction) -> None:
+    """`promote`: change the model in service (a Dagster run)."""
     promote = commands.add_parser(
         "promote",
         help="change the model in service: promote a trained version, roll back/forward, pin (a Dagster run)",
@@ -187,6 +210,9 @@ def _parser() -> argparse.ArgumentParser:
     promote.add_argument("--reason", default="", help="why (recorded with the change)")
     promote.set_defaults(handler=_run_promote)
 
+
+def _add_runtime_command(commands: argparse._SubParsersAction) -> None:
+    """`runtime`: the dry-run scoring loop."""
     runtime = _command(commands, "runtime", "score fresh candles with the promoted ensemble (no orders)")
     runtime.add_argument("--mode", default="dryrun", help="only dryrun exists; live is refused")
     runtime.add_argument("--iterations", type=POSITIVE_INT, default=5, help="scoring rounds to run")
@@ -204,18 +230,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     runtime.set_defaults(handler=_run_runtime)
 
+
+def _add_bench_command(commands: argparse._SubParsersAction) -> None:
+    """`bench`: the benchmarks."""
     bench = _command(commands, "bench", f"benchmarks that print JSON: {', '.join(BENCHMARKS)}")
     bench.add_argument("benchmark", choices=BENCHMARKS, help="which benchmark")
     bench.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options (see --help)")
     bench.set_defaults(handler=_run_bench)
 
+
+def _add_settings_command(commands: argparse._SubParsersAction) -> None:
+    """`settings`: the settings table."""
     settings_command = _command(
         commands,
         "settings",
         "print every TA_* setting with its default and meaning (docs/settings.md's table)",
     )
     settings_command.set_defaults(handler=_run_settings)
-    return parser
 
 
 def _command(commands: argparse._SubParsersAction, name: str, summary: str) -> argparse.ArgumentParser:

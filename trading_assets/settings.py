@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -222,29 +222,11 @@ def load_settings() -> Settings:
     (one line naming the variable) for a value out of range or of the wrong kind."""
     default = Settings()
     data_dir = Path(_env("TA_DATA_DIR", str(default.data_dir))).resolve()
-    source = _env("TA_SOURCE", default.source)
-    if source not in SOURCES:
-        raise SettingsError(f"TA_SOURCE={source!r}: expected one of {', '.join(SOURCES)}")
-    symbols = tuple(s.strip() for s in _env("TA_SYMBOLS", ",".join(default.symbols)).split(",") if s.strip())
-    if not symbols:
-        raise SettingsError("TA_SYMBOLS is empty: name at least one symbol, e.g. BTC-USD")
-    files_dir = _env("TA_FILES_DIR", "")
-    executor = _env("TA_EXECUTOR", default.executor)
-    if executor not in EXECUTORS:
-        raise SettingsError(f"TA_EXECUTOR={executor!r}: expected one of {', '.join(EXECUTORS)}")
-    store = _env("TA_STORE", default.store)
-    if store not in STORES:
-        raise SettingsError(f"TA_STORE={store!r}: expected one of {', '.join(STORES)}")
-    lake_catalog, lake_data_path = _env(LAKE_CATALOG_ENV, ""), _env("TA_LAKE_DATA_PATH", "")
-    if store == "ducklake" and not (lake_catalog and lake_data_path):
-        missing = [
-            name
-            for name, value in (("TA_LAKE_CATALOG", lake_catalog), ("TA_LAKE_DATA_PATH", lake_data_path))
-            if not value
-        ]
-        raise SettingsError(
-            f"TA_STORE=ducklake needs {' and '.join(missing)}: the lake's catalog DSN and data path"
-        )
+    source = _env_choice("TA_SOURCE", default.source, SOURCES)
+    symbols = _env_symbols(default.symbols)
+    executor = _env_choice("TA_EXECUTOR", default.executor, EXECUTORS)
+    store = _env_choice("TA_STORE", default.store, STORES)
+    lake_catalog, lake_data_path = _env_lake(store)
     return Settings(
         symbols=symbols,
         history_start=_env_date("TA_HISTORY_START", default.history_start, EARLIEST_HISTORY_START),
@@ -255,36 +237,89 @@ def load_settings() -> Settings:
         lake_catalog=lake_catalog or None,
         lake_data_path=Path(lake_data_path).resolve() if lake_data_path else None,
         source=source,
-        synthetic_seed=_env_int("TA_SYNTHETIC_SEED", default.synthetic_seed),
-        synthetic_predictability=_env_float(
-            "TA_SYNTHETIC_PREDICTABILITY", default.synthetic_predictability, 0.0, 0.95
-        ),
-        synthetic_predictability_by_symbol=_env("TA_SYNTHETIC_PREDICTABILITY_BY_SYMBOL", "") or None,
-        ccxt_exchange=_env("TA_CCXT_EXCHANGE", default.ccxt_exchange),
-        ccxt_api_url=_env_url(CCXT_API_URL_ENV),
-        ccxt_timeout_ms=_env_int("TA_CCXT_TIMEOUT_MS", default.ccxt_timeout_ms, minimum=1),
-        ccxt_max_retries=_env_int("TA_CCXT_MAX_RETRIES", default.ccxt_max_retries, minimum=0),
-        **{name: _env(variable, "") or None for name, variable in CCXT_CREDENTIAL_ENV.items()},
-        files_dir=Path(files_dir).resolve() if files_dir else None,
-        files_timezone=_env("TA_FILES_TIMEZONE", "") or None,
-        max_invalid_share=_env_float("TA_MAX_INVALID_SHARE", default.max_invalid_share, 0.0, 1.0),
-        min_coverage=_env_float("TA_MIN_COVERAGE", default.min_coverage, 0.0, 1.0),
-        freshness_hours=_env_float(
-            "TA_FRESHNESS_HOURS", default.freshness_hours, 0.0, 24.0 * 366, low_open=True
-        ),
+        **_env_source_options(default),
+        **_env_partition_checks(default),
         policy=read_record(PromotionPolicy),
         costs=read_record(CostPolicy),
         alert_webhook_url=_env_url("TA_ALERT_WEBHOOK_URL"),
         executor=executor,
         dask_scheduler=_env("TA_DASK_SCHEDULER", "") or None,
         retrain_cron=_env("TA_RETRAIN_CRON", default.retrain_cron),
-        train_epochs=_env_int("TA_TRAIN_EPOCHS", default.train_epochs, minimum=1),
-        train_samples_per_epoch=_env_int(
-            "TA_TRAIN_SAMPLES_PER_EPOCH", default.train_samples_per_epoch, minimum=1
-        ),
-        concurrent_trainings=_env_int("TA_CONCURRENT_TRAININGS", default.concurrent_trainings, minimum=1),
+        **_env_training(default),
         dagster_home=Path(_env("DAGSTER_HOME", str(default.dagster_home))),
     )
+
+
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of `choices`."""
+    value = _env(name, default)
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r}: expected one of {', '.join(choices)}")
+    return value
+
+
+def _env_symbols(default: tuple[str, ...]) -> tuple[str, ...]:
+    """TA_SYMBOLS: at least one symbol, comma-separated."""
+    symbols = tuple(s.strip() for s in _env("TA_SYMBOLS", ",".join(default)).split(",") if s.strip())
+    if not symbols:
+        raise SettingsError("TA_SYMBOLS is empty: name at least one symbol, e.g. BTC-USD")
+    return symbols
+
+
+def _env_lake(store: str) -> tuple[str, str]:
+    """The lake's catalog DSN and data path ("" when unset); both are needed when `store` is "ducklake"."""
+    lake_catalog, lake_data_path = _env(LAKE_CATALOG_ENV, ""), _env("TA_LAKE_DATA_PATH", "")
+    if store == "ducklake" and not (lake_catalog and lake_data_path):
+        missing = [
+            name
+            for name, value in (("TA_LAKE_CATALOG", lake_catalog), ("TA_LAKE_DATA_PATH", lake_data_path))
+            if not value
+        ]
+        raise SettingsError(
+            f"TA_STORE=ducklake needs {' and '.join(missing)}: the lake's catalog DSN and data path"
+        )
+    return lake_catalog, lake_data_path
+
+
+def _env_source_options(default: Settings) -> dict[str, Any]:
+    """The market data source's settings: synthetic market, ccxt exchange and credentials, candle files."""
+    files_dir = _env("TA_FILES_DIR", "")
+    return {
+        "synthetic_seed": _env_int("TA_SYNTHETIC_SEED", default.synthetic_seed),
+        "synthetic_predictability": _env_float(
+            "TA_SYNTHETIC_PREDICTABILITY", default.synthetic_predictability, 0.0, 0.95
+        ),
+        "synthetic_predictability_by_symbol": _env("TA_SYNTHETIC_PREDICTABILITY_BY_SYMBOL", "") or None,
+        "ccxt_exchange": _env("TA_CCXT_EXCHANGE", default.ccxt_exchange),
+        "ccxt_api_url": _env_url(CCXT_API_URL_ENV),
+        "ccxt_timeout_ms": _env_int("TA_CCXT_TIMEOUT_MS", default.ccxt_timeout_ms, minimum=1),
+        "ccxt_max_retries": _env_int("TA_CCXT_MAX_RETRIES", default.ccxt_max_retries, minimum=0),
+        **{name: _env(variable, "") or None for name, variable in CCXT_CREDENTIAL_ENV.items()},
+        "files_dir": Path(files_dir).resolve() if files_dir else None,
+        "files_timezone": _env("TA_FILES_TIMEZONE", "") or None,
+    }
+
+
+def _env_partition_checks(default: Settings) -> dict[str, float]:
+    """The thresholds of the data checks: invalid rows, coverage, freshness."""
+    return {
+        "max_invalid_share": _env_float("TA_MAX_INVALID_SHARE", default.max_invalid_share, 0.0, 1.0),
+        "min_coverage": _env_float("TA_MIN_COVERAGE", default.min_coverage, 0.0, 1.0),
+        "freshness_hours": _env_float(
+            "TA_FRESHNESS_HOURS", default.freshness_hours, 0.0, 24.0 * 366, low_open=True
+        ),
+    }
+
+
+def _env_training(default: Settings) -> dict[str, int]:
+    """The training defaults: epochs, windows per epoch, trainings sharing the machine."""
+    return {
+        "train_epochs": _env_int("TA_TRAIN_EPOCHS", default.train_epochs, minimum=1),
+        "train_samples_per_epoch": _env_int(
+            "TA_TRAIN_SAMPLES_PER_EPOCH", default.train_samples_per_epoch, minimum=1
+        ),
+        "concurrent_trainings": _env_int("TA_CONCURRENT_TRAININGS", default.concurrent_trainings, minimum=1),
+    }
 
 
 def env_name(field_name: str) -> str:

@@ -19,10 +19,14 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from trading_assets.ml.model_types import MODEL_TYPES
 from trading_assets.settings import PROJECT_ROOT, Settings, export_dagster_home
+
+if TYPE_CHECKING:
+    from trading_assets.demo.report import DemoConsole, SymbolSummary
+    from trading_assets.demo.runs import CodeLocationRuns
 
 #: Exit codes: every stage ran (whatever the gates decided) / a stage errored / bad arguments.
 EXIT_OK, EXIT_STAGE_ERROR, EXIT_BAD_ARGUMENTS = 0, 1, 2
@@ -106,7 +110,7 @@ def run_demo(
 
 
 def _run_stages(
-    console,
+    console: DemoConsole,
     settings: Settings,
     days: int,
     epochs: int,
@@ -114,12 +118,11 @@ def _run_stages(
     sleep_seconds: float,
     end_day: date | None,
 ) -> int:
+    """Data, then per symbol models and ensemble, as Dagster runs; the dry-run; the summary tables. The exit
+    code: EXIT_STAGE_ERROR when a stage or the dry-run errored."""
     import dagster as dg
 
-    from trading_assets.defs.partitions import partition_range_tags
-    from trading_assets.demo.report import symbol_summary
     from trading_assets.demo.runs import CodeLocationRuns
-    from trading_assets.promotion.registry import current
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     first, last = demo_days(days, end_day)
@@ -130,36 +133,15 @@ def _run_stages(
     )
     instance = dg.DagsterInstance.get()
     with CodeLocationRuns(instance, PROJECT_ROOT / "workspace.yaml") as runs:
-        # Candles of one extra day first, so the first day's features have their full lookback.
-        data_range = {
-            "raw_candles": partition_range_tags(first - timedelta(days=1), last, settings.symbols),
-            "features": partition_range_tags(first, last, settings.symbols),
-        }
-        for asset, tags in data_range.items():
-            stage = console.stage(asset, runs, [asset], tags=tags)
-            if stage.errors:
-                return EXIT_STAGE_ERROR
+        if not _run_data_stages(console, runs, settings, first, last):
+            return EXIT_STAGE_ERROR
         model_config = {"epochs": epochs, "samples_per_epoch": 3000, "train_start": first.isoformat()}
-        model_assets = [f"{t}_model" for t in MODEL_TYPES] + [f"promoted_{t}_model" for t in MODEL_TYPES]
         errored = False
         summaries = []
         for symbol in settings.symbols:
-            models = console.stage(
-                f"models + gates + promotion {symbol}",
-                runs,
-                model_assets,
-                tags={"dagster/partition": symbol},
-                run_config={"ops": {asset: {"config": model_config} for asset in model_assets}},
-            )
-            ensemble = None
-            if any(current(settings.models_dir, t, symbol) for t in MODEL_TYPES):
-                ensemble = console.stage(
-                    f"ensemble {symbol}", runs, ["ensemble"], tags={"dagster/partition": symbol}
-                )
-            else:
-                console.line(f"- ensemble {symbol}: skipped, no model of {symbol} is promoted")
-            errored = errored or bool(models.errors) or bool(ensemble and ensemble.errors)
-            summaries.append(symbol_summary(symbol, MODEL_TYPES, models, settings.models_dir))
+            summary, symbol_errored = _run_symbol_stages(console, runs, settings, symbol, model_config)
+            errored = errored or symbol_errored
+            summaries.append(summary)
     dry_run_ok = _dry_run(console, settings, last, iterations, sleep_seconds)
     console.line(
         f"Signals: `signals` table of {settings.store_location}. UI: DAGSTER_HOME={settings.dagster_home} "
@@ -169,6 +151,49 @@ def _run_stages(
     for summary in summaries:
         console.summary_table(summary)
     return EXIT_STAGE_ERROR if errored or not dry_run_ok else EXIT_OK
+
+
+def _run_data_stages(
+    console: DemoConsole, runs: CodeLocationRuns, settings: Settings, first: date, last: date
+) -> bool:
+    """Candles, then features, of every symbol from `first` to `last`; False when a stage errored. Candles
+    of one extra day first, so the first day's features have their full lookback."""
+    from trading_assets.defs.partitions import partition_range_tags
+
+    data_range = {
+        "raw_candles": partition_range_tags(first - timedelta(days=1), last, settings.symbols),
+        "features": partition_range_tags(first, last, settings.symbols),
+    }
+    for asset, tags in data_range.items():
+        stage = console.stage(asset, runs, [asset], tags=tags)
+        if stage.errors:
+            return False
+    return True
+
+
+def _run_symbol_stages(
+    console: DemoConsole, runs: CodeLocationRuns, settings: Settings, symbol: str, model_config: dict
+) -> tuple[SymbolSummary, bool]:
+    """The models, gates and promotion of `symbol`, then its ensemble when a model is promoted: (the
+    symbol's summary table, whether a stage errored)."""
+    from trading_assets.demo.report import symbol_summary
+    from trading_assets.promotion.registry import current
+
+    model_assets = [f"{t}_model" for t in MODEL_TYPES] + [f"promoted_{t}_model" for t in MODEL_TYPES]
+    models = console.stage(
+        f"models + gates + promotion {symbol}",
+        runs,
+        model_assets,
+        tags={"dagster/partition": symbol},
+        run_config={"ops": {asset: {"config": model_config} for asset in model_assets}},
+    )
+    ensemble = None
+    if any(current(settings.models_dir, t, symbol) for t in MODEL_TYPES):
+        ensemble = console.stage(f"ensemble {symbol}", runs, ["ensemble"], tags={"dagster/partition": symbol})
+    else:
+        console.line(f"- ensemble {symbol}: skipped, no model of {symbol} is promoted")
+    errored = bool(models.errors) or bool(ensemble and ensemble.errors)
+    return symbol_summary(symbol, MODEL_TYPES, models, settings.models_dir), errored
 
 
 def _history_from_the_first_stored_day(settings: Settings, first: date) -> Settings:

@@ -153,6 +153,49 @@ def signal_backtest(
     curves also carry the `times` of their points (`_curve_times`)."""
     probs = np.asarray(probs, dtype=np.float64)
     returns = np.asarray(period_returns, dtype=np.float64)
+    periods_per_day = _checked_periods_per_day(probs, returns, horizon, periods_per_day, period_starts)
+    trades = _trade_signal(probs, returns, costs, policy, periods_per_day)
+    constants, units = _constant_positions(returns, costs, periods_per_day)
+    against = _excess_over_constants(trades.net, constants, confidence)
+    best = min(against, key=lambda name: against[name]["excess_lower_bound"])  # ties: flat, long, short
+    equity, hold_equity = _equity(trades.net), _equity(constants["long"])
+    periods = len(returns)
+    return {
+        "horizon": int(horizon),
+        "periods": periods,
+        "days": periods / periods_per_day,
+        "confidence": confidence,
+        "batches": batch_layout(periods, 1)[0],
+        "costs": costs.to_dict(),
+        "policy": asdict(policy),
+        "return": float(equity[-1] - 1.0),
+        "buy_and_hold_return": float(hold_equity[-1] - 1.0),
+        "constants": against,
+        "best_constant": best,
+        "excess_return": against[best]["excess_return"],
+        "excess_lower_bound": against[best]["excess_lower_bound"],
+        "break_even_fee_bps": _break_even_fee(
+            {name: value["excess_return"] for name, value in against.items()},
+            units,
+            float(trades.changes.sum()),
+            costs,
+        ),
+        **_trading_figures(trades, returns),
+        "max_drawdown": _max_drawdown(equity),
+        "buy_and_hold_max_drawdown": _max_drawdown(hold_equity),
+        **_sharpe_figures(trades.net, constants["long"], periods / periods_per_day, periods_per_day),
+        "equity_curve": _equity_curves(equity, hold_equity, periods_per_day, horizon, period_starts),
+    }
+
+
+def _checked_periods_per_day(
+    probs: np.ndarray,
+    returns: np.ndarray,
+    horizon: int,
+    periods_per_day: float | None,
+    period_starts: np.ndarray | None,
+) -> float:
+    """`periods_per_day` (default 1440 / horizon) once the inputs are checked; ValueError saying what is wrong."""
     if probs.shape != returns.shape or probs.ndim != 1:
         raise ValueError(
             f"probs and period_returns must be 1-d and equally long, got {probs.shape}, {returns.shape}"
@@ -168,82 +211,124 @@ def signal_backtest(
         raise ValueError(f"periods_per_day must be positive, got {periods_per_day}")
     if period_starts is not None and len(period_starts) != len(returns):
         raise ValueError(f"period_starts must hold one minute per period, got {len(period_starts)}")
-    periods = len(returns)
-    side = costs.per_side_bps() / _BPS
-    borrow = costs.borrow_bps_per_day / _BPS / periods_per_day
+    return periods_per_day
 
+
+@dataclass(frozen=True)
+class _Trades:
+    """The signal traded period by period: its position, the units of position changed, what trading and
+    borrowing cost, and the net return of each period."""
+
+    position: np.ndarray
+    changes: np.ndarray
+    trading_cost: np.ndarray
+    borrow_cost: np.ndarray
+    net: np.ndarray
+
+
+def _side_cost(costs: TradingCosts) -> float:
+    """Cost of one unit of position change, as a fraction of the notional."""
+    return costs.per_side_bps() / _BPS
+
+
+def _borrow_per_period(costs: TradingCosts, periods_per_day: float) -> float:
+    """Borrow of one period short, as a fraction of the notional."""
+    return costs.borrow_bps_per_day / _BPS / periods_per_day
+
+
+def _trade_signal(
+    probs: np.ndarray, returns: np.ndarray, costs: TradingCosts, policy: SignalPolicy, periods_per_day: float
+) -> _Trades:
+    """The positions `policy` calls from `probs` and their net returns after trading and borrow costs."""
     position = policy.positions(probs, costs.allow_short)
     changes = np.abs(np.diff(position, prepend=0.0))
-    trading_cost = side * changes
-    borrow_cost = borrow * np.maximum(-position, 0.0)
+    trading_cost = _side_cost(costs) * changes
+    borrow_cost = _borrow_per_period(costs, periods_per_day) * np.maximum(-position, 0.0)
     net = position * returns - trading_cost - borrow_cost
+    return _Trades(position, changes, trading_cost, borrow_cost, net)
 
-    entry = np.zeros(periods)
-    entry[0] = side
-    constants = {"flat": np.zeros(periods), "long": returns - entry}
+
+def _constant_positions(
+    returns: np.ndarray, costs: TradingCosts, periods_per_day: float
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """The net returns of each constant the strategy is judged against (flat, long and, when shorting is
+    allowed, short; one entry paid in the first period) and the units each trades."""
+    entry = np.zeros(len(returns))
+    entry[0] = _side_cost(costs)
+    constants = {"flat": np.zeros(len(returns)), "long": returns - entry}
     units = {"flat": 0.0, "long": 1.0}
     if costs.allow_short:
-        constants["short"] = -returns - entry - borrow
+        constants["short"] = -returns - entry - _borrow_per_period(costs, periods_per_day)
         units["short"] = 1.0
+    return constants, units
+
+
+def _excess_over_constants(
+    net: np.ndarray, constants: dict[str, np.ndarray], confidence: float
+) -> dict[str, dict[str, float]]:
+    """Each constant's own return and the strategy's excess over it, with its lower confidence bound."""
     against: dict[str, dict[str, float]] = {}
     for name, constant in constants.items():
         difference = net - constant
         against[name] = {
             "return": float(np.prod(1.0 + constant) - 1.0),
             "excess_return": float(difference.sum()),
-            "excess_lower_bound": float(mean_lower_bound(difference, 1, confidence) * periods),
+            "excess_lower_bound": float(mean_lower_bound(difference, 1, confidence) * len(net)),
         }
-    best = min(against, key=lambda name: against[name]["excess_lower_bound"])  # ties: flat, long, short
+    return against
 
-    equity = np.concatenate([[1.0], np.cumprod(1.0 + net)])
-    hold_equity = np.concatenate([[1.0], np.cumprod(1.0 + constants["long"])])
-    minutes_per_period = MINUTES_PER_DAY / periods_per_day
-    shown = _thin_index(periods + 1)
-    days = periods / periods_per_day
-    periods_per_year = periods_per_day * DAYS_PER_YEAR
-    long_enough = days >= MIN_SHARPE_DAYS
+
+def _equity(net: np.ndarray) -> np.ndarray:
+    """The equity curve of per-period net returns, starting at 1."""
+    return np.concatenate([[1.0], np.cumprod(1.0 + net)])
+
+
+def _trading_figures(trades: _Trades, returns: np.ndarray) -> dict[str, Any]:
+    """What the strategy paid and how it traded: costs, trades, turnover, time in market, hit rate."""
+    position, changes = trades.position, trades.changes
     moved = (returns != 0) & (position != 0)
-    traded = float(changes.sum())
-    batches, batch_length = batch_layout(periods, 1)
     return {
-        "horizon": int(horizon),
-        "periods": periods,
-        "days": days,
-        "confidence": confidence,
-        "batches": batches,
-        "costs": costs.to_dict(),
-        "policy": asdict(policy),
-        "return": float(equity[-1] - 1.0),
-        "buy_and_hold_return": float(hold_equity[-1] - 1.0),
-        "constants": against,
-        "best_constant": best,
-        "excess_return": against[best]["excess_return"],
-        "excess_lower_bound": against[best]["excess_lower_bound"],
-        "break_even_fee_bps": _break_even_fee(
-            {name: value["excess_return"] for name, value in against.items()}, units, traded, costs
-        ),
-        "cost_paid": {"trading": float(trading_cost.sum()), "borrow": float(borrow_cost.sum())},
+        "cost_paid": {"trading": float(trades.trading_cost.sum()), "borrow": float(trades.borrow_cost.sum())},
         "trades": int(np.count_nonzero(changes)),
         "turnover": float(changes.mean()),
         "time_in_market": float(np.mean(position != 0)),
         "time_short": float(np.mean(position < 0)),
         "hit_rate": float(np.mean(position[moved] * returns[moved] > 0)) if moved.any() else None,
-        "max_drawdown": _max_drawdown(equity),
-        "buy_and_hold_max_drawdown": _max_drawdown(hold_equity),
+    }
+
+
+def _sharpe_figures(net: np.ndarray, hold: np.ndarray, days: float, periods_per_day: float) -> dict[str, Any]:
+    """The annualised Sharpe ratios of the strategy and of buy-and-hold, when the evaluation spans at least
+    `MIN_SHARPE_DAYS`; the note says which."""
+    periods_per_year = periods_per_day * DAYS_PER_YEAR
+    long_enough = days >= MIN_SHARPE_DAYS
+    return {
         "sharpe": _sharpe(net, periods_per_year) if long_enough else None,
-        "buy_and_hold_sharpe": _sharpe(constants["long"], periods_per_year) if long_enough else None,
+        "buy_and_hold_sharpe": _sharpe(hold, periods_per_year) if long_enough else None,
         "sharpe_note": (
             f"annualised over {periods_per_year:g} periods a year"
             if long_enough
             else f"not reported: the evaluation spans {days:.3g} days (< {MIN_SHARPE_DAYS}); an annualised "
             "Sharpe ratio from so short a window says more about the window than about the strategy"
         ),
-        "equity_curve": {
-            "minutes": [float(m) for m in shown * minutes_per_period],
-            **({} if period_starts is None else {"times": _curve_times(period_starts, shown, horizon)}),
-            "strategy": [float(v) for v in equity[shown]],
-            "buy_and_hold": [float(v) for v in hold_equity[shown]],
-        },
+    }
+
+
+def _equity_curves(
+    equity: np.ndarray,
+    hold_equity: np.ndarray,
+    periods_per_day: float,
+    horizon: int,
+    period_starts: np.ndarray | None,
+) -> dict[str, list]:
+    """The strategy's and buy-and-hold's equity, thinned to `_EQUITY_POINTS`, at their minute offsets (and
+    UTC times, given `period_starts`)."""
+    shown = _thin_index(len(equity))
+    return {
+        "minutes": [float(m) for m in shown * (MINUTES_PER_DAY / periods_per_day)],
+        **({} if period_starts is None else {"times": _curve_times(period_starts, shown, horizon)}),
+        "strategy": [float(v) for v in equity[shown]],
+        "buy_and_hold": [float(v) for v in hold_equity[shown]],
     }
 
 

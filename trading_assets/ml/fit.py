@@ -9,7 +9,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -200,60 +200,107 @@ def train_epochs(
     `replayed`: the first that many training samples are the parent's (see `epoch_windows`).
     """
     generator = torch.Generator().manual_seed(config.seed)
-    val = evenly_spread(val, config.val_max_samples)
-    ends = torch.from_numpy(train.ends).to(x.device)
-    labels = torch.from_numpy(train.labels).to(x.device)
-    per_epoch = _per_epoch(len(ends), config)
-    steps_per_epoch = -(-per_epoch // config.batch_size)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, config.learning_rate, total_steps=steps_per_epoch * config.max_epochs
-    )
-    train_len = config.train_seq_len or config.seq_len
-    curve: list[dict[str, float]] = []
-    best = (float("inf"), 0.0, copy.deepcopy(model.state_dict()))
-    if config.warm_start:
-        curve.append(_evaluate(model, x, val, config, 0, float("nan")))
-        best = (curve[0]["val_loss"], 0.0, best[2])
-    train_seconds, seen, since_best, epoch = 0.0, 0, 0, 0
-    while epoch < config.max_epochs and since_best < config.patience:
+    run = _TrainingRun.start(model, x, train, evenly_spread(val, config.val_max_samples), config, progress)
+    epoch = 0
+    while epoch < config.max_epochs and run.since_best < config.patience:
         epoch += 1
         model.train()
-        order = epoch_windows(len(ends), per_epoch, config, generator, replayed).to(x.device)
-        batches = order.split(config.batch_size)
-        for part, stop in enumerate(_evaluation_points(len(batches), config.evals_per_epoch), start=1):
-            started = time.perf_counter()
-            model.train()
-            losses = torch.zeros((), device=x.device)
-            done = batches[stop[0] : stop[1]]
-            for batch in done:
-                losses += train_step(
-                    model, optimizer, gather_windows(x, ends[batch], train_len), labels[batch]
-                )
-                schedule.step()
-            if x.device.type == "cuda":
-                torch.cuda.synchronize(x.device)  # queued GPU work belongs to this part's time
-            train_seconds += time.perf_counter() - started
-            seen += sum(len(batch) for batch in done)
-            at = epoch if config.evals_per_epoch == 1 else round(epoch - 1 + part / config.evals_per_epoch, 4)
-            entry = _evaluate(model, x, val, config, at, float(losses) / max(len(done), 1))
-            curve.append(entry)
-            since_best += 1
-            if entry["val_loss"] < best[0]:
-                best, since_best = (entry["val_loss"], at, copy.deepcopy(model.state_dict())), 0
-            _report(
-                progress,
-                entry,
-                config,
-                seen / max(train_seconds, 1e-9),
-                train_seconds / (epoch - 1 + part / config.evals_per_epoch),
-            )
-            if since_best >= config.patience:
+        order = epoch_windows(len(run.ends), run.per_epoch, config, generator, replayed).to(x.device)
+        run.epoch(epoch, order.split(config.batch_size))
+    model.load_state_dict(run.best_weights)
+    rate = run.seen / max(run.train_seconds, 1e-9)
+    return FitOutcome(run.curve, epoch, math.ceil(run.best_at), run.train_seconds, rate, run.seen)
+
+
+@dataclass
+class _TrainingRun:
+    """One `train_epochs` run: the model and its data, optimiser and schedule, and what it has learnt so far
+    (the learning curve, the best validation and its weights, time and windows spent)."""
+
+    model: nn.Module
+    x: torch.Tensor
+    ends: torch.Tensor
+    labels: torch.Tensor
+    val: Samples
+    config: TrainConfig
+    progress: ProgressCallback | None
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    per_epoch: int
+    best_weights: dict[str, Any]
+    best_loss: float = float("inf")
+    best_at: float = 0.0
+    curve: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    seen: int = 0
+    since_best: int = 0
+
+    @classmethod
+    def start(
+        cls,
+        model: nn.Module,
+        x: torch.Tensor,
+        train: Samples,
+        val: Samples,
+        config: TrainConfig,
+        progress: ProgressCallback | None,
+    ) -> _TrainingRun:
+        """Adam with a one-cycle schedule over every step of `max_epochs`; a warm start's starting weights
+        validated first, as the best so far."""
+        ends = torch.from_numpy(train.ends).to(x.device)
+        labels = torch.from_numpy(train.labels).to(x.device)
+        per_epoch = _per_epoch(len(ends), config)
+        steps_per_epoch = -(-per_epoch // config.batch_size)
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, config.learning_rate, total_steps=steps_per_epoch * config.max_epochs
+        )
+        weights = copy.deepcopy(model.state_dict())
+        run = cls(model, x, ends, labels, val, config, progress, optimizer, schedule, per_epoch, weights)
+        if config.warm_start:
+            run.curve.append(_evaluate(model, x, val, config, 0, float("nan")))
+            run.best_loss = run.curve[0]["val_loss"]
+        return run
+
+    def epoch(self, epoch: int, batches: tuple[torch.Tensor, ...]) -> None:
+        """Train on `batches`, validating `evals_per_epoch` times on the way; stop early after `patience`
+        validations without a new best."""
+        evals = self.config.evals_per_epoch
+        for part, (first, stop) in enumerate(_evaluation_points(len(batches), evals), start=1):
+            loss = self._train_batches(batches[first:stop])
+            at = epoch if evals == 1 else round(epoch - 1 + part / evals, 4)
+            entry = _evaluate(self.model, self.x, self.val, self.config, at, loss)
+            self._record(entry, at)
+            rate = self.seen / max(self.train_seconds, 1e-9)
+            _report(self.progress, entry, self.config, rate, self.train_seconds / (epoch - 1 + part / evals))
+            if self.since_best >= self.config.patience:
                 break
-    model.load_state_dict(best[2])
-    return FitOutcome(curve, epoch, math.ceil(best[1]), train_seconds, seen / max(train_seconds, 1e-9), seen)
+
+    def _train_batches(self, batches: tuple[torch.Tensor, ...]) -> float:
+        """One optimisation step per batch of window indices; their mean loss. Counts the time and windows."""
+        started = time.perf_counter()
+        self.model.train()
+        losses = torch.zeros((), device=self.x.device)
+        train_len = self.config.train_seq_len or self.config.seq_len
+        for batch in batches:
+            windows = gather_windows(self.x, self.ends[batch], train_len)
+            losses += train_step(self.model, self.optimizer, windows, self.labels[batch])
+            self.schedule.step()
+        if self.x.device.type == "cuda":
+            torch.cuda.synchronize(self.x.device)  # queued GPU work belongs to this part's time
+        self.train_seconds += time.perf_counter() - started
+        self.seen += sum(len(batch) for batch in batches)
+        return float(losses) / max(len(batches), 1)
+
+    def _record(self, entry: dict[str, float], at: float) -> None:
+        """Add a validation to the curve; keep the weights when it is a new best."""
+        self.curve.append(entry)
+        self.since_best += 1
+        if entry["val_loss"] < self.best_loss:
+            self.best_loss, self.best_at, self.since_best = entry["val_loss"], at, 0
+            self.best_weights = copy.deepcopy(self.model.state_dict())
 
 
 def _evaluation_points(batches: int, evals: int) -> list[tuple[int, int]]:

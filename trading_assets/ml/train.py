@@ -30,13 +30,15 @@ from trading_assets.ml.artifacts import (
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.data import (
     Samples,
+    Scaler,
+    Splits,
     calibration_windows,
     chronological_splits,
     fit_scaler,
     make_samples,
 )
 from trading_assets.ml.evaluation import ChampionCalls, evidence_report
-from trading_assets.ml.fit import ProgressCallback
+from trading_assets.ml.fit import Fitted, ProgressCallback
 from trading_assets.ml.gates import GateResult, evaluate_gates, gate_record
 from trading_assets.ml.inference import LoadedModel, load_model
 from trading_assets.ml.model_types import CATALOGUE, MODEL_TYPES
@@ -120,6 +122,38 @@ def train(
     _check_inputs(spec, matrix)
     started = time.perf_counter()
     trained_on = data_snapshot(matrix)  # before `x` is standardised in place
+    fit = _fit_and_calibrate(matrix, spec, progress, rows_are_scratch)
+    report = _evidence(matrix, spec, fit)
+    gates = evaluate_gates(report, spec.policy)
+    manifest = _manifest(matrix, spec, fit, trained_on, report, gates)
+    target = artifact_dir(spec.models_dir, spec.model_type, spec.symbol, manifest["trained_at"])
+    if before_write is not None:
+        before_write()
+    write_artifact(target, fit.fitted.weights, manifest, fit.fitted.is_torch)
+    return _result(target, manifest, gates, fit.fitted, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """A model fitted on one matrix: the training config it ran with (warm or cold), the splits, the scaler
+    and the rows it scaled, the fit and its calibration temperature, the parent it was fine-tuned from and
+    the champion's calls on the test samples."""
+
+    config: TrainConfig
+    splits: Splits
+    scaler: Scaler
+    scaled: np.ndarray
+    fitted: Fitted
+    temperature: float
+    start: WarmStart | None
+    champion: ChampionCalls | None
+
+
+def _fit_and_calibrate(
+    matrix: FeatureMatrix, spec: TrainSpec, progress: ProgressCallback | None, rows_are_scratch: bool
+) -> _Fit:
+    """Split the samples in time, warm start from the parent when it fits, scale, fit the model type and
+    calibrate its logits on the validation part."""
     config = spec.config
     samples = make_samples(matrix.close, matrix.usable & matrix.observed, config.seq_len, config.horizon,
                            config.dead_band)  # fmt: skip
@@ -135,15 +169,36 @@ def train(
     initial = start.model.model.module.state_dict() if start else None  # a torch scorer's network
     fitted = CATALOGUE[spec.model_type].fit(scaled, splits, config, progress, initial, replayed)
     temperature = metrics.fit_temperature(fitted.val_logits, calibration_windows(splits.val, config).labels)
-    folds = walk_forward(spec.model_type, scaled, splits, config, spec.policy.folds, fitted, temperature)
+    return _Fit(config, splits, scaler, scaled, fitted, temperature, start, champion)
+
+
+def _evidence(matrix: FeatureMatrix, spec: TrainSpec, fit: _Fit) -> dict[str, Any]:
+    """The evidence report of the walk-forward folds (with each fold's first and last minute)."""
+    config, splits = fit.config, fit.splits
+    folds = walk_forward(
+        spec.model_type, fit.scaled, splits, config, spec.policy.folds, fit.fitted, fit.temperature
+    )
     report = evidence_report(
         folds, matrix.close, (splits.train, splits.val), config.horizon, spec.policy, spec.costs,
-        comparisons=len(CATALOGUE), champion=champion, calibration_bins=config.calibration_bins,
+        comparisons=len(CATALOGUE), champion=fit.champion, calibration_bins=config.calibration_bins,
         minutes=matrix.minutes,
     )  # fmt: skip
     _add_fold_minutes(report, matrix.minutes)
-    gates = evaluate_gates(report, spec.policy)
-    manifest = {
+    return report
+
+
+def _manifest(
+    matrix: FeatureMatrix,
+    spec: TrainSpec,
+    fit: _Fit,
+    trained_on: dict[str, Any],
+    report: dict[str, Any],
+    gates: list[GateResult],
+) -> dict[str, Any]:
+    """What the artifact records: the model, its features and scaling, calibration, training config and
+    data, evidence and gates, learning curve, versions and lineage."""
+    config, fitted, start, champion = fit.config, fit.fitted, fit.start, fit.champion
+    return {
         "model_type": spec.model_type,
         "symbol": spec.symbol,
         "architecture": fitted.architecture,
@@ -153,11 +208,12 @@ def train(
         "schema_hash": spec.schema_hash,
         "seq_len": config.seq_len,
         "horizon": config.horizon,
-        "scaler": scaler.to_dict(list(matrix.names)),
-        "calibration": {"method": "temperature", "temperature": temperature},
+        "scaler": fit.scaler.to_dict(list(matrix.names)),
+        "calibration": {"method": "temperature", "temperature": fit.temperature},
         "training_config": config.to_dict(),
         "data_ranges": {
-            name: _range(getattr(splits, name), matrix.minutes, config) for name in ("train", "val", "test")
+            name: _range(getattr(fit.splits, name), matrix.minutes, config)
+            for name in ("train", "val", "test")
         },
         "data_snapshot": trained_on,
         "metrics": report,
@@ -173,10 +229,13 @@ def train(
         "champion_version": champion.version if champion else None,
         "windows_seen": fitted.outcome.windows_seen,
     }
-    target = artifact_dir(spec.models_dir, spec.model_type, spec.symbol, manifest["trained_at"])
-    if before_write is not None:
-        before_write()
-    write_artifact(target, fitted.weights, manifest, fitted.is_torch)
+
+
+def _result(
+    target: Path, manifest: dict[str, Any], gates: list[GateResult], fitted: Fitted, seconds: float
+) -> TrainResult:
+    """What `train` hands back: the artifact written, its evidence and gates, and how the fit went."""
+    report = manifest["metrics"]
     return TrainResult(
         artifact_dir=target,
         manifest=manifest,
@@ -186,7 +245,7 @@ def train(
         reliability_table=report["reliability_table"],
         epochs_run=fitted.outcome.epochs_run,
         best_epoch=fitted.outcome.best_epoch,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         samples_per_s=fitted.outcome.samples_per_s,
         parameter_count=fitted.architecture["parameter_count"],
     )

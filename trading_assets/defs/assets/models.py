@@ -7,6 +7,7 @@ re-checks the artifact and the gates recorded in its manifest, so nothing that f
 any path.
 """
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any, Literal, NamedTuple
 
@@ -136,9 +137,27 @@ def model_run_config(settings: Settings) -> type[_ModelRunConfig]:
 def _build_model_asset(
     model_type: str, run_config: type[_ModelRunConfig], partitions: Partitions, settings: Settings
 ) -> dg.AssetsDefinition:
+    """`<type>_model`: trains the model of its partition's symbol (`_train_partition`)."""
     key = dg.AssetKey(f"{model_type}_model")
 
-    @dg.asset(
+    @dg.asset(**_model_asset_options(key, model_type, partitions, settings))
+    def model_asset(
+        context: dg.AssetExecutionContext,
+        config: run_config,
+        store: DuckDBStoreResource,
+        model_store: ModelStoreResource,
+    ):
+        yield from _train_partition(context, config, store, model_store, model_type, settings)
+
+    return model_asset
+
+
+def _model_asset_options(
+    key: dg.AssetKey, model_type: str, partitions: Partitions, settings: Settings
+) -> dict[str, Any]:
+    """The `dg.asset` arguments of `<type>_model`: per symbol, after the features, one blocking check per
+    gate, in the training pool, retrained on the settings' cadence."""
+    return dict(
         key=key,
         description=f"The {model_type} direction model of one symbol ({CATALOGUE[model_type].description}), "
         "trained on all its stored features.",
@@ -160,43 +179,55 @@ def _build_model_asset(
         automation_condition=retrain_on_cadence(settings.retrain_cron),
         kinds={CATALOGUE[model_type].dagster_kind},
     )
-    def model_asset(
-        context: dg.AssetExecutionContext,
-        config: run_config,
-        store: DuckDBStoreResource,
-        model_store: ModelStoreResource,
-    ):
-        symbol = context.partition_key
-        run_active = guard_step(context)
-        try:
-            policy, costs = config.policy_in_force(settings)
-        except PolicyError as error:
-            raise dg.Failure(description=f"{model_type} {symbol}: {error}") from None
-        in_service = current(model_store.models_dir, model_type, symbol)
-        spec = TrainSpec(
-            model_type, symbol, model_store.models_dir, config.train_config(model_type), policy, costs,
-            parent=in_service.directory if in_service and config.mode == "warm" else None,
-            champion=in_service.directory if in_service else None,
-        )  # fmt: skip
 
-        def progress(report: EpochProgress) -> None:
-            run_active()  # a training of a dead or failed run stops at its next progress report
-            context.log.info(report.log_line(model_type, symbol))
 
-        result = train_symbol(
-            store.db_path, *config.training_range(settings.history_start), spec,
-            progress=progress, log=context.log.info, before_write=run_active,
-        )  # fmt: skip
-        context.log.info(
-            f"{model_type} {symbol}: {result.manifest['training_mode']} training"
-            + (f" from {result.manifest['parent_version']}" if result.manifest["parent_version"] else "")
-        )
-        yield dg.MaterializeResult(metadata=model_metadata(result))
-        # A failed blocking gate skips promoted_<type>_model: its page shows this observation, naming the gate.
-        not_promoted = not_promoted_observation(result, dg.AssetKey(f"promoted_{model_type}_model"))
-        if not_promoted is not None:
-            yield not_promoted
-        for gate in result.gates:
-            yield gate_check_result(gate)
+def _train_partition(
+    context: dg.AssetExecutionContext,
+    config: _ModelRunConfig,
+    store: DuckDBStoreResource,
+    model_store: ModelStoreResource,
+    model_type: str,
+    settings: Settings,
+) -> Iterator[dg.MaterializeResult | dg.AssetObservation | dg.AssetCheckResult]:
+    """Train `model_type` on the partition's symbol (warm from the model in service when the run config
+    says so, judged against it), then report the model, why it is not promoted, and its gates."""
+    symbol = context.partition_key
+    run_active = guard_step(context)
+    spec = _train_spec(config, model_type, symbol, model_store, settings)
 
-    return model_asset
+    def progress(report: EpochProgress) -> None:
+        run_active()  # a training of a dead or failed run stops at its next progress report
+        context.log.info(report.log_line(model_type, symbol))
+
+    result = train_symbol(
+        store.db_path, *config.training_range(settings.history_start), spec,
+        progress=progress, log=context.log.info, before_write=run_active,
+    )  # fmt: skip
+    context.log.info(
+        f"{model_type} {symbol}: {result.manifest['training_mode']} training"
+        + (f" from {result.manifest['parent_version']}" if result.manifest["parent_version"] else "")
+    )
+    yield dg.MaterializeResult(metadata=model_metadata(result))
+    # A failed blocking gate skips promoted_<type>_model: its page shows this observation, naming the gate.
+    not_promoted = not_promoted_observation(result, dg.AssetKey(f"promoted_{model_type}_model"))
+    if not_promoted is not None:
+        yield not_promoted
+    for gate in result.gates:
+        yield gate_check_result(gate)
+
+
+def _train_spec(
+    config: _ModelRunConfig, model_type: str, symbol: str, model_store: ModelStoreResource, settings: Settings
+) -> TrainSpec:
+    """What to train: the run config's training, policy and costs; the model in service as the champion
+    (and, in warm mode, the parent). dg.Failure when the run config loosens the policy."""
+    try:
+        policy, costs = config.policy_in_force(settings)
+    except PolicyError as error:
+        raise dg.Failure(description=f"{model_type} {symbol}: {error}") from None
+    in_service = current(model_store.models_dir, model_type, symbol)
+    return TrainSpec(
+        model_type, symbol, model_store.models_dir, config.train_config(model_type), policy, costs,
+        parent=in_service.directory if in_service and config.mode == "warm" else None,
+        champion=in_service.directory if in_service else None,
+    )  # fmt: skip
