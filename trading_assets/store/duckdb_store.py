@@ -33,7 +33,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -502,10 +502,8 @@ def _stored_slices(
     """The stored rows of `symbol` in `slices`, read completely (Arrow) before anything else runs."""
     within = " OR ".join("(minute >= ? AND minute < ?)" for _ in slices) or "FALSE"
     parameters: list[object] = [symbol, *[bound for pair in slices for bound in pair]]
-    return relation_to_polars(
-        connection.sql(
-            f'SELECT * FROM "{table}" WHERE symbol = ? AND ({within}) ORDER BY minute', params=parameters
-        )
+    return fetch_polars(
+        connection, f'SELECT * FROM "{table}" WHERE symbol = ? AND ({within}) ORDER BY minute', parameters
     )
 
 
@@ -563,13 +561,26 @@ def read_range(
             raise StoreMissingError(
                 f"table {table!r} does not exist in {path}: nothing has been written to it yet"
             )
-        return relation_to_polars(connection.sql(query, params=parameters))
+        return fetch_polars(connection, query, parameters)
 
     return run_read(path, work)
 
 
+def fetch_polars(
+    connection: duckdb.DuckDBPyConnection, sql: str, parameters: Sequence[object] | Mapping[str, object] = ()
+) -> pl.DataFrame:
+    """The result of a query with parameters as polars (Arrow, timestamps in UTC microseconds).
+
+    Executed as a prepared statement (`execute`), not as a relation (`connection.sql(sql, params=...)`):
+    DuckDB 1.4 materializes a relation with parameters before converting it, ~20x the time of the query
+    itself (a 31-day read of the features table: 1.8 s CPU instead of 0.05 s).
+    """
+    return arrow_to_polars(connection.execute(sql, parameters).fetch_arrow_table())
+
+
 def relation_to_polars(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
-    """A relation as polars (zero-copy via Arrow), with every timestamp in UTC microseconds."""
+    """A relation as polars (zero-copy via Arrow), with every timestamp in UTC microseconds. For a query
+    with parameters use `fetch_polars`."""
     return arrow_to_polars(relation.to_arrow_table())
 
 
@@ -587,7 +598,7 @@ def arrow_to_polars(data: pa.Table | pa.RecordBatch) -> pl.DataFrame:
 
 def query(path: Store, sql: str, parameters: Sequence[object] = ()) -> pl.DataFrame:
     """A read-only query with parameters, returned as polars."""
-    return run_read(path, lambda connection: relation_to_polars(connection.sql(sql, params=list(parameters))))
+    return run_read(path, lambda connection: fetch_polars(connection, sql, list(parameters)))
 
 
 def write_candles(
