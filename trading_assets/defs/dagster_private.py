@@ -9,12 +9,19 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData as TargetMaterialization,
 )
 from dagster._core.definitions.selector import JobSubsetSelector
+from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecord,
     AssetCheckExecutionRecordStatus,
 )
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    SQLITE_BUSY_TIMEOUT_SECONDS,
+    SqliteEventLogStorage,
+)
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import WorkspaceFileTarget
+from dagster._serdes import ConfigurableClassData
 from dagster._utils.error import SerializableErrorInfo
 
 #: The Dagster release these names were checked against.
@@ -30,6 +37,15 @@ USES = {
     "JobSubsetSelector": "demo/runs.py: select the assets of a run launched through the code location",
     "WorkspaceProcessContext": "demo/runs.py: load workspace.yaml's code location as the webserver does",
     "WorkspaceFileTarget": "demo/runs.py: the workspace.yaml target of WorkspaceProcessContext",
+    "SqliteEventLogStorage": "defs/sqlite_storage.py: the SQLite event log whose _connect (one engine per "
+    "statement) is overridden to keep an engine per shard; re-check _connect, _initdb, _db_lock, "
+    "_initialized_dbs and conn_string_for_shard",
+    "SQLITE_BUSY_TIMEOUT_SECONDS": "defs/sqlite_storage.py: the busy timeout Dagster's SQLite engines use",
+    "DagsterSqliteStorage": "defs/sqlite_storage.py: the SQLite storage whose event log is replaced "
+    "(its __init__ sets _event_log_storage)",
+    "InstanceRef": "defs/sqlite_storage.py: InstanceRef.config_defaults, the default storages of an "
+    "instance directory, which TunedSqliteInstance.config_defaults changes",
+    "ConfigurableClassData": "defs/sqlite_storage.py: how an instance names its storage classes",
 }
 
 __all__ = [
@@ -37,8 +53,13 @@ __all__ = [
     "USES",
     "AssetCheckExecutionRecord",
     "AssetCheckExecutionRecordStatus",
+    "ConfigurableClassData",
+    "DagsterSqliteStorage",
+    "InstanceRef",
     "JobSubsetSelector",
+    "SQLITE_BUSY_TIMEOUT_SECONDS",
     "SerializableErrorInfo",
+    "SqliteEventLogStorage",
     "TargetMaterialization",
     "WorkspaceFileTarget",
     "WorkspaceProcessContext",
