@@ -19,6 +19,10 @@ computed too (without lookback) and a backfill can give both assets the same par
   candle materializations appear, in hundreds of small runs.
 
 `--keep` keeps the temporary directories (and prints where).
+
+`--store ducklake --workers N` measures the scale-out instead (`trading_assets_bench.backfill_lake`): the
+backfill across N Dask workers into a DuckLake with a PostgreSQL catalog (and across 1 worker, for
+`speedup_vs_1_worker`), compared slice by slice with the same backfill into the embedded file.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from pathlib import Path
 import duckdb
 
 from trading_assets.settings import PROJECT_ROOT
+from trading_assets_bench import BenchmarkRefused
 from trading_assets_bench.harness.dagster_server import BackfillStatus, DagsterServer
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
@@ -51,9 +56,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for each backfill")
     parser.add_argument("--keep", action="store_true", help="keep the temporary DAGSTER_HOME and data dir")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument(
+        "--store",
+        choices=("duckdb", "ducklake"),
+        default="duckdb",
+        help="duckdb (default): through `dagster dev` into the embedded file; ducklake: across Dask workers "
+        "into a DuckLake (PostgreSQL catalog), 1 worker and --workers, compared with the embedded file",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="--store ducklake: Dask workers (default 2)"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="--store ducklake: trials of each worker count (medians reported)",
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
+    if args.store == "ducklake":
+        from trading_assets_bench import backfill_lake
+
+        if args.mode != "single":
+            raise BenchmarkRefused(
+                "--store ducklake backfills one run per symbol; --mode applies to duckdb only"
+            )
+        args.workers = 2 if args.workers is None else args.workers
+        return backfill_lake.run(args)
+    if args.workers is not None or args.repeats != 1:
+        raise BenchmarkRefused(
+            "--workers and --repeats need --store ducklake (the embedded file has one host)"
+        )
     # The latest complete days: a backfill of both assets over the same days then targets no feature
     # partition after the last day (that day's features would read candles that are not backfilled).
     last = datetime.now(UTC).date() - timedelta(days=1)

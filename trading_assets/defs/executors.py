@@ -50,10 +50,12 @@ def _dask_executor(address: str | None) -> dg.ExecutorDefinition:
             "e.g. TA_DASK_SCHEDULER=tcp://127.0.0.1:8786 (start one with `dask scheduler`)"
         )
     try:
-        from dagster_dask import dask_executor
+        import dagster_dask  # noqa: F401  (the extra; the module below builds on it)
+
+        from trading_assets.defs.dask_executor import run_scoped_dask_executor
     except ImportError as error:
         raise ImportError(
             "TA_EXECUTOR=dask needs dagster-dask and distributed: install the `dask` extra "
             "(pip install -e '.[dask]')"
         ) from error
-    return dask_executor.configured({"cluster": {"existing": {"address": address}}})
+    return run_scoped_dask_executor.configured({"cluster": {"existing": {"address": address}}})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -89,6 +90,19 @@ def test_dask_setting_connects_to_the_existing_scheduler() -> None:
     executor = executor_from_settings(_settings("dask", "tcp://10.0.0.5:8786"))
     assert executor.name == "dask"
     assert _configured(executor) == {"cluster": {"existing": {"address": "tcp://10.0.0.5:8786"}}}
+
+
+def test_dask_tasks_are_one_per_step_and_run_grouped_by_step() -> None:
+    """Two runs of one job at once get their own Dask task for each step (dagster-dask's own key is the same
+    in every run: the second run would receive the first run's results and skip its step); the tasks of a
+    step share Dask's task prefix, so the scheduler learns the step's duration across runs."""
+    from dask.utils import key_split
+
+    from trading_assets.defs.dask_executor import step_task_key
+
+    first, second = (step_task_key("daily_market_data", "raw_candles", str(uuid.uuid4())) for _ in range(2))
+    assert first != second
+    assert key_split(first) == key_split(second) == "daily_market_data.raw_candles"
 
 
 def test_dask_without_a_scheduler_address_names_the_variable() -> None:
