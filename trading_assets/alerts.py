@@ -19,7 +19,6 @@ import json
 import os
 import re
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from trading_assets.retry import retry
 from trading_assets.urls import redact, redact_values, require_http_url
 
 ALERTS_FILE = "alerts.jsonl"
@@ -177,20 +177,32 @@ def _rewrite(path: Path, alerts: list[Alert]) -> None:
     os.replace(temporary, path)
 
 
+class _Undelivered(Exception):
+    """One post that did not deliver (its text says why); retried by `_post_with_retries`."""
+
+
 def _post_with_retries(
     url: str, alert: Alert, attempts: int, timeout_s: float, backoff_s: float
 ) -> str | None:
     """None when delivered, otherwise the last error as text (credentials redacted)."""
     body = json.dumps({"text": alert.text, "alert": asdict(alert)}).encode()
-    error = None
-    for attempt in range(attempts):
-        if attempt:
-            time.sleep(backoff_s * 2 ** (attempt - 1))
+
+    def post(_attempt: int) -> None:
         request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
         error = _post_once(request, timeout_s)
-        if error is None:
-            return None
-    return redact(error)
+        if error is not None:
+            raise _Undelivered(error)
+
+    try:
+        retry(
+            post,
+            wait=lambda n: backoff_s * 2**n,
+            retryable=lambda error: isinstance(error, _Undelivered),
+            attempts=attempts,
+        )
+    except _Undelivered as undelivered:
+        return redact(str(undelivered))
+    return None
 
 
 def _post_once(request: urllib.request.Request, timeout_s: float) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import sys
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trading_assets.ml.config import TrainConfig
+from trading_assets.ml.config import RUN_OPTIONS, TrainConfig, run_option
 from trading_assets.ml.model_types import MODEL_TYPES, UnknownModelType, canonical_name
 
 if TYPE_CHECKING:
@@ -153,12 +154,10 @@ def _add_train_command(commands: argparse._SubParsersAction) -> None:
         type=POSITIVE_INT,
         help=f"maximum training epochs, early stop (default: TA_TRAIN_EPOCHS, {TrainConfig.max_epochs})",
     )
-    train.add_argument("--batch-size", type=POSITIVE_INT, default=64, help="training windows per step")
-    train.add_argument("--seq-len", type=POSITIVE_INT, default=60, help="minutes of features per window")
-    train.add_argument(
-        "--horizon", type=POSITIVE_INT, default=TrainConfig.horizon, help="minutes ahead the label looks"
-    )
-    train.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="random seed (sampling, init)")
+    for option in ("batch_size", "seq_len", "horizon", "seed"):  # default and help as TrainConfig declares
+        _, default, help_text, bounds = run_option(RUN_OPTIONS[option])
+        kind = POSITIVE_INT if bounds.get("ge") == 1 else NON_NEGATIVE_INT
+        train.add_argument(f"--{option.replace('_', '-')}", type=kind, default=default, help=help_text)
     train.set_defaults(handler=_run_train)
 
 
@@ -263,13 +262,25 @@ def _check_symbols(symbols: list[str], settings: Settings) -> None:
         )
 
 
+#: Where an editable install's package lies: the source checkout, with the benchmarks beside the package.
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
 def _bench_module(name: str):
-    """The benchmark's module from the separate trading_assets_bench package, imported only when asked."""
+    """The benchmark's module from trading_assets_bench, imported only when asked. The benchmarks are not in
+    the wheel: they lie in the source checkout beside this package, found there under an editable install."""
+    if not importlib.util.find_spec("trading_assets_bench") and (_CHECKOUT / "trading_assets_bench").is_dir():
+        sys.path.append(str(_CHECKOUT))
     try:
         return importlib.import_module(f"trading_assets_bench.{name}")
     except ModuleNotFoundError as error:
         missing = error.name or ""
-        if missing.startswith("trading_assets") and missing != "trading_assets_bench":
+        if missing == "trading_assets_bench":
+            raise Refused(
+                "the benchmarks are not part of the installed package: run them from a source checkout "
+                "installed with pip install -e '.[dev]'"
+            ) from None
+        if missing.startswith("trading_assets"):
             raise
         raise Refused(
             f"the {name} benchmark needs {missing}, which is not installed: "

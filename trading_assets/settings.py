@@ -1,197 +1,220 @@
 """The one settings module: every environment variable the project reads is read here.
 
-Each field has a default that runs the offline demo on a fresh machine. Override any of them with the
-environment variable named in `ENVIRONMENT_VARIABLES` (also listed in docs/settings.md).
+Each setting is one declared field: its default (one that runs the offline demo on a fresh machine), its
+bounds, its help and its variable, `TA_<FIELD>` (`env_name`; a field may declare another, as `dagster_home`
+does). The fields of the core's option records are declared where the core owns them (`SourceOptions` in
+market/sources.py, `TrainConfig` in ml/config.py, `PromotionPolicy` and `CostPolicy` in ml/policy.py) and
+`Settings` takes them from there (`declared`, or a whole record as one field). `load_settings` reads the
+variables with pydantic-settings; `settings_table` renders docs/settings.md's table from the same fields.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import dataclass, field, fields
+import typing
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    create_model,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from trading_assets.market.sources import SOURCES, SourceOptions
-from trading_assets.market.synthetic import DEFAULT_SYNTHETIC_PREDICTABILITY
+from trading_assets.market.synthetic import (
+    DEFAULT_SYNTHETIC_PREDICTABILITY as DEFAULT_SYNTHETIC_PREDICTABILITY,
+)
 from trading_assets.market.venues import source_fee_bps
 from trading_assets.ml.config import TrainConfig
-from trading_assets.ml.policy import POLICY_RECORDS, CostPolicy, PromotionPolicy, resolved
-from trading_assets.urls import require_http_url
+from trading_assets.ml.policy import CostPolicy, PromotionPolicy, resolved
+from trading_assets.urls import redact, require_http_url
 
 if TYPE_CHECKING:
     from trading_assets.store.duckdb_store import Store
 
-R = TypeVar("R", bound=BaseModel)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-#: The environment variable of each ccxt credential setting; read here only, never shown.
-#: The exchange URL may carry user:password@ (a proxy): like the credentials, passed on by variable name.
-CCXT_API_URL_ENV = "TA_CCXT_API_URL"
-#: The lake's catalog DSN may carry password=: like the credentials, passed on (to Dagster) by variable name.
-LAKE_CATALOG_ENV = "TA_LAKE_CATALOG"
-CCXT_CREDENTIAL_ENV = {
-    "ccxt_api_key": "TA_CCXT_API_KEY",
-    "ccxt_secret": "TA_CCXT_SECRET",
-    "ccxt_password": "TA_CCXT_PASSWORD",
-}
-
-ENVIRONMENT_VARIABLES = {
-    "TA_SYMBOLS": "comma-separated symbols (default BTC-USD,ETH-USD,SOL-USD)",
-    "TA_HISTORY_START": "first UTC day of the date partitions, YYYY-MM-DD, 2009-01-01..today (default 2023-11-10)",
-    "TA_DATA_DIR": "runtime data directory (default <project>/data)",
-    "TA_MODELS_DIR": "model artifact directory (default <project>/models)",
-    "TA_DUCKDB_PATH": "DuckDB file (default <data dir>/trading_assets.duckdb)",
-    "TA_STORE": "the store: duckdb, the embedded file TA_DUCKDB_PATH (one host), or ducklake, a DuckLake of TA_LAKE_CATALOG and TA_LAKE_DATA_PATH (several hosts) (default duckdb)",
-    "TA_LAKE_CATALOG": "TA_STORE=ducklake: libpq DSN of the PostgreSQL database holding the lake's catalog, e.g. dbname=ta_lake host=db.internal user=ta (a password: PGPASSWORD or ~/.pgpass; never logged)",
-    "TA_LAKE_DATA_PATH": "TA_STORE=ducklake: directory of the lake's Parquet files, mounted at the same path on every host",
-    "TA_SOURCE": "market data source: synthetic | ccxt | files (default synthetic)",
-    "TA_SYNTHETIC_SEED": "seed of the synthetic market (default 7)",
-    "TA_SYNTHETIC_PREDICTABILITY": f"learnable share of the synthetic market, 0..0.95 (default {DEFAULT_SYNTHETIC_PREDICTABILITY})",
-    "TA_SYNTHETIC_PREDICTABILITY_BY_SYMBOL": "per-symbol overrides, e.g. SOL-USD=0,ETH-USD=0.5 (default none)",
-    "TA_CCXT_EXCHANGE": "ccxt exchange id (default coinbase)",
-    "TA_CCXT_API_URL": "override of the exchange's REST base URL (proxy or loopback test server)",
-    "TA_CCXT_TIMEOUT_MS": "per-request timeout of the ccxt source (default 10000)",
-    "TA_CCXT_MAX_RETRIES": "retries for network errors, 429 and 5xx (default 5)",
-    "TA_CCXT_API_KEY": "ccxt apiKey, only if the exchange needs one for candles (never logged)",
-    "TA_CCXT_SECRET": "ccxt secret (never logged)",
-    "TA_CCXT_PASSWORD": "ccxt password (never logged)",
-    "DAGSTER_HOME": "Dagster instance directory of the demo (default <project>/dagster_home)",
-    "TA_FILES_DIR": "directory of Parquet/feather/CSV candle files for the files source",
-    "TA_FILES_TIMEZONE": "zone of times written without one in TA_FILES_DIR files, e.g. UTC or America/New_York (unset: such files are refused)",
-    "TA_MAX_INVALID_SHARE": "share of invalid rows above which a partition fails, 0..1 (default 0.01)",
-    "TA_MIN_COVERAGE": "coverage below which the coverage check warns, 0..1 (default 0.95)",
-    "TA_FRESHNESS_HOURS": "latest partition must be younger than this (default 48)",
-    "TA_ALERT_WEBHOOK_URL": "optional http(s) webhook (Slack-compatible JSON POST) for alerts",
-    "TA_EXECUTOR": "step executor of the code location: in_process | multiprocess | dask (default multiprocess)",
-    "TA_DASK_SCHEDULER": "address of the Dask scheduler for TA_EXECUTOR=dask, e.g. tcp://127.0.0.1:8786",
-    "TA_TRAIN_EPOCHS": f"default maximum epochs of a model run (default {TrainConfig.max_epochs}; run config overrides)",
-    "TA_TRAIN_SAMPLES_PER_EPOCH": f"default training windows sampled per epoch (default {TrainConfig.samples_per_epoch})",
-    "TA_CONCURRENT_TRAININGS": "trainings sharing this machine's cores outside Dagster (thread budget; default 1)",
-    "TA_RETRAIN_CRON": "cadence of automatic model retraining, a cron string in UTC (default weekly: 0 3 * * 1)",
-}
 EXECUTORS = ("in_process", "multiprocess", "dask")
 STORES = ("duckdb", "ducklake")
-
-
 #: Earliest accepted TA_HISTORY_START: no crypto market traded before 2009.
 EARLIEST_HISTORY_START = date(2009, 1, 1)
+#: The DuckDB file's name in the data directory (unless TA_DUCKDB_PATH says otherwise).
+DUCKDB_FILE = "trading_assets.duckdb"
 
 
 class SettingsError(ValueError):
     """A setting from the environment that cannot be used; the message is one line naming the variable."""
 
 
-def outside_interval(
-    value: float, low: float, high: float, low_open: bool = False, high_open: bool = False
-) -> str | None:
-    """None when `value` lies in the interval (an open end excludes its bound, NaN never lies in it);
-    otherwise the words `outside (0.5, 1]` for a message."""
-    above = value > low if low_open else value >= low
-    below = value < high if high_open else value <= high
-    if above and below:
+def env_name(field_name: str) -> str:
+    """The environment variable of a setting's field (unless the field declares another)."""
+    return f"TA_{field_name.upper()}"
+
+
+#: Settings that may carry a secret (a password in a URL or DSN, a credential): passed on (to Dagster) by
+#: variable name only.
+CCXT_API_URL_ENV = env_name("ccxt_api_url")
+LAKE_CATALOG_ENV = env_name("lake_catalog")
+CCXT_CREDENTIAL_ENV = {name: env_name(name) for name in ("ccxt_api_key", "ccxt_secret", "ccxt_password")}
+
+
+def declared(record: type, name: str, **overrides: Any) -> Any:
+    """The field `name` of a core option record (a dataclass whose fields declare `help` and `bounds`
+    metadata: `SourceOptions`, `TrainConfig`) as a pydantic field: its default, help, bounds, repr."""
+    option = {option.name: option for option in dataclasses.fields(record)}[name]
+    given = {"description": option.metadata["help"], "repr": option.repr, **option.metadata["bounds"]}
+    return Field(option.default, **{**given, **overrides})
+
+
+def _http_url(url: str | None) -> str | None:
+    """An optional http(s) URL; the refusal never shows the URL's password."""
+    if url is None:
         return None
-    return f"outside {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-
-
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
-    return value or default
-
-
-def _env_float(
-    name: str, default: float, low: float, high: float, low_open: bool = False, high_open: bool = False
-) -> float:
-    """A number within [low, high] (an open end excludes the bound)."""
-    raw = _env(name, str(default))
     try:
-        value = float(raw)
+        return require_http_url("", url)
     except ValueError as error:
-        raise SettingsError(f"environment variable {name}={raw!r} is not a number") from error
-    outside = outside_interval(value, low, high, low_open, high_open)
-    if outside:
-        raise SettingsError(f"environment variable {name}={raw!r} is {outside}")
-    return value
+        raise PydanticCustomError("http_url", str(error).rpartition("': ")[2]) from None
 
 
-def _env_int(name: str, default: int, minimum: int | None = None) -> int:
-    raw = _env(name, str(default))
-    try:
-        value = int(raw)
-    except ValueError as error:
-        raise SettingsError(f"environment variable {name}={raw!r} is not an integer") from error
-    if minimum is not None and value < minimum:
-        raise SettingsError(f"environment variable {name}={raw!r} must be at least {minimum}")
-    return value
+def _comma_separated(value: object) -> object:
+    return (
+        tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
+    )
 
 
-def _env_date(name: str, default: date, earliest: date) -> date:
-    """A YYYY-MM-DD day from `earliest` to today (UTC)."""
-    raw = _env(name, default.isoformat())
-    try:
-        value = date.fromisoformat(raw)
-    except ValueError as error:
-        raise SettingsError(f"environment variable {name}={raw!r} is not a date (YYYY-MM-DD)") from error
+def _from_2009_to_today(day: date) -> date:
     today = datetime.now(UTC).date()
-    if not earliest <= value <= today:
-        raise SettingsError(
-            f"environment variable {name}={raw!r} is outside {earliest.isoformat()} to today ({today.isoformat()})"
+    if not EARLIEST_HISTORY_START <= day <= today:
+        raise PydanticCustomError(
+            "date_range",
+            "Date should be from {earliest} to today ({today})",
+            {"earliest": EARLIEST_HISTORY_START.isoformat(), "today": today.isoformat()},
         )
-    return value
+    return day
 
 
-def _env_url(name: str) -> str | None:
-    """An optional http(s) URL."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        return require_http_url(f"environment variable {name}", raw)
-    except ValueError as error:
-        raise SettingsError(str(error)) from None
+HttpUrl = Annotated[str | None, AfterValidator(_http_url)]
+Symbols = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_separated), Field(min_length=1)]
+HistoryDay = Annotated[date, AfterValidator(_from_2009_to_today)]
+ResolvedPath = Annotated[Path, AfterValidator(Path.resolve)]
+
+
+def _in_data_dir(given: dict[str, Any]) -> Path:
+    return given["data_dir"] / DUCKDB_FILE
 
 
 @dataclass(frozen=True)
 class Settings:
-    symbols: tuple[str, ...] = ("BTC-USD", "ETH-USD", "SOL-USD")
-    history_start: date = date(2023, 11, 10)
-    data_dir: Path = PROJECT_ROOT / "data"
-    models_dir: Path = PROJECT_ROOT / "models"
-    duckdb_path: Path = PROJECT_ROOT / "data" / "trading_assets.duckdb"
+    symbols: Symbols = Field(("BTC-USD", "ETH-USD", "SOL-USD"), description="the symbols, comma-separated")
+    history_start: HistoryDay = Field(
+        date(2023, 11, 10),
+        description=f"first UTC day of the date partitions, YYYY-MM-DD, {EARLIEST_HISTORY_START} to today",
+    )
+    data_dir: ResolvedPath = Field(PROJECT_ROOT / "data", description="runtime data directory")
+    models_dir: ResolvedPath = Field(PROJECT_ROOT / "models", description="model artifact directory")
+    duckdb_path: ResolvedPath = Field(
+        default_factory=_in_data_dir,
+        description="the DuckDB file of TA_STORE=duckdb",
+        json_schema_extra={"unset": f"`<TA_DATA_DIR>/{DUCKDB_FILE}`"},
+    )
     #: "duckdb" (the file `duckdb_path`) or "ducklake" (`lake_catalog` + `lake_data_path`): see `store_location`
-    store: str = "duckdb"
-    lake_catalog: str | None = field(default=None, repr=False)  # may carry password=
-    lake_data_path: Path | None = None
-    source: str = SourceOptions.source
-    synthetic_seed: int = SourceOptions.synthetic_seed
-    synthetic_predictability: float = SourceOptions.synthetic_predictability
-    synthetic_predictability_by_symbol: str | None = None
-    ccxt_exchange: str = SourceOptions.ccxt_exchange
-    ccxt_api_url: str | None = field(default=None, repr=False)  # may carry user:password@
-    ccxt_timeout_ms: int = SourceOptions.ccxt_timeout_ms
-    ccxt_max_retries: int = SourceOptions.ccxt_max_retries
+    store: Literal[STORES] = Field(
+        "duckdb",
+        description="the store: duckdb, the embedded file TA_DUCKDB_PATH (one host), or ducklake, a DuckLake of "
+        "TA_LAKE_CATALOG and TA_LAKE_DATA_PATH (several hosts)",
+    )
+    lake_catalog: str | None = Field(
+        None,
+        repr=False,  # may carry password=
+        description="TA_STORE=ducklake: libpq DSN of the PostgreSQL database holding the lake's catalog, e.g. "
+        "dbname=ta_lake host=db.internal user=ta (a password: PGPASSWORD or ~/.pgpass; never logged)",
+    )
+    lake_data_path: ResolvedPath | None = Field(
+        None,
+        description="TA_STORE=ducklake: directory of the lake's Parquet files, mounted at the same path on "
+        "every host",
+    )
+    source: Literal[SOURCES] = declared(SourceOptions, "source")
+    synthetic_seed: int = declared(SourceOptions, "synthetic_seed")
+    synthetic_predictability: float = declared(SourceOptions, "synthetic_predictability")
+    synthetic_predictability_by_symbol: str | None = declared(
+        SourceOptions, "synthetic_predictability_by_symbol"
+    )
+    ccxt_exchange: str = declared(SourceOptions, "ccxt_exchange")
+    ccxt_api_url: HttpUrl = declared(SourceOptions, "ccxt_api_url")  # may carry user:password@
+    ccxt_timeout_ms: int = declared(SourceOptions, "ccxt_timeout_ms")
+    ccxt_max_retries: int = declared(SourceOptions, "ccxt_max_retries")
     #: Credentials, only if the exchange needs them for candles; kept out of repr.
-    ccxt_api_key: str | None = field(default=None, repr=False)
-    ccxt_secret: str | None = field(default=None, repr=False)
-    ccxt_password: str | None = field(default=None, repr=False)
-    files_dir: Path | None = None
-    files_timezone: str | None = None
-    max_invalid_share: float = 0.01
-    min_coverage: float = 0.95
-    freshness_hours: float = 48.0
-    #: the deployment's promotion policy and trading costs (declared, with their TA_* names, in ml/policy.py)
-    policy: PromotionPolicy = PromotionPolicy()
-    costs: CostPolicy = CostPolicy()
-    alert_webhook_url: str | None = None
-    executor: str = "multiprocess"
-    dask_scheduler: str | None = None
-    retrain_cron: str = "0 3 * * 1"
-    train_epochs: int = TrainConfig.max_epochs
-    train_samples_per_epoch: int = TrainConfig.samples_per_epoch
-    concurrent_trainings: int = 1
-    dagster_home: Path = PROJECT_ROOT / "dagster_home"
+    ccxt_api_key: str | None = declared(SourceOptions, "ccxt_api_key")
+    ccxt_secret: str | None = declared(SourceOptions, "ccxt_secret")
+    ccxt_password: str | None = declared(SourceOptions, "ccxt_password")
+    files_dir: ResolvedPath | None = declared(SourceOptions, "files_dir")
+    files_timezone: str | None = declared(SourceOptions, "files_timezone")
+    max_invalid_share: float = Field(
+        0.01, ge=0.0, le=1.0, description="share of invalid rows above which a partition fails"
+    )
+    min_coverage: float = Field(
+        0.95, ge=0.0, le=1.0, description="coverage below which the coverage check warns"
+    )
+    freshness_hours: float = Field(
+        48.0, gt=0.0, le=24.0 * 366, description="the latest partition must be younger than this many hours"
+    )
+    #: the deployment's promotion policy and trading costs (each field a TA_* setting, declared in ml/policy.py)
+    policy: PromotionPolicy = Field(default_factory=PromotionPolicy)
+    costs: CostPolicy = Field(default_factory=CostPolicy)
+    alert_webhook_url: HttpUrl = Field(
+        None, description="optional http(s) webhook (Slack-compatible JSON POST) for alerts"
+    )
+    executor: Literal[EXECUTORS] = Field("multiprocess", description="step executor of the code location")
+    dask_scheduler: str | None = Field(
+        None, description="address of the Dask scheduler for TA_EXECUTOR=dask, e.g. tcp://127.0.0.1:8786"
+    )
+    retrain_cron: str = Field(
+        "0 3 * * 1",
+        description="cadence of automatic model retraining, a cron string in UTC (weekly: Monday 03:00)",
+    )
+    train_epochs: int = declared(
+        TrainConfig,
+        "max_epochs",
+        description="maximum epochs of a model run (its run config may say otherwise)",
+    )
+    train_samples_per_epoch: int = declared(
+        TrainConfig,
+        "samples_per_epoch",
+        description="training windows sampled per epoch of a model run (its run config may say otherwise)",
+    )
+    concurrent_trainings: int = declared(
+        TrainConfig,
+        "concurrent_trainings",
+        description="trainings sharing this machine's cores outside Dagster (thread budget)",
+    )
+    dagster_home: Path = Field(
+        PROJECT_ROOT / "dagster_home",
+        description="Dagster instance directory of the demo",
+        json_schema_extra={"env": "DAGSTER_HOME"},
+    )
+
+    @model_validator(mode="after")
+    def _a_lake_needs_its_catalog_and_data_path(self) -> Settings:
+        missing = [env_name(name) for name in ("lake_catalog", "lake_data_path") if not getattr(self, name)]
+        if self.store == "ducklake" and missing:
+            raise PydanticCustomError(
+                "lake",
+                "TA_STORE=ducklake needs {missing}: the lake's catalog DSN and data path",
+                {"missing": " and ".join(missing)},
+            )
+        return self
 
     @property
     def store_location(self) -> Store:
@@ -199,7 +222,7 @@ class Settings:
         if self.store == "ducklake":
             from trading_assets.store.duckdb_store import LakeStore  # duckdb loads only where a store is used
 
-            assert self.lake_catalog and self.lake_data_path, "load_settings refuses a lake without them"
+            assert self.lake_catalog and self.lake_data_path, "Settings refuses a lake without them"
             return LakeStore(self.lake_catalog, str(self.lake_data_path))
         return self.duckdb_path
 
@@ -209,7 +232,7 @@ class Settings:
 
     def source_options(self) -> SourceOptions:
         """The market data source these settings select, with its options."""
-        values = {option.name: getattr(self, option.name) for option in fields(SourceOptions)}
+        values = {option.name: getattr(self, option.name) for option in dataclasses.fields(SourceOptions)}
         return SourceOptions(**{**values, "files_dir": str(self.files_dir) if self.files_dir else None})
 
     def costs_in_force(self) -> CostPolicy:
@@ -218,162 +241,116 @@ class Settings:
 
 
 def load_settings() -> Settings:
-    """Settings from the environment, the field defaults of `Settings` for whatever is unset; SettingsError
-    (one line naming the variable) for a value out of range or of the wrong kind."""
-    default = Settings()
-    data_dir = Path(_env("TA_DATA_DIR", str(default.data_dir))).resolve()
-    source = _env_choice("TA_SOURCE", default.source, SOURCES)
-    symbols = _env_symbols(default.symbols)
-    executor = _env_choice("TA_EXECUTOR", default.executor, EXECUTORS)
-    store = _env_choice("TA_STORE", default.store, STORES)
-    lake_catalog, lake_data_path = _env_lake(store)
-    return Settings(
-        symbols=symbols,
-        history_start=_env_date("TA_HISTORY_START", default.history_start, EARLIEST_HISTORY_START),
-        data_dir=data_dir,
-        models_dir=Path(_env("TA_MODELS_DIR", str(default.models_dir))).resolve(),
-        duckdb_path=Path(_env("TA_DUCKDB_PATH", str(data_dir / default.duckdb_path.name))).resolve(),
-        store=store,
-        lake_catalog=lake_catalog or None,
-        lake_data_path=Path(lake_data_path).resolve() if lake_data_path else None,
-        source=source,
-        **_env_source_options(default),
-        **_env_partition_checks(default),
-        policy=read_record(PromotionPolicy),
-        costs=read_record(CostPolicy),
-        alert_webhook_url=_env_url("TA_ALERT_WEBHOOK_URL"),
-        executor=executor,
-        dask_scheduler=_env("TA_DASK_SCHEDULER", "") or None,
-        retrain_cron=_env("TA_RETRAIN_CRON", default.retrain_cron),
-        **_env_training(default),
-        dagster_home=Path(_env("DAGSTER_HOME", str(default.dagster_home))),
-    )
-
-
-def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
-    """One of `choices`."""
-    value = _env(name, default)
-    if value not in choices:
-        raise SettingsError(f"{name}={value!r}: expected one of {', '.join(choices)}")
-    return value
-
-
-def _env_symbols(default: tuple[str, ...]) -> tuple[str, ...]:
-    """TA_SYMBOLS: at least one symbol, comma-separated."""
-    symbols = tuple(s.strip() for s in _env("TA_SYMBOLS", ",".join(default)).split(",") if s.strip())
-    if not symbols:
-        raise SettingsError("TA_SYMBOLS is empty: name at least one symbol, e.g. BTC-USD")
-    return symbols
-
-
-def _env_lake(store: str) -> tuple[str, str]:
-    """The lake's catalog DSN and data path ("" when unset); both are needed when `store` is "ducklake"."""
-    lake_catalog, lake_data_path = _env(LAKE_CATALOG_ENV, ""), _env("TA_LAKE_DATA_PATH", "")
-    if store == "ducklake" and not (lake_catalog and lake_data_path):
-        missing = [
-            name
-            for name, value in (("TA_LAKE_CATALOG", lake_catalog), ("TA_LAKE_DATA_PATH", lake_data_path))
-            if not value
-        ]
-        raise SettingsError(
-            f"TA_STORE=ducklake needs {' and '.join(missing)}: the lake's catalog DSN and data path"
-        )
-    return lake_catalog, lake_data_path
-
-
-def _env_source_options(default: Settings) -> dict[str, Any]:
-    """The market data source's settings: synthetic market, ccxt exchange and credentials, candle files."""
-    files_dir = _env("TA_FILES_DIR", "")
-    return {
-        "synthetic_seed": _env_int("TA_SYNTHETIC_SEED", default.synthetic_seed),
-        "synthetic_predictability": _env_float(
-            "TA_SYNTHETIC_PREDICTABILITY", default.synthetic_predictability, 0.0, 0.95
-        ),
-        "synthetic_predictability_by_symbol": _env("TA_SYNTHETIC_PREDICTABILITY_BY_SYMBOL", "") or None,
-        "ccxt_exchange": _env("TA_CCXT_EXCHANGE", default.ccxt_exchange),
-        "ccxt_api_url": _env_url(CCXT_API_URL_ENV),
-        "ccxt_timeout_ms": _env_int("TA_CCXT_TIMEOUT_MS", default.ccxt_timeout_ms, minimum=1),
-        "ccxt_max_retries": _env_int("TA_CCXT_MAX_RETRIES", default.ccxt_max_retries, minimum=0),
-        **{name: _env(variable, "") or None for name, variable in CCXT_CREDENTIAL_ENV.items()},
-        "files_dir": Path(files_dir).resolve() if files_dir else None,
-        "files_timezone": _env("TA_FILES_TIMEZONE", "") or None,
-    }
-
-
-def _env_partition_checks(default: Settings) -> dict[str, float]:
-    """The thresholds of the data checks: invalid rows, coverage, freshness."""
-    return {
-        "max_invalid_share": _env_float("TA_MAX_INVALID_SHARE", default.max_invalid_share, 0.0, 1.0),
-        "min_coverage": _env_float("TA_MIN_COVERAGE", default.min_coverage, 0.0, 1.0),
-        "freshness_hours": _env_float(
-            "TA_FRESHNESS_HOURS", default.freshness_hours, 0.0, 24.0 * 366, low_open=True
-        ),
-    }
-
-
-def _env_training(default: Settings) -> dict[str, int]:
-    """The training defaults: epochs, windows per epoch, trainings sharing the machine."""
-    return {
-        "train_epochs": _env_int("TA_TRAIN_EPOCHS", default.train_epochs, minimum=1),
-        "train_samples_per_epoch": _env_int(
-            "TA_TRAIN_SAMPLES_PER_EPOCH", default.train_samples_per_epoch, minimum=1
-        ),
-        "concurrent_trainings": _env_int("TA_CONCURRENT_TRAININGS", default.concurrent_trainings, minimum=1),
-    }
-
-
-def env_name(field_name: str) -> str:
-    """The environment variable of a policy record's field."""
-    return f"TA_{field_name.upper()}"
-
-
-def read_record(record: type[R]) -> R:
-    """A policy record from its TA_* variables (unset: the declared default); SettingsError naming the
-    variable when a value is outside the declared bounds or of the wrong kind."""
-    given = {
-        name: os.environ[env_name(name)].strip()
-        for name in record.model_fields
-        if os.environ.get(env_name(name), "").strip()
-    }
+    """Settings from the environment, the declared defaults for whatever is unset (or empty); SettingsError
+    (one line naming the variable) for a value out of bounds or of the wrong kind."""
     try:
-        return record.model_validate(given)
+        return _read(Settings)
     except ValidationError as error:
-        first = error.errors()[0]
-        name = str(first["loc"][0])
-        raise SettingsError(
-            f"environment variable {env_name(name)}={given.get(name)!r}: {first['msg']}"
-        ) from None
+        raise SettingsError(_one_line(error)) from None
+
+
+def _fields(record: type) -> dict[str, FieldInfo]:
+    """The declared fields of `Settings` (a pydantic dataclass) or of a policy record (a pydantic model)."""
+    return record.model_fields if issubclass(record, BaseModel) else record.__pydantic_fields__
+
+
+def _is_record(annotation: object) -> bool:
+    """A field that is a record of its own (`policy`, `costs`): each of its fields is a setting."""
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def variable(name: str, info: FieldInfo) -> str:
+    """The environment variable of the field `name`: `TA_<NAME>`, or the `env` it declares."""
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    return str(extra.get("env", env_name(name)))
+
+
+class _Environment(BaseSettings):
+    """Reads each field from its variable only (exact name); an empty variable counts as unset."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, env_ignore_empty=True, str_strip_whitespace=True)
+
+
+def _read(record: type) -> Any:
+    """`record` from the environment: its records field by field, its other fields by pydantic-settings."""
+    fields = _fields(record)
+    records = {name: _read(info.annotation) for name, info in fields.items() if _is_record(info.annotation)}
+    reader = create_model(
+        f"{record.__name__}FromEnvironment",
+        __base__=_Environment,
+        **{
+            name: (info.annotation, FieldInfo.merge_field_infos(info, validation_alias=variable(name, info)))
+            for name, info in fields.items()
+            if name not in records
+        },
+    )
+    return record(**dict(reader()), **records)
+
+
+def _one_line(error: ValidationError) -> str:
+    """The first problem: `environment variable <VARIABLE>='value': what is wrong` (a URL's password redacted)."""
+    first = next(e for e in error.errors() if e["type"] != "default_factory_not_called")
+    if not first["loc"]:
+        return first["msg"]
+    return f"environment variable {first['loc'][0]}={redact(str(first['input']))!r}: {first['msg']}"
 
 
 def settings_rows() -> list[tuple[str, str, str]]:
-    """(variable, default, meaning) of every setting: the policy records' fields, then the others."""
-    rows = []
-    for record in POLICY_RECORDS:
-        for name, info in record.model_fields.items():
-            bounds = _bounds_text(info.metadata)
-            rows.append((env_name(name), _default_text(info.default), f"{info.description}{bounds}"))
-    rows += [(name, "", meaning) for name, meaning in ENVIRONMENT_VARIABLES.items()]
-    rows += [(variable, "", "ccxt credential (never logged)") for variable in CCXT_CREDENTIAL_ENV.values()]
-    return rows
+    """(variable, default, meaning) of every setting, in the order `Settings` declares them."""
+    return list(_rows(Settings))
+
+
+def _rows(record: type) -> Iterator[tuple[str, str, str]]:
+    for name, info in _fields(record).items():
+        if _is_record(info.annotation):
+            yield from _rows(info.annotation)  # type: ignore[arg-type]
+        else:
+            yield variable(name, info), _default_text(info), _meaning(info)
 
 
 def settings_table() -> str:
-    """The settings table of docs/settings.md, generated from the declarations."""
+    """The settings table of docs/settings.md, rendered from the declarations."""
     lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
-    lines += [f"| `{name}` | {default} | {meaning} |" for name, default, meaning in settings_rows()]
+    cell = str.maketrans({"|": "\\|"})  # a | in a meaning would end its cell
+    lines += [
+        f"| `{name}` | {default} | {meaning.translate(cell)} |" for name, default, meaning in settings_rows()
+    ]
     return "\n".join(lines)
 
 
-def _default_text(value: object) -> str:
-    return "venue's" if value is None else f"`{str(value).lower() if isinstance(value, bool) else value}`"
+def _default_text(info: FieldInfo) -> str:
+    """The declared default as the table shows it; an unset one as the field says (`unset` when silent)."""
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    value = None if info.default_factory is not None else info.default
+    if value is None:
+        return str(extra.get("unset", "unset"))
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, tuple):
+        return f"`{','.join(value)}`"
+    if isinstance(value, Path) and value.is_relative_to(PROJECT_ROOT):
+        return f"`<project>/{value.relative_to(PROJECT_ROOT)}`"
+    return f"`{value}`"
 
 
-def _bounds_text(metadata: list) -> str:
+def _meaning(info: FieldInfo) -> str:
+    """The help, then the declared choices or bounds: `(one of a, b)`, `(> 0.5, <= 1.0)`."""
+    choices = typing.get_args(info.annotation) if typing.get_origin(info.annotation) is Literal else ()
     symbols = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-    parts = [
-        f"{symbols[key]} {getattr(item, key)}" for item in metadata for key in symbols if hasattr(item, key)
+    bounds = [
+        f"{symbols[key]} {getattr(item, key)}"
+        for item in info.metadata
+        for key in symbols
+        if hasattr(item, key)
     ]
-    return f" ({', '.join(parts)})" if parts else ""
+    shown = f"one of {', '.join(choices)}" if choices else ", ".join(bounds)
+    return f"{info.description}{f' ({shown})' if shown else ''}"
+
+
+#: The help line of each variable: its meaning, bounds and default, rendered from its declaration.
+ENVIRONMENT_VARIABLES = {
+    name: f"{meaning} (default {default.strip('`')})" for name, default, meaning in settings_rows()
+}
 
 
 def export_dagster_home(home: Path) -> None:

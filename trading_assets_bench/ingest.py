@@ -15,11 +15,10 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from trading_assets.defs.partitions import DAYS_PER_TRANSACTION
 from trading_assets.market.candles import consecutive_day_batches
 from trading_assets.market.ingest import ingest_days
-from trading_assets.market.synthetic import SyntheticSource
-from trading_assets.settings import DEFAULT_SYNTHETIC_PREDICTABILITY
+from trading_assets.market.synthetic import DEFAULT_SYNTHETIC_PREDICTABILITY, SyntheticSource
+from trading_assets.store.duckdb_store import DAYS_PER_TRANSACTION
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
 

@@ -1,13 +1,13 @@
 """`trading-assets bench retrain`: what a user waits for when every model of every symbol is retrained.
 
-Synthetic 1-minute history (the settings' seed and predictability) of `--days` days ending on `--end-day`
-is ingested and its features built as the assets do (`ingest_days`, `build_feature_days`) into a temporary
-DuckDB; then every model type of every symbol trains through `train_symbol` with the model assets' run
-config defaults (`model_run_config(settings)().train_config(model_type)`), `--parallel` trainings at a time (default: the
-assets' training slots), each in its own process so its peak RSS is its own. The JSON gives total seconds
-and, per training: seconds, epochs, windows seen, windows/s, best validation loss, calibrated test
-accuracy / log loss / ECE, peak RSS (and where it was reached: `peak_rss_mb_by_phase`). `--repeats N` trains
-each model N times (peak memory is not the same in every run).
+Synthetic 1-minute history (the settings' seed and predictability) of `--days` days ending on `--end-day` is
+ingested and its features built as the assets do (`ingest_days`, `build_feature_days`) into a temporary
+DuckDB; then every model type of every symbol trains through `train_symbol` with the model assets' run config
+defaults (`asset_defaults`: `run_train_config`, as the assets call it), `--parallel` trainings at a time
+(default: the assets' training slots), each in its own process so its peak RSS is its own. The JSON gives
+total seconds and, per training: seconds, epochs, windows seen, windows/s, best validation loss, calibrated
+test accuracy / log loss / ECE, peak RSS (and where it was reached: `peak_rss_mb_by_phase`). `--repeats N`
+trains each model N times (peak memory is not the same in every run).
 
 `--warm`: after the cold retrain, one more week is ingested and every model is retrained warm from the cold
 one (its parent), and cold again on the same data, to compare cost and test metrics.
@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.model_types import MODEL_TYPES
 from trading_assets.ml.policy import CostPolicy, PromotionPolicy
+from trading_assets.ml.training_run import TRAINING_SLOTS, run_train_config
 
 #: the policy and costs every training of a run is judged under
 Judging = tuple[PromotionPolicy, CostPolicy]
@@ -112,20 +113,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from trading_assets.defs.assets.models import TRAINING_SLOTS, model_run_config
     from trading_assets.ml.fit import pick_device
     from trading_assets.settings import load_settings
 
     settings = load_settings()  # this command's entry point: the same settings the model assets get
     args.symbols = args.symbols or list(settings.symbols)
-    run_config = model_run_config(settings)()
     overrides = {
         "samples_per_epoch": args.samples_per_epoch,
         "max_epochs": args.max_epochs,
         "warm_samples_per_epoch": args.warm_samples_per_epoch,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    configs = {model: replace(run_config.train_config(model), **overrides) for model in args.models}
+    configs = {model: replace(asset_defaults(settings, model), **overrides) for model in args.models}
     device = next(iter(configs.values())).device
     parallel = args.parallel or TRAINING_SLOTS
     first = args.end_day - timedelta(days=args.days - 1)
@@ -152,7 +151,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ] * args.repeats
         if args.recipes:
             return {**head, **compare_recipes(db_path, jobs, args.recipes, root, first, args.end_day)}
-        judging = run_config.policy_in_force(settings)
+        judging = (settings.policy, settings.costs_in_force())  # a run config without overrides: in force
         window = (first, args.end_day)
         cold = _timed_trainings(db_path, jobs, judging, root / "models", window, parallel)
         result = {**head, "parallel": parallel, "total_seconds": cold["total_seconds"], "cold": cold}
@@ -163,6 +162,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return result
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def asset_defaults(settings, model_type: str) -> TrainConfig:
+    """What a `<type>_model` run with its run config's defaults trains with: the settings' epochs and windows
+    per epoch, the rest TrainConfig's defaults."""
+    return run_train_config(
+        model_type, max_epochs=settings.train_epochs, samples_per_epoch=settings.train_samples_per_epoch
+    )
 
 
 def build_history(

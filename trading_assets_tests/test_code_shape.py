@@ -15,7 +15,18 @@ MAX_PARAMETERS = 10
 MAX_LINES = 60
 #: The core: markets, stores, features, models, promotion, the runtime and the leaf helpers. It knows nothing
 #: of where its settings come from or of the Dagster shell around it.
-CORE = ("market", "store", "features", "ml", "promotion", "runtime", "plots.py", "alerts.py", "urls.py")
+CORE = (
+    "market",
+    "store",
+    "features",
+    "ml",
+    "promotion",
+    "runtime",
+    "plots.py",
+    "alerts.py",
+    "urls.py",
+    "retry.py",
+)
 UPWARD = ("trading_assets.settings", "trading_assets.defs", "dagster")
 
 

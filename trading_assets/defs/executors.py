@@ -32,7 +32,8 @@ def executor_from_settings(settings: Settings) -> dg.ExecutorDefinition:
 def _multiprocess_executor() -> dg.ExecutorDefinition:
     # Imported here: the models module pulls in torch, which a Dask worker loading only the market-data
     # assets does not need.
-    from trading_assets.defs.assets.models import TRAINING_SLOTS, TRAINING_TAG
+    from trading_assets.defs.assets.models import TRAINING_TAG
+    from trading_assets.ml.training_run import TRAINING_SLOTS
 
     return dg.multiprocess_executor.configured(
         {

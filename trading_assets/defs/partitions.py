@@ -10,11 +10,7 @@ import dagster as dg
 
 from trading_assets.market.candles import consecutive_day_batches
 from trading_assets.settings import Settings
-
-#: Consecutive days of one symbol that a multi-partition step reads, writes in one DuckDB transaction and
-#: checks with one query: one connection per batch instead of several per day, and the file lock held
-#: well under a second at a time, so parallel runs interleave.
-DAYS_PER_TRANSACTION = 31
+from trading_assets.store.duckdb_store import DAYS_PER_TRANSACTION
 
 
 @dataclass(frozen=True)
@@ -62,9 +58,10 @@ def keys_by_symbol_day(keys: Iterable[str | dg.MultiPartitionKey]) -> dict[str, 
 
 
 def partition_batches(
-    keys: Iterable[str | dg.MultiPartitionKey], max_days: int
+    keys: Iterable[str | dg.MultiPartitionKey], max_days: int = DAYS_PER_TRANSACTION
 ) -> Iterator[tuple[str, dict[date, str]]]:
-    """(symbol, {day: key}) for each run of up to `max_days` consecutive days of one symbol, in order."""
+    """(symbol, {day: key}) for each run of up to `max_days` consecutive days of one symbol, in order (by
+    default the store's batch: the days one transaction reads, writes and checks)."""
     for symbol, key_of_day in keys_by_symbol_day(keys).items():
         for days in consecutive_day_batches(key_of_day, max_days):
             yield symbol, {day: key_of_day[day] for day in days}

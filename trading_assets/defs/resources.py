@@ -17,7 +17,7 @@ from trading_assets.store.duckdb_store import LakeStore, Store
 
 class _MarketData(dg.ConfigurableResource):
     """Which market data source the assets read (synthetic, ccxt or files) and its options: the fields of
-    `SourceOptions`, with its defaults. Credentials and the exchange URL (which may carry user:password@) are
+    `SourceOptions`, with its defaults and help. Credentials and the exchange URL (which may carry user:password@) are
     `dg.EnvVar`s, so Dagster shows their names only."""
 
     @classmethod
@@ -37,7 +37,10 @@ class _MarketData(dg.ConfigurableResource):
 def _option_fields() -> dict[str, tuple[object, pydantic.fields.FieldInfo]]:
     hints = typing.get_type_hints(SourceOptions)
     return {
-        option.name: (hints[option.name], pydantic.Field(default=option.default, repr=option.repr))
+        option.name: (
+            hints[option.name],
+            pydantic.Field(default=option.default, repr=option.repr, description=option.metadata["help"]),
+        )
         for option in dataclasses.fields(SourceOptions)
     }
 

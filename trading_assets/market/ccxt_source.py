@@ -44,8 +44,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import ccxt
@@ -53,7 +55,10 @@ import polars as pl
 import requests
 
 from trading_assets.market.candles import FetchLog, PageSpan, conform, empty_candles
+from trading_assets.retry import retry
 from trading_assets.urls import redact, url_secrets
+
+T = TypeVar("T")
 
 MINUTE_MS = 60_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -76,6 +81,10 @@ class ExchangeFetchError(RuntimeError):
 
 class SuspectAnswer(Exception):
     """A 200 answer that cannot be the candles asked for (malformed, misplaced): re-asked, then a failure."""
+
+
+class _AskAgain(SuspectAnswer):
+    """An empty page or one starting with a gap that no earlier answer confirms yet: asked again."""
 
 
 @dataclass
@@ -174,50 +183,48 @@ class CcxtCandleSource:
         """
         window = f"page [{_iso(since)}, {_iso(since + limit * MINUTE_MS)})"
         answers: list[list[list]] = []  # the earlier answers that were empty or started with a gap
-        attempt = 0
-        while True:
-            self._throttle()
+
+        def request(attempt: int) -> tuple[list[list], int]:
             self.stats.requests += 1
-            failure: ExchangeFetchError | None = None
-            try:
-                rows = self._exchange.fetch_ohlcv(market, "1m", since=since, limit=limit)
-                page, misplaced = self._checked(rows, since, limit, window)
-                if page and page[0][0] == since:
-                    return page, attempt + 1
-                if misplaced:
-                    raise SuspectAnswer(f"{misplaced}, and none at its first minute")
-                if _agrees(page, answers):
-                    return page, attempt + 1
-                answers.append(page)
-                if attempt >= self.max_retries:
-                    raise SuspectAnswer("answers starting with a gap kept changing")
-            except Exception as error:  # noqa: BLE001 (whatever ccxt raises leaves redacted, see `_failure`)
-                if not _is_retryable(error) or attempt >= self.max_retries:
-                    failure = self._failure(what, f"at {window} after {attempt + 1} request(s)", error)
-            if failure is not None:
-                raise failure  # outside the handler: no chained ccxt error (it quotes the URL)
-            self.last_fetch.retries += 1
-            self._back_off(attempt)
-            attempt += 1
+            rows = self._exchange.fetch_ohlcv(market, "1m", since=since, limit=limit)
+            page, misplaced = self._checked(rows, since, limit, window)
+            if page and page[0][0] == since:
+                return page, attempt + 1
+            if misplaced:
+                raise SuspectAnswer(f"{misplaced}, and none at its first minute")
+            if _agrees(page, answers):
+                return page, attempt + 1
+            answers.append(page)
+            if attempt >= self.max_retries:
+                raise SuspectAnswer("answers starting with a gap kept changing")
+            raise _AskAgain()
+
+        return self._retried(request, what, f"at {window}")
 
     def _load_markets(self, what: str) -> dict:
         """ccxt's `load_markets`, retried like a page (it asks the exchange, through the same URL)."""
-        attempt = 0
-        while True:
+        return self._retried(lambda _attempt: self._exchange.load_markets(), what, "loading the markets")
+
+    def _retried(self, request: Callable[[int], T], what: str, where: str) -> T:
+        """`request(attempt)` throttled, and retried with exponential backoff while the failure is
+        retryable (`_is_retryable`), at most `max_retries` times; then a redacted `ExchangeFetchError`
+        (`_failure`), raised outside any `except` block."""
+
+        def throttled(attempt: int) -> T:
             self._throttle()
-            failure: ExchangeFetchError | None = None
-            try:
-                return self._exchange.load_markets()
-            except Exception as error:  # noqa: BLE001 (whatever ccxt raises leaves redacted, see `_failure`)
-                if not _is_retryable(error) or attempt >= self.max_retries:
-                    failure = self._failure(
-                        what, f"loading the markets after {attempt + 1} request(s)", error
-                    )
-            if failure is not None:
-                raise failure  # outside the handler: no chained ccxt error (it quotes the URL)
+            return request(attempt)
+
+        def count_retry() -> None:
             self.last_fetch.retries += 1
-            self._back_off(attempt)
-            attempt += 1
+
+        return retry(
+            throttled,
+            wait=lambda n: min(self.backoff_ms * 2**n, self.max_backoff_ms) / 1000,
+            retryable=_is_retryable,
+            attempts=self.max_retries + 1,
+            give_up=lambda error, calls: self._failure(what, f"{where} after {calls} request(s)", error),
+            on_retry=count_retry,
+        )
 
     def _failure(self, what: str, where: str, error: BaseException) -> ExchangeFetchError:
         """The one-line error for a request that failed for good. ccxt's messages quote the URL they asked
@@ -230,9 +237,6 @@ class CcxtCandleSource:
                 self._secrets,
             )
         )
-
-    def _back_off(self, attempt: int) -> None:
-        time.sleep(min(self.backoff_ms * 2**attempt, self.max_backoff_ms) / 1000)
 
     def _checked(
         self, rows: list[list], since: int, limit: int, window: str
@@ -263,6 +267,8 @@ class CcxtCandleSource:
         return inside, "; ".join(problems) or None
 
     def _throttle(self) -> None:
+        """At most one request per `rate_limit_ms` when one is given (ccxt's throttle is then off): ccxt's own
+        spaces requests by `rateLimit` x each endpoint's cost (3 for Coinbase's candles), not per request."""
         if self._last_request_at is not None:
             wait = self._min_interval_s - (time.monotonic() - self._last_request_at)
             if wait > 0:

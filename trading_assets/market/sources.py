@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -15,25 +16,43 @@ from trading_assets.market.synthetic import DEFAULT_SYNTHETIC_PREDICTABILITY, Sy
 SOURCES = ("synthetic", "ccxt", "files")
 
 
+def _option(default: Any, help_text: str, secret: bool = False, **bounds: float) -> Any:
+    """A source option: its default, help and bounds (`ge`/`le`), declared once; a secret stays out of repr."""
+    return field(default=default, repr=not secret, metadata={"help": help_text, "bounds": bounds})
+
+
 @dataclass(frozen=True)
 class SourceOptions:
-    """Everything that selects and configures a source, declared here once: the settings take their defaults
-    from it, the CLI fills it from the settings, the Dagster resource is generated from its fields."""
+    """Everything that selects and configures a source, declared here once (default, help, bounds): the
+    settings read each from `TA_<FIELD>`, the CLI fills it from the settings, the Dagster resource is
+    generated from its fields."""
 
-    source: str = "synthetic"
-    synthetic_seed: int = 7
-    synthetic_predictability: float = DEFAULT_SYNTHETIC_PREDICTABILITY
-    #: "SYMBOL=p,SYMBOL=p": symbols whose synthetic market has another predictability (e.g. one made to fail)
-    synthetic_predictability_by_symbol: str | None = None
-    ccxt_exchange: str = "coinbase"
-    ccxt_api_url: str | None = field(default=None, repr=False)  # may carry user:password@
-    ccxt_timeout_ms: int = 10_000
-    ccxt_max_retries: int = 5
-    ccxt_api_key: str | None = field(default=None, repr=False)
-    ccxt_secret: str | None = field(default=None, repr=False)
-    ccxt_password: str | None = field(default=None, repr=False)
-    files_dir: str | None = None
-    files_timezone: str | None = None  # the zone of times written without one (None: refused)
+    source: str = _option("synthetic", "market data source")
+    synthetic_seed: int = _option(7, "seed of the synthetic market")
+    synthetic_predictability: float = _option(
+        DEFAULT_SYNTHETIC_PREDICTABILITY, "learnable share of the synthetic market", ge=0.0, le=0.95
+    )
+    synthetic_predictability_by_symbol: str | None = _option(
+        None, "symbols whose synthetic market has another predictability, e.g. SOL-USD=0,ETH-USD=0.5"
+    )
+    ccxt_exchange: str = _option("coinbase", "ccxt exchange id")
+    ccxt_api_url: str | None = _option(
+        None, "override of the exchange's REST base URL (proxy or loopback test server; never logged)", True
+    )  # may carry user:password@
+    ccxt_timeout_ms: int = _option(10_000, "per-request timeout of the ccxt source, milliseconds", ge=1)
+    ccxt_max_retries: int = _option(5, "retries for network errors, 429 and 5xx", ge=0)
+    ccxt_api_key: str | None = _option(
+        None, "ccxt apiKey, only if the exchange needs one for candles (never logged)", True
+    )
+    ccxt_secret: str | None = _option(None, "ccxt secret (never logged)", True)
+    ccxt_password: str | None = _option(None, "ccxt password (never logged)", True)
+    files_dir: str | None = _option(
+        None, "directory of Parquet/feather/CSV candle files for the files source"
+    )
+    files_timezone: str | None = _option(
+        None, "zone of times written without one in the files, e.g. UTC or America/New_York (unset: such "
+        "files are refused)",
+    )  # fmt: skip
 
     def ccxt_credentials(self) -> dict[str, str]:
         """The credentials that are set, under ccxt's names."""

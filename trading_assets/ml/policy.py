@@ -18,9 +18,11 @@ Direction = Literal["higher", "lower", "false"]
 R = TypeVar("R", bound=BaseModel)
 
 
-def _field(default: Any, help_text: str, stricter: Direction, **bounds: Any) -> Any:
-    """A policy field: its default, bounds and help, and which way is stricter (read by `tightened`)."""
-    return Field(default, description=help_text, json_schema_extra={"stricter": stricter}, **bounds)
+def _field(default: Any, help_text: str, stricter: Direction, unset: str | None = None, **bounds: Any) -> Any:
+    """A policy field: its default, bounds and help, which way is stricter (read by `tightened`), and what
+    an unset (None) value means (the settings table shows it)."""
+    extra: dict[str, Any] = {"stricter": stricter} | ({"unset": unset} if unset else {})
+    return Field(default, description=help_text, json_schema_extra=extra, **bounds)
 
 
 class PromotionPolicy(BaseModel):
@@ -81,6 +83,7 @@ class CostPolicy(BaseModel):
         "fee per side in basis points; unset: the venue's taker fee (ccxt's fee table of the configured "
         "exchange; the synthetic and files sources state theirs)",
         "higher",
+        unset="venue's",
         ge=0.0,
         le=1000.0,
     )

@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import itertools
 import os
 import random
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -42,6 +40,8 @@ from typing import TypeAlias, TypeVar
 import duckdb
 import polars as pl
 import pyarrow as pa
+
+from trading_assets.retry import retry
 
 T = TypeVar("T")
 
@@ -69,6 +69,12 @@ CREATE TABLE IF NOT EXISTS candles (
 
 #: Total time one operation keeps retrying a held lock before giving up.
 DEFAULT_LOCK_TIMEOUT_S = 120.0
+#: What DuckDB raises for a held file lock or a lost lake commit (`with_lock_retry` reads the message).
+_CONFLICT_ERRORS = (duckdb.IOException, duckdb.ConnectionException, duckdb.TransactionException)
+#: Consecutive days of one symbol that a multi-day step reads, writes in one transaction and checks with
+#: one query: one connection per batch instead of several per day, and the file lock held well under a
+#: second at a time, so parallel runs interleave.
+DAYS_PER_TRANSACTION = 31
 
 
 class StoreMissingError(FileNotFoundError, LookupError):
@@ -145,23 +151,32 @@ def is_transaction_conflict(error: BaseException) -> bool:
 def with_lock_retry(path: Store, operation: Callable[[], T], timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> T:
     """Run `operation` (which opens and closes its own connection), retrying lock conflicts (the file) and
     transaction conflicts (the lake) with exponential backoff and jitter until `timeout_s` has passed."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.02
-    while True:
-        try:
-            return operation()
-        except (duckdb.IOException, duckdb.ConnectionException, duckdb.TransactionException) as error:
-            lake = isinstance(path, LakeStore)
-            if not (is_transaction_conflict(error) if lake else is_lock_conflict(error)):
-                raise
-            if time.monotonic() >= deadline:
-                raise StoreLockTimeout(
-                    f"{path}: transactions kept conflicting with other writers for {timeout_s:.0f} s"
-                    if lake
-                    else f"DuckDB file {path} stayed locked by another process for {timeout_s:.0f} s"
-                ) from error
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.25 if not lake else 1.0)
+    lake = isinstance(path, LakeStore)
+    cap = 1.0 if lake else 0.25
+
+    def conflict(error: Exception) -> bool:
+        if not isinstance(error, _CONFLICT_ERRORS):
+            return False
+        return is_transaction_conflict(error) if lake else is_lock_conflict(error)
+
+    def timed_out(error: Exception, _calls: int) -> BaseException:
+        if not conflict(error):
+            return error
+        timeout = StoreLockTimeout(
+            f"{path}: transactions kept conflicting with other writers for {timeout_s:.0f} s"
+            if lake
+            else f"DuckDB file {path} stayed locked by another process for {timeout_s:.0f} s"
+        )
+        timeout.__cause__ = error
+        return timeout
+
+    return retry(
+        lambda _call: operation(),
+        wait=lambda n: min(0.02 * 2**n, cap) * (0.5 + random.random()),
+        retryable=conflict,
+        deadline_s=timeout_s,
+        give_up=timed_out,
+    )
 
 
 def extension_directory() -> Path:
@@ -223,27 +238,32 @@ def connect_lake(lake: LakeStore) -> duckdb.DuckDBPyConnection:
         connection.execute("LOAD postgres")
         target = _sql_text(f"ducklake:postgres:{lake.catalog}")
         attach = f"ATTACH {target} AS {LAKE_ALIAS} (DATA_PATH {_sql_text(lake.data_path)})"
-        failure: duckdb.Error | None = None
-        for attempt in itertools.count(1):
-            try:
-                connection.execute(attach)
-                break
-            except duckdb.Error as error:
-                # The first attach creates the catalog's tables; processes attaching a new lake at once
-                # race there, and the losers find the catalog made when they try again.
-                text = str(error)
-                racing = "already exists" in text or "duplicate key" in text
-                if not (racing and "initialize DuckLake" in text) or attempt == _LAKE_ATTACH_ATTEMPTS:
-                    failure = type(error)(_without_password(text))  # DuckDB quotes the DSN, password too
-                    break
-            time.sleep(0.1 * attempt * (0.5 + random.random()))
-        if failure is not None:
-            raise failure  # outside the handler: the original (with the password) is not its context
+        retry(
+            lambda _call: connection.execute(attach),
+            wait=lambda n: 0.1 * (n + 1) * (0.5 + random.random()),
+            retryable=_lost_attach_race,
+            attempts=_LAKE_ATTACH_ATTEMPTS,
+            give_up=_redacted_attach_error,
+        )
         connection.execute(f"USE {LAKE_ALIAS}")
     except BaseException:
         connection.close()
         raise
     return connection
+
+
+def _lost_attach_race(error: Exception) -> bool:
+    """The first attach creates the catalog's tables; processes attaching a new lake at once race there, and
+    the losers find the catalog made when they try again."""
+    text = str(error)
+    racing = "already exists" in text or "duplicate key" in text
+    return isinstance(error, duckdb.Error) and racing and "initialize DuckLake" in text
+
+
+def _redacted_attach_error(error: Exception, _calls: int) -> BaseException:
+    """DuckDB quotes the DSN in its attach errors, password too: the same error without it (`retry` raises it
+    outside the handler, so the original is not its context)."""
+    return type(error)(_without_password(str(error))) if isinstance(error, duckdb.Error) else error
 
 
 def _sql_text(value: str) -> str:

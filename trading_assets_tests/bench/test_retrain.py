@@ -64,6 +64,18 @@ def test_recipe_deltas_judge_quality_against_the_first_recipe():
     assert "artifact" not in rows[10]
 
 
+def test_the_benchmark_trains_with_the_model_assets_own_defaults():
+    from trading_assets.defs.assets.models import model_run_config
+    from trading_assets.ml.model_types import MODEL_TYPES
+    from trading_assets.settings import Settings
+
+    settings = Settings(train_epochs=3, train_samples_per_epoch=1000)
+    run_config = model_run_config(settings)()
+    for model_type in MODEL_TYPES:
+        assert retrain.asset_defaults(settings, model_type) == run_config.train_config(model_type)
+    assert run_config.policy_in_force(settings) == (settings.policy, settings.costs_in_force())
+
+
 def test_history_is_fixed_whatever_the_date():
     parser = argparse.ArgumentParser()
     retrain.add_arguments(parser)

@@ -71,7 +71,8 @@ def test_in_process_setting_gives_the_in_process_executor() -> None:
 
 def test_multiprocess_setting_gives_bounded_concurrency_and_retries() -> None:
     # Imported here, not at module level: Dask workers import this module and need no torch.
-    from trading_assets.defs.assets.models import TRAINING_SLOTS, TRAINING_TAG
+    from trading_assets.defs.assets.models import TRAINING_TAG
+    from trading_assets.ml.training_run import TRAINING_SLOTS
 
     executor = executor_from_settings(_settings("multiprocess"))
     assert executor.name == "multiprocess"
@@ -117,7 +118,8 @@ def test_dask_without_the_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_unknown_executor_is_refused() -> None:
-    with pytest.raises(ValueError, match="TA_EXECUTOR='celery'"):
+    """Settings refuse an executor they do not declare (TA_EXECUTOR from the environment: test_settings.py)."""
+    with pytest.raises(ValueError, match="Input should be 'in_process', 'multiprocess' or 'dask'"):
         executor_from_settings(_settings("celery"))
 
 

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import polars as pl
 
-from trading_assets.defs.partitions import DAYS_PER_TRANSACTION
 from trading_assets.features.build import build_feature_days
 from trading_assets.features.store import read_feature_days
 from trading_assets.market.candles import consecutive_day_batches
 from trading_assets.market.ingest import ingest_day, ingest_days
 from trading_assets.market.synthetic import SyntheticSource
 from trading_assets.store.duckdb_store import (
+    DAYS_PER_TRANSACTION,
     LakeStore,
     Store,
     candle_integrity_by_day,

@@ -26,12 +26,13 @@ from trading_assets.defs.checks import partition_check_specs
 from trading_assets.defs.partitions import Partitions
 from trading_assets.defs.resources import DuckDBStoreResource, ModelStoreResource
 from trading_assets.defs.run_guard import guard_step
-from trading_assets.ml.config import TrainConfig
+from trading_assets.ml.config import RUN_OPTIONS, TrainConfig, run_option
 from trading_assets.ml.fit import EpochProgress
 from trading_assets.ml.gates import GATES
 from trading_assets.ml.model_types import CATALOGUE
 from trading_assets.ml.policy import POLICY_RECORDS, CostPolicy, PolicyError, PromotionPolicy, tightened
 from trading_assets.ml.train import TrainSpec, train_symbol
+from trading_assets.ml.training_run import run_train_config
 from trading_assets.promotion.registry import current
 from trading_assets.settings import Settings
 
@@ -39,8 +40,6 @@ from trading_assets.settings import Settings
 #: and training steps of all runs share the `training` pool (limit in dagster_home/dagster.yaml).
 TRAINING_TAG = "trading_assets/training"
 TRAINING_POOL = "training"
-#: Trainings that may run at once; each uses cores / TRAINING_SLOTS torch threads.
-TRAINING_SLOTS = 2
 
 
 class ModelAssets(NamedTuple):
@@ -59,7 +58,8 @@ def build_model_assets(settings: Settings, partitions: Partitions) -> ModelAsset
 
 
 class _ModelRunConfig(dg.Config):
-    """Training settings of one model run (defaults: all stored history, the settings' epochs and samples).
+    """Training settings of one model run (defaults: all stored history, the settings' epochs and samples);
+    the training fields (`model_run_config`) are those of `TrainConfig` a run may set, as declared there.
 
     `mode`: "cold" trains from scratch; "warm" fine-tunes the promoted model in service on the new data plus
     a replay sample of older data (`TrainConfig.warm_*`), or trains cold, saying why, when there is none or
@@ -67,14 +67,8 @@ class _ModelRunConfig(dg.Config):
     The policy and cost fields (unset: the deployment's policy, TA_* settings) may only tighten it.
     """
 
-    epochs: int
-    batch_size: int = 64
-    samples_per_epoch: int
-    seq_len: int = 60
-    horizon: int = TrainConfig.horizon
     train_start: str | None = None
     train_end: str | None = None
-    seed: int = 0
     mode: Literal["cold", "warm"] = "cold"
 
     def training_range(self, history_start: date) -> tuple[date, date]:
@@ -85,17 +79,8 @@ class _ModelRunConfig(dg.Config):
 
     def train_config(self, model_type: str) -> TrainConfig:
         """What `model_type` trains with: this run config over the shared defaults, the type's recipe over it."""
-        shared = TrainConfig(
-            max_epochs=self.epochs,
-            batch_size=self.batch_size,
-            samples_per_epoch=self.samples_per_epoch,
-            seq_len=self.seq_len,
-            horizon=self.horizon,
-            seed=self.seed,
-            concurrent_trainings=TRAINING_SLOTS,
-            warm_start=self.mode == "warm",
-        )
-        return CATALOGUE[model_type].train_config(shared)
+        fields = {field: getattr(self, option) for option, field in RUN_OPTIONS.items()}
+        return run_train_config(model_type, warm_start=self.mode == "warm", **fields)
 
     def policy_in_force(self, settings: Settings) -> tuple[PromotionPolicy, CostPolicy]:
         """The settings' policy and costs, tightened by this run config; PolicyError (one line) if it loosens."""
@@ -123,14 +108,22 @@ def _policy_fields() -> dict[str, Any]:
     return fields
 
 
+def _training_fields(settings: Settings) -> dict[str, Any]:
+    """Each run option of `TrainConfig` (`RUN_OPTIONS`) as a run config field with its declared help, bounds
+    and default; the epochs and samples per epoch default to the settings'."""
+    defaults = {"epochs": settings.train_epochs, "samples_per_epoch": settings.train_samples_per_epoch}
+    fields: dict[str, Any] = {}
+    for option, name in RUN_OPTIONS.items():
+        kind, default, help_text, bounds = run_option(name)
+        fields[option] = (kind, Field(defaults.get(option, default), description=help_text, **bounds))
+    return fields
+
+
 def model_run_config(settings: Settings) -> type[_ModelRunConfig]:
-    """The model assets' run config class, its defaults from `settings` (also what `bench retrain` runs)."""
+    """The model assets' run config class, derived from the declarations of `TrainConfig` and the policy
+    records, its defaults from `settings` (also what `bench retrain` runs)."""
     return create_model(
-        "ModelRunConfig",
-        __base__=_ModelRunConfig,
-        epochs=(int, settings.train_epochs),
-        samples_per_epoch=(int, settings.train_samples_per_epoch),
-        **_policy_fields(),
+        "ModelRunConfig", __base__=_ModelRunConfig, **_training_fields(settings), **_policy_fields()
     )
 
 
