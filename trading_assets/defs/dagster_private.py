@@ -14,6 +14,7 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecord,
     AssetCheckExecutionRecordStatus,
 )
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SQLITE_BUSY_TIMEOUT_SECONDS,
     SqliteEventLogStorage,
@@ -21,7 +22,7 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import WorkspaceFileTarget
-from dagster._serdes import ConfigurableClassData
+from dagster._serdes import ConfigurableClassData, serialize_value
 from dagster._utils.error import SerializableErrorInfo
 
 #: The Dagster release these names were checked against.
@@ -46,12 +47,16 @@ USES = {
     "InstanceRef": "defs/sqlite_storage.py: InstanceRef.config_defaults, the default storages of an "
     "instance directory, which TunedSqliteInstance.config_defaults changes",
     "ConfigurableClassData": "defs/sqlite_storage.py: how an instance names its storage classes",
+    "AssetCheckExecutionsTable": "defs/event_log.py: the table of check executions, whose planned rows "
+    "are inserted with the event serialized once (re-check _store_asset_check_evaluation_planned)",
+    "serialize_value": "defs/event_log.py: how Dagster serializes a stored event",
 }
 
 __all__ = [
     "DAGSTER_VERSION",
     "USES",
     "AssetCheckExecutionRecord",
+    "AssetCheckExecutionsTable",
     "AssetCheckExecutionRecordStatus",
     "ConfigurableClassData",
     "DagsterSqliteStorage",
@@ -61,6 +66,7 @@ __all__ = [
     "SerializableErrorInfo",
     "SqliteEventLogStorage",
     "TargetMaterialization",
+    "serialize_value",
     "WorkspaceFileTarget",
     "WorkspaceProcessContext",
 ]

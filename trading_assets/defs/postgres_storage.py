@@ -23,14 +23,17 @@ from dagster._serdes import ConfigurableClassData
 from dagster_postgres.event_log import PostgresEventLogStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 
+from trading_assets.defs.event_log import PlannedChecksSerializedOnce
+
 #: Connections beyond the pooled one that concurrent threads of one process may open (then closed).
 MAX_OVERFLOW = 10
 #: A pooled connection older than this is replaced (servers and proxies close idle connections).
 POOL_RECYCLE_S = 3600
 
 
-class PooledPostgresEventLogStorage(PostgresEventLogStorage):
-    """dagster-postgres' event log storage with a connection pool (module docstring)."""
+class PooledPostgresEventLogStorage(PlannedChecksSerializedOnce, PostgresEventLogStorage):
+    """dagster-postgres' event log storage with a connection pool (module docstring) and planned check rows
+    serialized once (defs/event_log.py)."""
 
     def __init__(
         self,

@@ -55,6 +55,7 @@ from trading_assets.defs.dagster_private import (
     InstanceRef,
     SqliteEventLogStorage,
 )
+from trading_assets.defs.event_log import PlannedChecksSerializedOnce
 
 #: Shards (database files) whose engine a process keeps: the index plus the runs written most recently.
 ENGINES_KEPT = 32
@@ -66,9 +67,9 @@ _MODULE = __name__
 _INHERITED: list[object] = []
 
 
-class EngineCachingSqliteEventLogStorage(SqliteEventLogStorage):
-    """Dagster's SQLite event log with an engine and an idle connection kept per shard and
-    `synchronous = NORMAL` (module docstring)."""
+class EngineCachingSqliteEventLogStorage(PlannedChecksSerializedOnce, SqliteEventLogStorage):
+    """Dagster's SQLite event log with an engine and an idle connection kept per shard,
+    `synchronous = NORMAL` (module docstring) and planned check rows serialized once (defs/event_log.py)."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         self._engines: OrderedDict[str, db.engine.Engine] = OrderedDict()

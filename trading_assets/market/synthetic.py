@@ -89,9 +89,17 @@ from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
-from scipy.signal import lfilter
 
 from trading_assets.market.candles import conform
+
+
+def lfilter(b: list[float], a: list[float], x: np.ndarray, zi: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """scipy.signal.lfilter, imported when first used: scipy.signal takes ~1 s to import, and every Dagster
+    run and step process imports this module with the code location, most never generating candles."""
+    from scipy.signal import lfilter as scipy_lfilter
+
+    return scipy_lfilter(b, a, x, zi=zi)
+
 
 #: The synthetic market's default predictability: its order-flow pressure keeps its sign for minutes (half-life
 #: ~3 minutes), so the default 5-minute models call about 70 % of directions and their long/flat signal pays

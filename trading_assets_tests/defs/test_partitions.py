@@ -2,7 +2,12 @@ from datetime import date
 
 import dagster as dg
 
-from trading_assets.defs.partitions import keys_by_symbol_day, partition_batches, split_key
+from trading_assets.defs.partitions import (
+    SymbolDayPartitions,
+    keys_by_symbol_day,
+    partition_batches,
+    split_key,
+)
 
 
 def test_keys_are_grouped_by_symbol_and_ordered_by_day_as_given() -> None:
@@ -26,3 +31,28 @@ def test_batches_are_consecutive_days_of_one_symbol() -> None:
         ("BTC-USD", ["2024-01-05|BTC-USD"]),
         ("ETH-USD", ["2024-01-01|ETH-USD"]),
     ]
+
+
+def test_symbol_day_partitions_equal_dagsters_and_build_a_range_once(monkeypatch) -> None:
+    symbol = dg.StaticPartitionsDefinition(["BTC-USD", "ETH-USD"])
+    day = dg.DailyPartitionsDefinition(start_date="2024-01-01", timezone="UTC")
+    ours = SymbolDayPartitions({"symbol": symbol, "date": day})
+    dagsters = dg.MultiPartitionsDefinition({"symbol": symbol, "date": day})
+    assert ours == dagsters and hash(ours) == hash(dagsters)
+    built = []
+    original = dg.MultiPartitionsDefinition.get_partition_keys_in_range
+    monkeypatch.setattr(
+        dg.MultiPartitionsDefinition,
+        "get_partition_keys_in_range",
+        lambda self, *args: built.append(args) or original(self, *args),
+    )
+    whole = dg.PartitionKeyRange("2024-01-01|BTC-USD", "2024-03-31|BTC-USD")
+    assert list(ours.get_partition_keys_in_range(whole)) == list(original(dagsters, whole))
+    assert ours.get_partition_keys_in_range(whole) is ours.get_partition_keys_in_range(whole)
+    assert len(built) == 1
+    for month in range(1, 11):  # only the newest ranges are kept
+        ours.get_partition_keys_in_range(
+            dg.PartitionKeyRange(f"2024-{month:02d}-01|BTC-USD", "2024-12-01|BTC-USD")
+        )
+    ours.get_partition_keys_in_range(whole)
+    assert len(built) == 12

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import sqlalchemy as db
 
 from trading_assets.defs import sqlite_storage
+from trading_assets.defs.dagster_private import AssetCheckExecutionsTable, SqliteEventLogStorage
 from trading_assets.defs.sqlite_storage import (
     EngineCachingSqliteEventLogStorage,
     TunedSqliteInstance,
@@ -119,3 +121,32 @@ def test_wipe_closes_the_run_files_first(tmp_path: Path) -> None:
         assert not list((home / "history" / "runs").glob(f"{result.run_id}.db*"))
         _materialize_all(instance)
         assert len(instance.fetch_materializations(dg.AssetKey("numbers"), limit=10).records) == 3
+
+
+def _planned_rows(storage: SqliteEventLogStorage, event: dg.EventLogEntry) -> list[tuple]:
+    storage.store_event(event)
+    with storage.index_connection() as conn:
+        rows = conn.execute(
+            db.select(
+                AssetCheckExecutionsTable.c.asset_key,
+                AssetCheckExecutionsTable.c.check_name,
+                AssetCheckExecutionsTable.c.partition,
+                AssetCheckExecutionsTable.c.run_id,
+                AssetCheckExecutionsTable.c.execution_status,
+                AssetCheckExecutionsTable.c.evaluation_event,
+            ).order_by(AssetCheckExecutionsTable.c.partition)
+        ).fetchall()
+    return [tuple(row) for row in rows]
+
+
+def test_planned_check_rows_equal_dagsters_with_the_event_serialized_once(tmp_path: Path) -> None:
+    with dg.DagsterInstance.from_config(str(_home(tmp_path / "home"))) as instance:
+        run_id = _materialize_all(instance).run_id
+        planned = instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED
+        ).records
+    [event] = [record.event_log_entry for record in planned]
+    ours = _planned_rows(EngineCachingSqliteEventLogStorage(str(tmp_path / "ours")), event)
+    dagsters = _planned_rows(SqliteEventLogStorage(str(tmp_path / "dagsters")), event)
+    assert [row[2] for row in ours] == ["a", "b", "c"]
+    assert ours == dagsters  # same rows, same serialized event in each
