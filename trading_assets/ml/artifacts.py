@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from trading_assets.ml.errors import ModelArtifactError, UnknownModelType
 from trading_assets.ml.model_types import canonical_name
@@ -77,7 +76,7 @@ def sha256_of(path: Path) -> str:
 def library_versions() -> dict[str, str]:
     return {
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": metadata.version("torch"),  # not imported: only where weights are read or written
         "numpy": np.__version__,
         "scikit-learn": metadata.version("scikit-learn"),  # not imported: ~120 MB of a torch training
     }
@@ -136,6 +135,8 @@ def write_artifact(
     try:
         weights_path = staging / (TORCH_WEIGHTS if torch_format else ARRAY_WEIGHTS)
         if torch_format:
+            import torch  # only where torch weights are written: serving and the code location do not need it
+
             torch.save({k: v.detach().cpu() for k, v in weights.items()}, weights_path)
         else:
             np.savez(weights_path, **weights)
@@ -255,7 +256,7 @@ def check_temperature(manifest: dict[str, Any], path: Path) -> None:
 def check_finite(weights: dict[str, Any], path: Path) -> None:
     """Refuse weights holding NaN or infinity (a diverged training), naming the first such tensor."""
     for name, value in weights.items():
-        array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)  # a tensor
         if array.dtype.kind not in "biuf":
             raise ModelArtifactError(f"{path}: weight {name!r} is not numeric ({array.dtype})")
         if not np.isfinite(array).all():
@@ -316,6 +317,8 @@ def _load_weights(path: Path) -> Any:
     """Tensors or arrays only: torch.load(weights_only=True) and np.load(allow_pickle=False) refuse objects."""
     try:
         if path.name == TORCH_WEIGHTS:
+            import torch
+
             return torch.load(path, map_location="cpu", weights_only=True)
         with np.load(path, allow_pickle=False) as arrays:
             return {name: arrays[name] for name in arrays.files}

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 if TYPE_CHECKING:
+    import torch
+
     from trading_assets.ml.config import TrainConfig
 
 
@@ -130,6 +131,8 @@ def fit_scaler(x: np.ndarray, train: Samples, seq_len: int, chunk_rows: int = 65
 
 def gather_windows(x: torch.Tensor, ends: torch.Tensor, seq_len: int) -> torch.Tensor:
     """(len(ends), seq_len, features) copy of the windows ending at `ends` of the (rows, features) tensor."""
+    import torch  # the torch models' helper; the rest of this module is numpy
+
     offsets = torch.arange(1 - seq_len, 1, device=ends.device)
     return x[ends[:, None] + offsets]
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,13 +38,15 @@ from trading_assets.ml.data import (
     make_samples,
 )
 from trading_assets.ml.evaluation import ChampionCalls, evidence_report
-from trading_assets.ml.fit import Fitted, ProgressCallback
 from trading_assets.ml.gates import GateResult, evaluate_gates, gate_record
 from trading_assets.ml.inference import LoadedModel, load_model
 from trading_assets.ml.model_types import CATALOGUE, MODEL_TYPES
 from trading_assets.ml.policy import CostPolicy, PromotionPolicy
 from trading_assets.ml.walk_forward import walk_forward
 from trading_assets.store.duckdb_store import Store
+
+if TYPE_CHECKING:  # torch's modules: imported where a model trains, not with the code location
+    from trading_assets.ml.fit import Fitted, ProgressCallback
 
 logger = logging.getLogger(__name__)
 

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from trading_assets.ml import metrics
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.data import Samples, Splits, calibration_windows
-from trading_assets.ml.fit import Fitted, ProgressCallback
 from trading_assets.ml.model_types import CATALOGUE
+
+if TYPE_CHECKING:  # torch's modules: imported where a model trains, not with the code location
+    from trading_assets.ml.fit import Fitted, ProgressCallback
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ any path.
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import dagster as dg
 from pydantic import Field, create_model
@@ -27,7 +27,6 @@ from trading_assets.defs.partitions import Partitions
 from trading_assets.defs.resources import DuckDBStoreResource, ModelStoreResource
 from trading_assets.defs.run_guard import guard_step
 from trading_assets.ml.config import RUN_OPTIONS, TrainConfig, run_option
-from trading_assets.ml.fit import EpochProgress
 from trading_assets.ml.gates import GATES
 from trading_assets.ml.model_types import CATALOGUE
 from trading_assets.ml.policy import POLICY_RECORDS, CostPolicy, PolicyError, PromotionPolicy, tightened
@@ -35,6 +34,9 @@ from trading_assets.ml.train import TrainSpec, train_symbol
 from trading_assets.ml.training_run import run_train_config
 from trading_assets.promotion.registry import current
 from trading_assets.settings import Settings
+
+if TYPE_CHECKING:  # torch's modules: imported where a model trains, not with the code location
+    from trading_assets.ml.fit import EpochProgress
 
 #: Steps tagged with this key share the training slots of the multiprocess executor (definitions.py),
 #: and training steps of all runs share the `training` pool (limit in dagster_home/dagster.yaml).
@@ -188,7 +190,7 @@ def _train_partition(
     run_active = guard_step(context)
     spec = _train_spec(config, model_type, symbol, model_store, settings)
 
-    def progress(report: EpochProgress) -> None:
+    def progress(report: "EpochProgress") -> None:
         run_active()  # a training of a dead or failed run stops at its next progress report
         context.log.info(report.log_line(model_type, symbol))
 
