@@ -100,6 +100,8 @@ def test_engines_and_idle_connections_are_kept_per_file_bounded_and_closed(
             assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     assert list(storage._engines) == ["run1", "run2", "run3"]  # the oldest dropped
+    # the statement's connection went back to its shard's pool, open for the next statement
+    assert storage._engines["run3"].pool.checkedin() == 1
     held = dict(storage._held)
     assert set(held) == {"run1", "run2", "run3"}
     # an idle connection keeps the log open between statements: no checkpoint-and-delete after each
