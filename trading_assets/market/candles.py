@@ -44,6 +44,19 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
+def rows_between(candles: pl.DataFrame, start: datetime, end: datetime) -> pl.DataFrame:
+    """The rows of `candles`, sorted by minute, with start <= minute < end: found by binary search on the
+    minutes' microseconds (a filter scans every row and turns each datetime into a polars literal)."""
+    micros = candles["minute"].to_physical()
+    first, stop = (int(micros.search_sorted(_micros(moment), side="left")) for moment in (start, end))
+    return candles.slice(first, max(stop - first, 0))
+
+
+def _micros(moment: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime (the physical value of a UTC minute)."""
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
 def consecutive_day_batches(days: Iterable[date], max_days: int) -> list[list[date]]:
     """`days` sorted, without repeats, cut into runs of consecutive days of at most `max_days` each."""
     batches: list[list[date]] = []

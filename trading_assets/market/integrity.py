@@ -46,7 +46,7 @@ from datetime import date, datetime, timedelta
 
 import polars as pl
 
-from trading_assets.market.candles import PRICE_COLUMNS, day_bounds
+from trading_assets.market.candles import PRICE_COLUMNS, day_bounds, rows_between
 
 VALUE_COLUMNS = (*PRICE_COLUMNS, "volume")
 #: Multiples of the symbol's recent volatility (median absolute 1-minute log return) that make a jump.
@@ -373,12 +373,10 @@ def price_jumps(
     """
     start, end = day_bounds(day)
     previous_start, next_end = start - timedelta(days=1), end + timedelta(days=1)
-    window = candles.filter(pl.col("minute").is_between(previous_start, next_end, closed="left")).sort(
-        "minute"
-    )
-    this_day = window.filter(pl.col("minute").is_between(start, end, closed="left"))
-    previous_day = window.filter(pl.col("minute") < start)
-    next_day = window.filter(pl.col("minute") >= end)
+    candles = _sorted(candles)
+    this_day = rows_between(candles, start, end)
+    previous_day = rows_between(candles, previous_start, start)
+    next_day = rows_between(candles, end, next_end)
     context = pl.concat([previous_day.tail(1), this_day, next_day.head(1)]).select("minute", *PRICE_COLUMNS)
     steps = _steps(context)
     scale_steps = _steps(pl.concat([previous_day, this_day]).select("minute", *PRICE_COLUMNS))
@@ -401,6 +399,11 @@ def price_jumps(
         jumps=jumps,
         jump_count=moves.height,
     )
+
+
+def _sorted(candles: pl.DataFrame) -> pl.DataFrame:
+    """`candles` in minute order (the store returns them so; a caller's frame may not be)."""
+    return candles if candles["minute"].is_sorted() else candles.sort("minute")
 
 
 def _jump(row: dict[str, object], scale: float) -> PriceJump:
@@ -459,11 +462,9 @@ def median_shift(
     candles: pl.DataFrame, day: date, bounds: tuple[float, float] = MEDIAN_RATIO_BOUNDS
 ) -> MedianShift:
     """`day`'s median close against the previous and the next day's, where those are stored."""
+    candles = _sorted(candles)
     by_day = {
-        offset: candles.filter(
-            pl.col("minute").is_between(*day_bounds(day + timedelta(days=offset)), closed="left")
-        ).sort("minute")
-        for offset in (-1, 0, 1)
+        offset: rows_between(candles, *day_bounds(day + timedelta(days=offset))) for offset in (-1, 0, 1)
     }
     this_day = by_day[0]
     median = this_day["close"].median() if this_day.height else None

@@ -7,6 +7,7 @@ from trading_assets.market.candles import (
     InvalidPartitionError,
     day_bounds,
     day_quality,
+    rows_between,
     validate_candles,
 )
 from trading_assets.market.synthetic import SyntheticSource
@@ -98,3 +99,23 @@ def test_day_quality_reports_gaps() -> None:
     assert quality.longest_gap_minutes == 30
     assert quality.gaps[0] == (start + timedelta(minutes=10), 30)
     assert quality.coverage == pytest.approx((1440 - 35) / 1440)
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (datetime(2024, 1, 2, tzinfo=UTC), datetime(2024, 1, 3, tzinfo=UTC)),  # a whole day
+        (datetime(2024, 1, 2, 5, 30, 15, tzinfo=UTC), datetime(2024, 1, 2, 5, 31, tzinfo=UTC)),  # off-minute
+        (datetime(2023, 12, 1, tzinfo=UTC), datetime(2024, 1, 1, 12, tzinfo=UTC)),  # starts before the rows
+        (datetime(2024, 1, 3, 23, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC)),  # ends after them
+        (datetime(2024, 5, 1, tzinfo=UTC), datetime(2024, 5, 2, tzinfo=UTC)),  # none
+        (datetime(2024, 1, 2, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC)),  # end before start
+    ],
+)
+def test_rows_between_equals_the_filter(start: datetime, end: datetime) -> None:
+    candles = SyntheticSource(seed=3).fetch(
+        "BTC-USD", datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 4, tzinfo=UTC)
+    )
+    candles = candles.filter(pl.col("minute").dt.minute() != 7)  # with gaps
+    expected = candles.filter((pl.col("minute") >= start) & (pl.col("minute") < end))
+    assert rows_between(candles, start, end).equals(expected)
