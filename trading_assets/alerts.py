@@ -18,7 +18,6 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from trading_assets.atomic import write_text_atomically
 from trading_assets.retry import retry
 from trading_assets.urls import redact, redact_values, require_http_url
 
@@ -171,10 +171,7 @@ def _read_alerts(path: Path) -> list[Alert]:
 
 def _rewrite(path: Path, alerts: list[Alert]) -> None:
     """Replace the outbox atomically (temporary file, then rename)."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".outbox-")
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        stream.writelines(json.dumps(asdict(alert), sort_keys=True) + "\n" for alert in alerts)
-    os.replace(temporary, path)
+    write_text_atomically(path, "".join(json.dumps(asdict(alert), sort_keys=True) + "\n" for alert in alerts))
 
 
 class _Undelivered(Exception):

@@ -26,6 +26,7 @@ CORE = (
     "alerts.py",
     "urls.py",
     "retry.py",
+    "atomic.py",
 )
 UPWARD = ("trading_assets.settings", "trading_assets.defs", "dagster")
 

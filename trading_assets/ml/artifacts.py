@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from trading_assets.atomic import write_text_atomically
 from trading_assets.ml.errors import ModelArtifactError, UnknownModelType
 from trading_assets.ml.model_types import canonical_name
 
@@ -197,16 +198,7 @@ def sign_manifest(artifact: Path) -> Path:
         raise ModelArtifactError(f"cannot read {path}: {_one_line(error)}") from error
     if not isinstance(manifest, dict):
         raise ModelArtifactError(f"{path}: not a manifest (a JSON {type(manifest).__name__}, not an object)")
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(_signed_text(manifest))
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, _signed_text(manifest))
     return path
 
 

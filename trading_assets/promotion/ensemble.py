@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from trading_assets.atomic import write_text_atomically
 from trading_assets.ml.inference import LoadedModel
 from trading_assets.ml.model_types import DEFAULT_WEIGHTS, UnknownModelType, canonical_name, canonical_weights
 from trading_assets.promotion.registry import (
@@ -199,10 +198,4 @@ def score_latest(members: list[ServedMember], rows: np.ndarray) -> dict[str, flo
 
 
 def _write_spec(path: Path, spec: EnsembleSpec) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(asdict(spec), stream, indent=2, sort_keys=True)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temporary, path)
+    write_text_atomically(path, json.dumps(asdict(spec), indent=2, sort_keys=True))

@@ -48,6 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from trading_assets.atomic import write_text_atomically
 from trading_assets.ml.artifacts import MANIFEST, ModelArtifactError, read_manifest
 from trading_assets.ml.gates import blocking_failures, recorded_gates
 from trading_assets.ml.inference import LoadedModel, load_model
@@ -446,14 +447,4 @@ def _locked(slot: Path) -> Iterator[None]:
 
 def _write_state(slot: Path, stack: ServiceStack) -> None:
     state = {"current": stack.current, "position": stack.position, "stack": list(stack.versions)}
-    _write_atomically(slot / STATE_FILE, json.dumps(state, indent=2) + "\n")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w") as stream:
-        stream.write(text)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temporary, path)
+    write_text_atomically(slot / STATE_FILE, json.dumps(state, indent=2) + "\n")
