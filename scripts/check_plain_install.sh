@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A plain install works: in a fresh virtual environment, `pip install .` (not editable, no extras) of this
 # working tree, then every module of the shipped package imports and the shipped commands answer --help.
-# No test code and no dev-only dependency (pandas, pytest, hypothesis) may be needed or installed.
+# No test or benchmark code and no dev-only dependency (pandas, pytest, hypothesis) may be needed or installed.
 # Everything it writes (venv, source copy, caches, Dagster home) lives in one temporary directory, removed
 # on exit. Usage: scripts/check_plain_install.sh   (PYTHON=python3.12 to pick the interpreter)
 set -euo pipefail
@@ -35,7 +35,7 @@ import pkgutil
 
 import trading_assets
 
-dev_only = [name for name in ("pandas", "pytest", "hypothesis", "trading_assets_tests")
+dev_only = [name for name in ("pandas", "pytest", "hypothesis", "trading_assets_tests", "trading_assets_bench")
             if importlib.util.find_spec(name) is not None]
 assert not dev_only, f"a plain install has dev-only packages: {dev_only}"
 names = ["trading_assets"] + [
@@ -52,13 +52,14 @@ assert not failed, "\n".join(failed)
 EOF
 "$tmp/venv/bin/trading-assets" --help >/dev/null
 "$tmp/venv/bin/trading-assets" demo --help >/dev/null
-# A benchmark without its extra is refused in one line (exit 2), not a traceback.
+# A benchmark from a plain install (no checkout beside it, no bench extra) is refused in one line (exit 2),
+# not a traceback.
 set +e
 refusal=$("$tmp/venv/bin/trading-assets" bench features 2>&1)
 code=$?
 set -e
 if [ "$code" -ne 2 ] || [ "$(printf '%s\n' "$refusal" | wc -l)" -ne 1 ]; then
-    printf 'bench features without the bench extra: exit %s, output:\n%s\n' "$code" "$refusal" >&2
+    printf 'bench features from a plain install: exit %s, output:\n%s\n' "$code" "$refusal" >&2
     exit 1
 fi
-echo "plain install OK: trading-assets --help, demo --help; bench without its extra: $refusal"
+echo "plain install OK: trading-assets --help, demo --help; bench from a plain install: $refusal"
