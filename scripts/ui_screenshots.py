@@ -183,7 +183,7 @@ def _screenshot(chromium: str, url: str, target: Path, profile: Path) -> None:
             f"--virtual-time-budget={PAGE_BUDGET_MS}",
             f"--screenshot={target}",
             url,
-        ],  # fmt: skip
+        ],
         check=True,
         capture_output=True,
         timeout=120,
@@ -206,7 +206,7 @@ def _checked_pages(chromium: str, base: str, pages: dict[str, str], out: Path) -
             f"--remote-debugging-address={HOST}",
             f"--remote-debugging-port={port}",
             "about:blank",
-        ],  # fmt: skip
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -30,19 +30,31 @@ def train(
     from trading_assets.promotion.registry import current
 
     shared = TrainConfig(
-        max_epochs=epochs or settings.train_epochs, samples_per_epoch=settings.train_samples_per_epoch,
-        batch_size=batch_size, seq_len=seq_len, horizon=horizon, seed=seed,
+        max_epochs=epochs or settings.train_epochs,
+        samples_per_epoch=settings.train_samples_per_epoch,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        horizon=horizon,
+        seed=seed,
         concurrent_trainings=settings.concurrent_trainings,
-    )  # fmt: skip
+    )
     in_service = current(settings.models_dir, model_type, symbol)
     spec = TrainSpec(
-        model_type, symbol, settings.models_dir, catalogue_record(model_type).train_config(shared),
-        settings.policy, settings.costs_in_force(), champion=in_service.directory if in_service else None,
-    )  # fmt: skip
+        model_type,
+        symbol,
+        settings.models_dir,
+        catalogue_record(model_type).train_config(shared),
+        settings.policy,
+        settings.costs_in_force(),
+        champion=in_service.directory if in_service else None,
+    )
     result = train_symbol(
-        settings.store_location, settings.history_start, datetime.now(UTC).date(), spec,
+        settings.store_location,
+        settings.history_start,
+        datetime.now(UTC).date(),
+        spec,
         progress=lambda p: print(p, flush=True),
-    )  # fmt: skip
+    )
     print(
         json.dumps({"artifact": str(result.artifact_dir), "metrics": result.metrics["calibrated"]}, indent=2)
     )
@@ -98,9 +110,14 @@ def _promote(settings: Settings, artifact: Path):
     from trading_assets.promotion.registry import promote
 
     return promote(
-        artifact, settings.models_dir, list(MODEL_FEATURES), schema_hash(), "cli", settings.policy,
+        artifact,
+        settings.models_dir,
+        list(MODEL_FEATURES),
+        schema_hash(),
+        "cli",
+        settings.policy,
         settings.costs_in_force(),
-    )  # fmt: skip
+    )
 
 
 def change_service_in_dagster(
@@ -182,10 +199,15 @@ def runtime(
     except LiveTradingRefused as error:
         print(error, file=sys.stderr)
         return 2
-    source = build_source(settings.source_options())
+    source = build_source(settings.source_options)
     dryrun = DryRunRuntime(
-        source, settings.store_location, settings.models_dir, symbols or list(settings.symbols),
-        settings.history_start, SignalPolicy(long_above, short_below), settings.costs.allow_short,
-    )  # fmt: skip
+        source,
+        settings.store_location,
+        settings.models_dir,
+        symbols or list(settings.symbols),
+        settings.history_start,
+        SignalPolicy(long_above, short_below),
+        settings.costs.allow_short,
+    )
     run_iterations(dryrun, iterations, sleep_seconds)
     return 0

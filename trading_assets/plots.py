@@ -144,8 +144,10 @@ def equity_curve_figure(
     costs and of buy-and-hold, over the times (UTC) of the curves' points. `costs_note` goes under the
     title (e.g. the costs per side and the Sharpe ratio or why it is withheld)."""
     if not len(times) == len(strategy) == len(buy_and_hold):
-        raise ValueError(f"times, strategy, buy_and_hold differ in length: {len(times)}, {len(strategy)}, "
-                         f"{len(buy_and_hold)}")  # fmt: skip
+        raise ValueError(
+            f"times, strategy, buy_and_hold differ in length: {len(times)}, {len(strategy)}, "
+            f"{len(buy_and_hold)}"
+        )
     title = _title(subject, "Walk-forward backtest vs buy and hold")
     figure, axes = _figure("\n".join([title, *textwrap.wrap(costs_note, NOTE_WIDTH)]))
     x = [_naive_utc(moment) for moment in times]

@@ -32,14 +32,14 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from trading_assets.market.sources import SOURCES, SourceOptions
+from trading_assets.market.sources import SourceOptions
 from trading_assets.market.synthetic import (
     DEFAULT_SYNTHETIC_PREDICTABILITY as DEFAULT_SYNTHETIC_PREDICTABILITY,
 )
 from trading_assets.market.venues import source_fee_bps
 from trading_assets.ml.config import TrainConfig
 from trading_assets.ml.policy import CostPolicy, PromotionPolicy, resolved
-from trading_assets.urls import redact, require_http_url
+from trading_assets.urls import HttpUrl, redact
 
 if TYPE_CHECKING:
     from trading_assets.store.duckdb_store import Store
@@ -71,20 +71,10 @@ CCXT_CREDENTIAL_ENV = {name: env_name(name) for name in ("ccxt_api_key", "ccxt_s
 
 def declared(record: type, name: str, **overrides: Any) -> Any:
     """The field `name` of a core option record (a dataclass whose fields declare `help` and `bounds`
-    metadata: `SourceOptions`, `TrainConfig`) as a pydantic field: its default, help, bounds, repr."""
+    metadata: `TrainConfig`) as a pydantic field: its default, help, bounds, repr."""
     option = {option.name: option for option in dataclasses.fields(record)}[name]
     given = {"description": option.metadata["help"], "repr": option.repr, **option.metadata["bounds"]}
     return Field(option.default, **{**given, **overrides})
-
-
-def _http_url(url: str | None) -> str | None:
-    """An optional http(s) URL; the refusal never shows the URL's password."""
-    if url is None:
-        return None
-    try:
-        return require_http_url("", url)
-    except ValueError as error:
-        raise PydanticCustomError("http_url", str(error).rpartition("': ")[2]) from None
 
 
 def _comma_separated(value: object) -> object:
@@ -104,7 +94,6 @@ def _from_2009_to_today(day: date) -> date:
     return day
 
 
-HttpUrl = Annotated[str | None, AfterValidator(_http_url)]
 Symbols = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_separated), Field(min_length=1)]
 HistoryDay = Annotated[date, AfterValidator(_from_2009_to_today)]
 ResolvedPath = Annotated[Path, AfterValidator(Path.resolve)]
@@ -145,22 +134,8 @@ class Settings:
         description="TA_STORE=ducklake: directory of the lake's Parquet files, mounted at the same path on "
         "every host",
     )
-    source: Literal[SOURCES] = declared(SourceOptions, "source")
-    synthetic_seed: int = declared(SourceOptions, "synthetic_seed")
-    synthetic_predictability: float = declared(SourceOptions, "synthetic_predictability")
-    synthetic_predictability_by_symbol: str | None = declared(
-        SourceOptions, "synthetic_predictability_by_symbol"
-    )
-    ccxt_exchange: str = declared(SourceOptions, "ccxt_exchange")
-    ccxt_api_url: HttpUrl = declared(SourceOptions, "ccxt_api_url")  # may carry user:password@
-    ccxt_timeout_ms: int = declared(SourceOptions, "ccxt_timeout_ms")
-    ccxt_max_retries: int = declared(SourceOptions, "ccxt_max_retries")
-    #: Credentials, only if the exchange needs them for candles; kept out of repr.
-    ccxt_api_key: str | None = declared(SourceOptions, "ccxt_api_key")
-    ccxt_secret: str | None = declared(SourceOptions, "ccxt_secret")
-    ccxt_password: str | None = declared(SourceOptions, "ccxt_password")
-    files_dir: ResolvedPath | None = declared(SourceOptions, "files_dir")
-    files_timezone: str | None = declared(SourceOptions, "files_timezone")
+    #: the market data source and its options (each field a TA_* setting, declared in market/sources.py)
+    source_options: SourceOptions = Field(default_factory=SourceOptions)
     max_invalid_share: float = Field(
         0.01, ge=0.0, le=1.0, description="share of invalid rows above which a partition fails"
     )
@@ -230,14 +205,11 @@ class Settings:
     def alerts_dir(self) -> Path:
         return self.data_dir / "alerts"
 
-    def source_options(self) -> SourceOptions:
-        """The market data source these settings select, with its options."""
-        values = {option.name: getattr(self, option.name) for option in dataclasses.fields(SourceOptions)}
-        return SourceOptions(**{**values, "files_dir": str(self.files_dir) if self.files_dir else None})
-
     def costs_in_force(self) -> CostPolicy:
         """The costs with an unset fee replaced by the venue's (the source's stated fee, or ccxt's table)."""
-        return resolved(self.costs, source_fee_bps(self.source, self.ccxt_exchange))
+        return resolved(
+            self.costs, source_fee_bps(self.source_options.source, self.source_options.ccxt_exchange)
+        )
 
 
 def load_settings() -> Settings:

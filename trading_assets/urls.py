@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Annotated
 from urllib.parse import unquote, urlsplit
+
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 
 #: The user-info part of any URL in a text: `scheme://user:password@` or `scheme://token@`.
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
@@ -70,3 +74,17 @@ def require_http_url(variable: str, url: str) -> str:
     except ValueError:
         raise ValueError(f"{variable}={redact(url)!r}: the port is not a number in 0..65535") from None
     return url
+
+
+def _optional_http_url(url: str | None) -> str | None:
+    """An optional http(s) URL for a declared setting; the refusal never shows the URL's password."""
+    if url is None:
+        return None
+    try:
+        return require_http_url("", url)
+    except ValueError as error:
+        raise PydanticCustomError("http_url", str(error).rpartition("': ")[2]) from None
+
+
+#: An optional http(s) URL field of a declared record (the settings, the source options).
+HttpUrl = Annotated[str | None, AfterValidator(_optional_http_url)]

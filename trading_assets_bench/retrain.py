@@ -180,7 +180,9 @@ def build_history(
     from trading_assets.market.ingest import ingest_days
     from trading_assets.market.synthetic import SyntheticSource
 
-    source = SyntheticSource(settings.synthetic_seed, settings.synthetic_predictability)
+    source = SyntheticSource(
+        settings.source_options.synthetic_seed, settings.source_options.synthetic_predictability
+    )
     days = [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
     for symbol in symbols:
         for start in range(0, len(days), INGEST_BATCH_DAYS):
@@ -207,9 +209,12 @@ def _train_and_measure(
     spec = TrainSpec(model_type, symbol, models_dir, config, *judging, parent=parent)
     with RssSampler() as sampler:
         result = train_symbol(
-            db_path, *window, spec, progress=lambda _update: sampler.next_segment(),
+            db_path,
+            *window,
+            spec,
+            progress=lambda _update: sampler.next_segment(),
             log=lambda _line: sampler.next_segment(),
-        )  # fmt: skip
+        )
     calibrated = result.metrics["calibrated"]
     return {
         "symbol": symbol,
@@ -324,7 +329,7 @@ def _timed_trainings(
                 judging,
                 window,
                 (parents or {}).get((job.symbol, job.model)),
-            )  # fmt: skip
+            )
             for job in jobs
         ]
         trainings = [future.result() for future in futures]

@@ -58,8 +58,15 @@ def _promote_members(source: SyntheticSource, models_dir: Path, start: datetime)
             spec = TrainSpec(model_type, symbol, models_dir, config, BENCH_POLICY, BENCH_COSTS)
             result = train(matrix, spec)
             try:
-                promote(result.artifact_dir, models_dir, list(MODEL_FEATURES), schema_hash(), "bench",
-                        BENCH_POLICY, BENCH_COSTS)  # fmt: skip
+                promote(
+                    result.artifact_dir,
+                    models_dir,
+                    list(MODEL_FEATURES),
+                    schema_hash(),
+                    "bench",
+                    BENCH_POLICY,
+                    BENCH_COSTS,
+                )
                 members += 1
             except PromotionRefused:
                 continue

@@ -30,10 +30,15 @@ CURVE = [
     for e in range(1, 16)
 ]
 TABLE = [
-    {"lower": b / 15, "upper": (b + 1) / 15, "mean_predicted": (b + 0.5) / 15, "observed_frequency": b / 15,
-     "count": 100 + b}
+    {
+        "lower": b / 15,
+        "upper": (b + 1) / 15,
+        "mean_predicted": (b + 0.5) / 15,
+        "observed_frequency": b / 15,
+        "count": 100 + b,
+    }
     for b in range(15)
-]  # fmt: skip
+]
 
 
 SUBJECT = model_subject("BTC-USD", "lstm", "20240214T101500123456Z")
@@ -156,8 +161,11 @@ def test_tables_round_floats_and_show_missing_values_as_a_dash() -> None:
     table = markdown_records(
         [{"model": "lstm", "accuracy": 0.712345678, "price": 43123.456, "weight": None}]
     ).value
-    assert table.splitlines() == ["| model | accuracy | price | weight |", "| --- | --- | --- | --- |",
-                                  "| lstm | 0.7123 | 43123.46 | — |"]  # fmt: skip
+    assert table.splitlines() == [
+        "| model | accuracy | price | weight |",
+        "| --- | --- | --- | --- |",
+        "| lstm | 0.7123 | 43123.46 | — |",
+    ]
     assert confusion_matrix_table([[10, 2], [3, 11]]).value.splitlines()[2:] == [
         "| actual down | 10 | 2 |",
         "| actual up | 3 | 11 |",
@@ -171,10 +179,15 @@ def test_the_version_comparison_is_a_wide_chart_of_every_version() -> None:
 
     start = datetime(2024, 1, 2, tzinfo=UTC)
     versions = [
-        VersionCurves(f"v{i}", [1, 2, 3], [0.69, 0.6, 0.55 + i / 100], [start + timedelta(hours=h) for h in range(3)],
-                      [1.0, 1.01, 1.02 + i / 100])
+        VersionCurves(
+            f"v{i}",
+            [1, 2, 3],
+            [0.69, 0.6, 0.55 + i / 100],
+            [start + timedelta(hours=h) for h in range(3)],
+            [1.0, 1.01, 1.02 + i / 100],
+        )
         for i in range(3)
-    ]  # fmt: skip
+    ]
     png = version_comparison_png(versions, "BTC-USD · lstm")
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert int.from_bytes(png[16:20], "big") >= 800

@@ -106,7 +106,7 @@ def test_a_bad_setting_is_refused_in_one_line_naming_the_variable(
         ("TA_ALLOW_SHORT", "true", "costs.allow_short", True),
         ("TA_MAX_INVALID_SHARE", "0", "max_invalid_share", 0.0),
         ("TA_MIN_COVERAGE", "1", "min_coverage", 1.0),
-        ("TA_CCXT_MAX_RETRIES", "0", "ccxt_max_retries", 0),
+        ("TA_CCXT_MAX_RETRIES", "0", "source_options.ccxt_max_retries", 0),
         ("TA_ALERT_WEBHOOK_URL", "https://hooks.example/T1", "alert_webhook_url", "https://hooks.example/T1"),
     ],
 )
@@ -157,7 +157,8 @@ def test_ccxt_credentials_are_read_but_never_shown(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("TA_CCXT_API_KEY", "key-7f3a9")
     monkeypatch.setenv("TA_CCXT_PASSWORD", "pass-92c1e")
     settings = load_settings()
-    assert (settings.ccxt_api_key, settings.ccxt_secret, settings.ccxt_password) == (
+    options = settings.source_options
+    assert (options.ccxt_api_key, options.ccxt_secret, options.ccxt_password) == (
         "key-7f3a9",
         None,
         "pass-92c1e",

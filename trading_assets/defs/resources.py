@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from pathlib import Path
 
 import dagster as dg
@@ -22,7 +20,7 @@ class _MarketData(dg.ConfigurableResource):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MarketDataResource:
-        options = dataclasses.asdict(settings.source_options())
+        options = settings.source_options.model_dump()
         secrets = {
             name: dg.EnvVar(variable)
             for name, variable in {**CCXT_CREDENTIAL_ENV, "ccxt_api_url": CCXT_API_URL_ENV}.items()
@@ -35,17 +33,17 @@ class _MarketData(dg.ConfigurableResource):
 
 
 def _option_fields() -> dict[str, tuple[object, pydantic.fields.FieldInfo]]:
-    hints = typing.get_type_hints(SourceOptions)
+    """Each field of `SourceOptions` as a resource field: its type, default, help; a secret kept out of repr."""
     return {
-        option.name: (
-            hints[option.name],
-            pydantic.Field(default=option.default, repr=option.repr, description=option.metadata["help"]),
+        name: (
+            info.annotation,
+            pydantic.Field(default=info.default, repr=info.repr, description=info.description),
         )
-        for option in dataclasses.fields(SourceOptions)
+        for name, info in SourceOptions.model_fields.items()
     }
 
 
-_OPTION_NAMES = {option.name for option in dataclasses.fields(SourceOptions)}
+_OPTION_NAMES = set(SourceOptions.model_fields)
 MarketDataResource = pydantic.create_model(
     "MarketDataResource",
     __base__=_MarketData,

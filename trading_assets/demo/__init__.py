@@ -127,7 +127,7 @@ def _run_stages(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     first, last = demo_days(days, end_day)
     console.line(
-        f"trading-assets demo: source={settings.source} (predictability {settings.synthetic_predictability}), "
+        f"trading-assets demo: source={settings.source_options.source} (predictability {settings.source_options.synthetic_predictability}), "
         f"symbols={', '.join(settings.symbols)}, {first} .. {last}, gates on {os.environ['TA_FOLDS']} "
         f"walk-forward folds at {settings.costs_in_force().fee_bps:g} bps fees"
     )
@@ -225,9 +225,13 @@ def _dry_run(console, settings: Settings, last_day: date, iterations: int, sleep
         )
         return True
     runtime = DryRunRuntime(
-        build_source(settings.source_options()), settings.store_location, settings.models_dir,
-        deployable, settings.history_start, allow_short=settings.costs.allow_short,
-    )  # fmt: skip
+        build_source(settings.source_options),
+        settings.store_location,
+        settings.models_dir,
+        deployable,
+        settings.history_start,
+        allow_short=settings.costs.allow_short,
+    )
     moments = iter(replay_minutes(last_day, iterations))
     problems: list[str] = []
 

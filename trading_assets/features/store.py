@@ -220,17 +220,24 @@ def read_feature_matrix(
         if not lake:
             connection.execute(f"SET threads = 1; SET memory_limit = '{_READ_MEMORY_LIMIT}'")
         source = MatrixSource(
-            "ducklake" if lake else "duckdb", symbol, first.isoformat(), last.isoformat(),
+            "ducklake" if lake else "duckdb",
+            symbol,
+            first.isoformat(),
+            last.isoformat(),
             (snapshot if snapshot is not None else current_snapshot(connection)) if lake else None,
-        )  # fmt: skip
+        )
         counted = connection.execute(f"SELECT count(*) FROM {table} WHERE {where}", parameters)
         matrix = _empty_matrix(counted.fetchall()[0][0], names)._replace(source=source)
         filled = 0
         for batch in connection.sql(query, params=parameters).fetch_arrow_reader(_READ_BATCH_ROWS):
             filled = _fill_matrix(matrix, filled, arrow_to_polars(batch))
-        return matrix._replace(x=matrix.x[:filled], minutes=matrix.minutes[:filled],
-                               close=matrix.close[:filled], usable=matrix.usable[:filled],
-                               observed=matrix.observed[:filled])  # fmt: skip
+        return matrix._replace(
+            x=matrix.x[:filled],
+            minutes=matrix.minutes[:filled],
+            close=matrix.close[:filled],
+            usable=matrix.usable[:filled],
+            observed=matrix.observed[:filled],
+        )
 
     return run_read(db_path, work)
 
@@ -270,13 +277,17 @@ def feature_summary(frame: pl.DataFrame) -> pl.DataFrame:
         measured.select(FEATURE_NAMES)
         .unpivot(variable_name="feature", value_name="value")
         .group_by("feature", maintain_order=True)
-        .agg(value.mean().alias("mean"), value.std(ddof=0).alias("std"), value.min().alias("min"),
-             value.max().alias("max"))
+        .agg(
+            value.mean().alias("mean"),
+            value.std(ddof=0).alias("std"),
+            value.min().alias("min"),
+            value.max().alias("max"),
+        )
         .with_columns(
             pl.lit(measured.height).alias("rows"),
             pl.lit(frame["filled"].mean() if frame.height else 0.0, dtype=pl.Float64).alias("share_filled"),
         )
-    )  # fmt: skip
+    )
 
 
 class FeatureProblems(NamedTuple):

@@ -2,57 +2,70 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import polars as pl
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from trading_assets.market.candles import CandleSource
 from trading_assets.market.files_source import FilesSource
 from trading_assets.market.synthetic import DEFAULT_SYNTHETIC_PREDICTABILITY, SyntheticSource
+from trading_assets.urls import HttpUrl
 
 SOURCES = ("synthetic", "ccxt", "files")
 
 
-def _option(default: Any, help_text: str, secret: bool = False, **bounds: float) -> Any:
-    """A source option: its default, help and bounds (`ge`/`le`), declared once; a secret stays out of repr."""
-    return field(default=default, repr=not secret, metadata={"help": help_text, "bounds": bounds})
+def _resolved(directory: str | None) -> str | None:
+    return str(Path(directory).expanduser().resolve()) if directory else None
 
 
-@dataclass(frozen=True)
-class SourceOptions:
-    """Everything that selects and configures a source, declared here once (default, help, bounds): the
-    settings read each from `TA_<FIELD>`, the CLI fills it from the settings, the Dagster resource is
-    generated from its fields."""
+def _secret(help_text: str) -> Any:
+    """An option that may carry a credential: unset by default, kept out of repr (never shown)."""
+    return Field(None, description=help_text, repr=False)
 
-    source: str = _option("synthetic", "market data source")
-    synthetic_seed: int = _option(7, "seed of the synthetic market")
-    synthetic_predictability: float = _option(
-        DEFAULT_SYNTHETIC_PREDICTABILITY, "learnable share of the synthetic market", ge=0.0, le=0.95
+
+class SourceOptions(BaseModel):
+    """Everything that selects and configures a source, declared here once (default, help, bounds): each field
+    is the setting `TA_<FIELD>` (settings.py reads this record as one field), the CLI gets it from the
+    settings, the Dagster resource is generated from its fields."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: Literal[SOURCES] = Field("synthetic", description="market data source")
+    synthetic_seed: int = Field(7, description="seed of the synthetic market")
+    synthetic_predictability: float = Field(
+        DEFAULT_SYNTHETIC_PREDICTABILITY,
+        ge=0.0,
+        le=0.95,
+        description="learnable share of the synthetic market",
     )
-    synthetic_predictability_by_symbol: str | None = _option(
-        None, "symbols whose synthetic market has another predictability, e.g. SOL-USD=0,ETH-USD=0.5"
+    synthetic_predictability_by_symbol: str | None = Field(
+        None,
+        description="symbols whose synthetic market has another predictability, e.g. SOL-USD=0,ETH-USD=0.5",
     )
-    ccxt_exchange: str = _option("coinbase", "ccxt exchange id")
-    ccxt_api_url: str | None = _option(
-        None, "override of the exchange's REST base URL (proxy or loopback test server; never logged)", True
-    )  # may carry user:password@
-    ccxt_timeout_ms: int = _option(10_000, "per-request timeout of the ccxt source, milliseconds", ge=1)
-    ccxt_max_retries: int = _option(5, "retries for network errors, 429 and 5xx", ge=0)
-    ccxt_api_key: str | None = _option(
-        None, "ccxt apiKey, only if the exchange needs one for candles (never logged)", True
+    ccxt_exchange: str = Field("coinbase", description="ccxt exchange id")
+    ccxt_api_url: HttpUrl = _secret(  # may carry user:password@
+        "override of the exchange's REST base URL (proxy or loopback test server; never logged)"
     )
-    ccxt_secret: str | None = _option(None, "ccxt secret (never logged)", True)
-    ccxt_password: str | None = _option(None, "ccxt password (never logged)", True)
-    files_dir: str | None = _option(
-        None, "directory of Parquet/feather/CSV candle files for the files source"
+    ccxt_timeout_ms: int = Field(
+        10_000, ge=1, description="per-request timeout of the ccxt source, milliseconds"
     )
-    files_timezone: str | None = _option(
-        None, "zone of times written without one in the files, e.g. UTC or America/New_York (unset: such "
-        "files are refused)",
-    )  # fmt: skip
+    ccxt_max_retries: int = Field(5, ge=0, description="retries for network errors, 429 and 5xx")
+    ccxt_api_key: str | None = _secret(
+        "ccxt apiKey, only if the exchange needs one for candles (never logged)"
+    )
+    ccxt_secret: str | None = _secret("ccxt secret (never logged)")
+    ccxt_password: str | None = _secret("ccxt password (never logged)")
+    files_dir: Annotated[str | None, AfterValidator(_resolved)] = Field(
+        None, description="directory of Parquet/feather/CSV candle files for the files source"
+    )
+    files_timezone: str | None = Field(
+        None,
+        description="zone of times written without one in the files, e.g. UTC or America/New_York (unset: "
+        "such files are refused)",
+    )
 
     def ccxt_credentials(self) -> dict[str, str]:
         """The credentials that are set, under ccxt's names."""

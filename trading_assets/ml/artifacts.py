@@ -90,10 +90,17 @@ def code_version() -> dict[str, str | None]:
     commit = None
     if (root / ".git").exists():
         try:
-            head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                  timeout=10, check=True).stdout.strip()  # fmt: skip
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                   capture_output=True, text=True, timeout=10, check=True).stdout.strip()  # fmt: skip
+            head = subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
             commit = head + ("-dirty" if dirty else "")
         except (OSError, subprocess.SubprocessError):
             commit = None

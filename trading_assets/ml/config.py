@@ -34,7 +34,7 @@ class TrainConfig:
     cost an eighth of the scoring). The gates always judge the whole test part.
     `window_sampling`: "random" draws an epoch's windows uniformly; "even" draws one window from each of
     `samples_per_epoch` equal stretches of the training history, so every epoch covers all of it.
-    `warm_start` asks for a warm retrain (see `train_model(parent=...)`): the parent's weights and scaler are
+    `warm_start` asks for a warm retrain (see `TrainSpec.parent`): the parent's weights and scaler are
     the start, and it trains `warm_epochs` x `warm_samples_per_epoch` windows at `warm_learning_rate`, each
     epoch drawing `replay_fraction` of them from training windows the parent trained on, the rest newer.
     """

@@ -133,9 +133,13 @@ def _backtest(
     traded = _traded(ends, horizon)
     period_returns = close[ends[traded] + horizon] / close[ends[traded]] - 1.0
     return backtest.signal_backtest(
-        probs[traded], period_returns, trading_costs(costs), horizon, confidence=confidence,
+        probs[traded],
+        period_returns,
+        trading_costs(costs),
+        horizon,
+        confidence=confidence,
         period_starts=None if minutes is None else minutes[ends[traded]],
-    )  # fmt: skip
+    )
 
 
 def _fold_figures(

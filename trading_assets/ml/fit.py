@@ -328,13 +328,23 @@ def _report(
 ) -> None:
     epoch = math.ceil(entry["epoch"])
     update = EpochProgress(
-        epoch, config.max_epochs, entry["loss"], entry["val_loss"], entry["val_accuracy"], rate,
+        epoch,
+        config.max_epochs,
+        entry["loss"],
+        entry["val_loss"],
+        entry["val_accuracy"],
+        rate,
         epoch_s * (config.max_epochs - epoch),
-    )  # fmt: skip
+    )
     logger.info(
         "epoch %d/%d loss %.4f val_loss %.4f val_acc %.3f %.0f samples/s ETA %.0f s",
-        update.epoch, update.max_epochs, update.loss, update.val_loss, update.val_accuracy,
-        update.samples_per_s, update.eta_s,
-    )  # fmt: skip
+        update.epoch,
+        update.max_epochs,
+        update.loss,
+        update.val_loss,
+        update.val_accuracy,
+        update.samples_per_s,
+        update.eta_s,
+    )
     if progress is not None:
         progress(update)

@@ -68,28 +68,44 @@ def evaluate_gates(report: dict[str, Any], policy: PromotionPolicy) -> list[Gate
     rival = skill["rivals"][skill["strongest_rival"]]
     return [
         GateResult(
-            "accuracy_gate", accuracy >= policy.min_accuracy, accuracy, accuracy, policy.min_accuracy,
-            samples, detail=f"{folds} folds: {fold_accuracies}",
+            "accuracy_gate",
+            accuracy >= policy.min_accuracy,
+            accuracy,
+            accuracy,
+            policy.min_accuracy,
+            samples,
+            detail=f"{folds} folds: {fold_accuracies}",
         ),
         GateResult(
-            "calibration_gate", ece <= policy.max_calibration_error, ece, ece, policy.max_calibration_error,
+            "calibration_gate",
+            ece <= policy.max_calibration_error,
+            ece,
+            ece,
+            policy.max_calibration_error,
             samples,
         ),
         GateResult(
-            "skill_gate", skill["margin_lower_bound"] > policy.min_skill_margin, skill["margin"],
-            skill["margin_lower_bound"], policy.min_skill_margin, samples,
+            "skill_gate",
+            skill["margin_lower_bound"] > policy.min_skill_margin,
+            skill["margin"],
+            skill["margin_lower_bound"],
+            policy.min_skill_margin,
+            samples,
             rival=f"{skill['strongest_rival']} (accuracy {rival['rival_accuracy']:.4f})",
-            detail=f"{skill['confidence']:.2%} one-sided" + (
-                f"; {skill['champion_note']}" if skill.get("champion_note") else ""
-            ),
+            detail=f"{skill['confidence']:.2%} one-sided"
+            + (f"; {skill['champion_note']}" if skill.get("champion_note") else ""),
         ),
         GateResult(
-            "economics_gate", backtest["excess_lower_bound"] > policy.min_excess_return,
-            backtest["excess_return"], backtest["excess_lower_bound"], policy.min_excess_return,
-            int(backtest["periods"]), rival=f"constant {backtest['best_constant']}",
+            "economics_gate",
+            backtest["excess_lower_bound"] > policy.min_excess_return,
+            backtest["excess_return"],
+            backtest["excess_lower_bound"],
+            policy.min_excess_return,
+            int(backtest["periods"]),
+            rival=f"constant {backtest['best_constant']}",
             detail=_economics_detail(backtest),
         ),
-    ]  # fmt: skip
+    ]
 
 
 def _economics_detail(backtest: dict[str, Any]) -> str:

@@ -68,9 +68,13 @@ class PromotionPolicy(BaseModel):
         le=12,
     )
     confidence: float = _field(
-        0.95, "one-sided confidence of the skill and economics bounds, before the per-symbol split over "
-        "model types (Holm's first step)", "higher", ge=0.8, lt=1.0,
-    )  # fmt: skip
+        0.95,
+        "one-sided confidence of the skill and economics bounds, before the per-symbol split over "
+        "model types (Holm's first step)",
+        "higher",
+        ge=0.8,
+        lt=1.0,
+    )
 
 
 class CostPolicy(BaseModel):
@@ -101,9 +105,12 @@ class CostPolicy(BaseModel):
         False, "the signal may go short (spot venues: long/flat only); shorts pay borrow_bps_per_day", "false"
     )
     borrow_bps_per_day: float = _field(
-        3.0, "cost of holding a short, in basis points per day, charged pro rata", "higher", ge=0.0,
+        3.0,
+        "cost of holding a short, in basis points per day, charged pro rata",
+        "higher",
+        ge=0.0,
         le=1000.0,
-    )  # fmt: skip
+    )
 
 
 #: The policy records, in the order the settings table lists them.

@@ -157,8 +157,9 @@ def _fit_and_calibrate(
     """Split the samples in time, warm start from the parent when it fits, scale, fit the model type and
     calibrate its logits on the validation part."""
     config = spec.config
-    samples = make_samples(matrix.close, matrix.usable & matrix.observed, config.seq_len, config.horizon,
-                           config.dead_band)  # fmt: skip
+    samples = make_samples(
+        matrix.close, matrix.usable & matrix.observed, config.seq_len, config.horizon, config.dead_band
+    )
     splits = chronological_splits(
         samples, config.train_fraction, config.val_fraction, purge=config.seq_len + config.horizon
     )
@@ -181,10 +182,17 @@ def _evidence(matrix: FeatureMatrix, spec: TrainSpec, fit: _Fit) -> dict[str, An
         spec.model_type, fit.scaled, splits, config, spec.policy.folds, fit.fitted, fit.temperature
     )
     report = evidence_report(
-        folds, matrix.close, (splits.train, splits.val), config.horizon, spec.policy, spec.costs,
-        comparisons=len(CATALOGUE), champion=fit.champion, calibration_bins=config.calibration_bins,
+        folds,
+        matrix.close,
+        (splits.train, splits.val),
+        config.horizon,
+        spec.policy,
+        spec.costs,
+        comparisons=len(CATALOGUE),
+        champion=fit.champion,
+        calibration_bins=config.calibration_bins,
         minutes=matrix.minutes,
-    )  # fmt: skip
+    )
     _add_fold_minutes(report, matrix.minutes)
     return report
 

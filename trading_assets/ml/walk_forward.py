@@ -82,10 +82,15 @@ def walk_forward(
     logits = serving.test_logits[: len(first.ends)]
     predictions = [
         FoldPredictions(
-            1, first, logits / serving_temperature, logits, serving_temperature, "serving model",
+            1,
+            first,
+            logits / serving_temperature,
+            logits,
+            serving_temperature,
+            "serving model",
             len(splits.train.ends),
         )
-    ]  # fmt: skip
+    ]
     weights = serving.weights
     warm = CATALOGUE[model_type].build is not None
     recipe = fold_recipe(config) if warm else config
@@ -94,17 +99,27 @@ def walk_forward(
         started = time.perf_counter()
         train = training_before(splits, part, purge)
         fitted = CATALOGUE[model_type].fit(
-            scaled, Splits(train, splits.val, part), recipe, progress, weights if warm else None,
+            scaled,
+            Splits(train, splits.val, part),
+            recipe,
+            progress,
+            weights if warm else None,
             len(splits.train.ends) if warm else 0,
-        )  # fmt: skip
+        )
         temperature = metrics.fit_temperature(
             fitted.val_logits, calibration_windows(splits.val, recipe).labels
         )
         predictions.append(
             FoldPredictions(
-                index, part, fitted.test_logits / temperature, fitted.test_logits, temperature,
-                "warm refit" if warm else "cold refit", len(train.ends), time.perf_counter() - started,
+                index,
+                part,
+                fitted.test_logits / temperature,
+                fitted.test_logits,
+                temperature,
+                "warm refit" if warm else "cold refit",
+                len(train.ends),
+                time.perf_counter() - started,
             )
-        )  # fmt: skip
+        )
         weights = fitted.weights
     return predictions

@@ -309,9 +309,12 @@ def _move(
         version = stack.versions[target]
         try:
             load_model(
-                version_dir(models_dir, model_type, symbol, version), feature_names, schema_hash,
-                symbol=symbol, model_type=model_type,
-            )  # fmt: skip
+                version_dir(models_dir, model_type, symbol, version),
+                feature_names,
+                schema_hash,
+                symbol=symbol,
+                model_type=model_type,
+            )
         except ModelArtifactError as error:
             raise PromotionRefused(
                 f"{model_type} {symbol}: not {moved} to {version}, {stack.current} stays in service: {error}"

@@ -384,9 +384,14 @@ def _start(command: list[str], log: Path, env: Mapping[str, str], cwd: Path) -> 
     cwd.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         return subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=dict(env), cwd=cwd,
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(env),
+            cwd=cwd,
             start_new_session=True,
-        )  # fmt: skip
+        )
 
 
 def _wait_all(

@@ -60,10 +60,15 @@ class Clock:
         for name, passed in (checks or {}).items():
             self.instance.report_runless_asset_event(
                 dg.AssetCheckEvaluation(
-                    asset_key=dg.AssetKey(asset), check_name=name, passed=passed, partition=partition,
-                    severity=dg.AssetCheckSeverity.ERROR, blocking=True, target_materialization_data=target,
+                    asset_key=dg.AssetKey(asset),
+                    check_name=name,
+                    passed=passed,
+                    partition=partition,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    blocking=True,
+                    target_materialization_data=target,
                 )
-            )  # fmt: skip
+            )
 
 
 def requested(result: dg.EvaluateAutomationConditionsResult, asset: str) -> set[str]:
@@ -82,8 +87,11 @@ def test_features_follow_candles_whose_blocking_checks_passed(clock: Clock) -> N
     for symbol in SYMBOLS:
         clock.materialized("raw_candles", str(day_key(symbol, yesterday - timedelta(days=1))))
     clock.materialized("raw_candles", str(day_key(BTC, yesterday)), dict.fromkeys(CANDLE_CHECKS, True))
-    clock.materialized("raw_candles", str(day_key(ETH, yesterday)), {**dict.fromkeys(CANDLE_CHECKS, True),
-                                                                     "no_duplicate_minutes": False})  # fmt: skip
+    clock.materialized(
+        "raw_candles",
+        str(day_key(ETH, yesterday)),
+        {**dict.fromkeys(CANDLE_CHECKS, True), "no_duplicate_minutes": False},
+    )
     result = clock.tick(now + timedelta(minutes=1))
     # BTC's new day follows; ETH's candles failed a blocking check; SOL has no new day; the day before
     # yesterday does not follow: its own lookback day (three days ago) is missing.

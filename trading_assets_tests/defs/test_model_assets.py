@@ -53,10 +53,14 @@ def run_models(
         dg.AssetKey(f"promoted_{t}_model") for t in model_types
     ]
     return dg.materialize(
-        ALL_ASSETS, selection=selection, partition_key="BTC-USD", resources=resources, instance=instance,
+        ALL_ASSETS,
+        selection=selection,
+        partition_key="BTC-USD",
+        resources=resources,
+        instance=instance,
         run_config=dg.RunConfig({name.to_python_identifier(): {"config": FAST} for name in selection}),
         raise_on_error=False,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")
@@ -221,10 +225,18 @@ def test_the_not_promoted_observation_names_each_failed_gate_with_measured_and_t
         GateResult("economics_gate", False, -0.004, -math.inf, 0.0, 80, rival="flat"),
     ]
     result = TrainResult(
-        artifact_dir=tmp_path / "20240214T000000000000Z", manifest={"symbol": "BTC-USD",
-        "trained_at": "20240214T000000000000Z"}, metrics={}, gates=gates, learning_curve=[],
-        reliability_table=[], epochs_run=1, best_epoch=1, seconds=0.0, samples_per_s=0.0, parameter_count=0,
-    )  # fmt: skip
+        artifact_dir=tmp_path / "20240214T000000000000Z",
+        manifest={"symbol": "BTC-USD", "trained_at": "20240214T000000000000Z"},
+        metrics={},
+        gates=gates,
+        learning_curve=[],
+        reliability_table=[],
+        epochs_run=1,
+        best_epoch=1,
+        seconds=0.0,
+        samples_per_s=0.0,
+        parameter_count=0,
+    )
     observation = not_promoted_observation(result, dg.AssetKey("promoted_lstm_model"))
     assert observation is not None
     assert observation.asset_key == dg.AssetKey("promoted_lstm_model") and observation.partition == "BTC-USD"

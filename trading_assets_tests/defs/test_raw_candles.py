@@ -77,8 +77,9 @@ def test_a_batch_charts_its_days_and_the_stored_days_around_it_on_its_last_parti
     real = candles.candle_coverage_png
 
     def spy(days, coverage, min_coverage, subject="", highlight=()):
-        charted.append({"days": list(days), "coverage": list(coverage), "subject": subject,
-                        "highlight": set(highlight)})  # fmt: skip
+        charted.append(
+            {"days": list(days), "coverage": list(coverage), "subject": subject, "highlight": set(highlight)}
+        )
         return real(days, coverage, min_coverage, subject, highlight)
 
     monkeypatch.setattr(candles, "candle_coverage_png", spy)

@@ -1,7 +1,5 @@
 """The market data resource: generated from the core's SourceOptions, credentials only as env var names."""
 
-import dataclasses
-
 import dagster as dg
 import pytest
 
@@ -11,7 +9,7 @@ from trading_assets.settings import load_settings
 
 
 def test_the_resource_has_the_fields_and_defaults_of_source_options() -> None:
-    defaults = {option.name: option.default for option in dataclasses.fields(SourceOptions)}
+    defaults = {name: info.default for name, info in SourceOptions.model_fields.items()}
     resource_defaults = {name: info.default for name, info in MarketDataResource.model_fields.items()}
     assert resource_defaults == defaults
 

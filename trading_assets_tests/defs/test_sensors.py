@@ -143,9 +143,11 @@ def test_a_failed_gate_alerts_once_with_measured_and_threshold_and_the_run_not_a
 ) -> None:
     monkeypatch.setenv("TA_DATA_DIR", str(tmp_path / "data"))
     result = dg.materialize(
-        [gated_model, promoted_stand_in], partition_key="BTC-USD", instance=dagster_instance,
+        [gated_model, promoted_stand_in],
+        partition_key="BTC-USD",
+        instance=dagster_instance,
         raise_on_error=False,
-    )  # fmt: skip
+    )
     assert not result.success
     repository = dg.Definitions(assets=[gated_model, promoted_stand_in]).get_repository_def()
     check_failure_alerts(dg.build_sensor_context(instance=dagster_instance, repository_def=repository))

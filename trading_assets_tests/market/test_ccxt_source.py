@@ -214,7 +214,7 @@ def test_credentials_come_from_the_settings_and_stay_out_of_errors_and_reprs(
     monkeypatch.setenv("TA_CCXT_API_KEY", "key-7f3a9")
     monkeypatch.setenv("TA_CCXT_SECRET", "secret-b41c0")
     settings = load_settings()
-    options = settings.source_options()
+    options = settings.source_options
     with (
         LoopbackExchange(ramp_candles, server_errors=5) as server,
         source_for(server, max_retries=0, credentials=options.ccxt_credentials()) as source,

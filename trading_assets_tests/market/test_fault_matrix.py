@@ -374,24 +374,35 @@ FILES_SCENARIOS = [
     FilesScenario("the same files again", write_files(), "exact"),
     FilesScenario("prices in cents (x100), same row count", write_files(in_cents), "RevisionRefusedError"),
     FilesScenario(
-        "file shifted by +1 day, the days it covers", write_files(shifted_a_day), "RevisionRefusedError",
+        "file shifted by +1 day, the days it covers",
+        write_files(shifted_a_day),
+        "RevisionRefusedError",
         days=tuple(FILE_DAYS[1:]),
     ),
     FilesScenario("file shifted by +1 day, all days", write_files(shifted_a_day), "FileSpanError"),
-    FilesScenario("naive New York times, no zone set", write_files(new_york_wall_clock, ".csv"), "NaiveTimesError"),
     FilesScenario(
-        "naive New York times, zone America/New_York", write_files(new_york_wall_clock, ".csv"), "exact",
+        "naive New York times, no zone set", write_files(new_york_wall_clock, ".csv"), "NaiveTimesError"
+    ),
+    FilesScenario(
+        "naive New York times, zone America/New_York",
+        write_files(new_york_wall_clock, ".csv"),
+        "exact",
         timezone=NEW_YORK,
     ),
     FilesScenario(
-        "naive New York times, zone UTC (wrong), same row count", write_files(new_york_wall_clock, ".csv"),
-        "RevisionRefusedError", timezone="UTC",
+        "naive New York times, zone UTC (wrong), same row count",
+        write_files(new_york_wall_clock, ".csv"),
+        "RevisionRefusedError",
+        timezone="UTC",
     ),
     FilesScenario(
-        "a new day in cents between stored days", write_files(in_cents), "implausible", days=(NEW_DAY,),
+        "a new day in cents between stored days",
+        write_files(in_cents),
+        "implausible",
+        days=(NEW_DAY,),
         new_day=True,
     ),
-]  # fmt: skip
+]
 
 
 @dataclass(frozen=True)

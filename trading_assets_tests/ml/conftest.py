@@ -66,11 +66,22 @@ def train_on(
     config = replace(config, horizon=1)
     stop = rows or len(market.x)
     matrix = FeatureMatrix(
-        market.x[:stop], market.minutes[:stop], market.close[:stop], market.usable[:stop],
-        np.ones(stop, bool), tuple(COLUMNS),
-    )  # fmt: skip
+        market.x[:stop],
+        market.minutes[:stop],
+        market.close[:stop],
+        market.usable[:stop],
+        np.ones(stop, bool),
+        tuple(COLUMNS),
+    )
     spec = TrainSpec(
-        model_type, symbol, models_dir, config, policy, TEST_COSTS, parent=parent,
-        feature_set_version="fs-1", schema_hash=SCHEMA,
-    )  # fmt: skip
+        model_type,
+        symbol,
+        models_dir,
+        config,
+        policy,
+        TEST_COSTS,
+        parent=parent,
+        feature_set_version="fs-1",
+        schema_hash=SCHEMA,
+    )
     return train(matrix, spec, before_write=before_write)

@@ -114,19 +114,26 @@ def test_sharpe_only_over_thirty_days_and_thinned_curves():
 def test_equity_curve_points_carry_their_minutes_across_gaps():
     """Point 0 at the first period's start, point i at the end of period i - 1 (start + horizon), whatever
     the gaps between periods; thinned points keep their own minutes; JSON-serialisable strings."""
-    starts = np.array(["2024-02-12T00:00", "2024-02-12T00:05", "2024-02-12T06:00", "2024-02-12T06:05",
-                       "2024-02-13T00:00"], dtype="datetime64[m]")  # fmt: skip
+    starts = np.array(
+        ["2024-02-12T00:00", "2024-02-12T00:05", "2024-02-12T06:00", "2024-02-12T06:05", "2024-02-13T00:00"],
+        dtype="datetime64[m]",
+    )
     out = signal_backtest(PROBS, RETURNS, COSTS, horizon=5, period_starts=starts)
     assert out["equity_curve"]["times"] == [
-        "2024-02-12T00:00Z", "2024-02-12T00:05Z", "2024-02-12T00:10Z", "2024-02-12T06:05Z",
-        "2024-02-12T06:10Z", "2024-02-13T00:05Z",
-    ]  # fmt: skip
+        "2024-02-12T00:00Z",
+        "2024-02-12T00:05Z",
+        "2024-02-12T00:10Z",
+        "2024-02-12T06:05Z",
+        "2024-02-12T06:10Z",
+        "2024-02-13T00:05Z",
+    ]
     assert "times" not in signal_backtest(PROBS, RETURNS, COSTS, horizon=5)["equity_curve"]
     periods = 31 * 24
     hourly = np.datetime64("2024-01-01T00:00") + np.arange(periods) * np.timedelta64(60, "m")
     rng = np.random.default_rng(2)
-    curve = signal_backtest(rng.random(periods), rng.normal(0, 1e-2, periods), COSTS, 60,
-                            period_starts=hourly)["equity_curve"]  # fmt: skip
+    curve = signal_backtest(
+        rng.random(periods), rng.normal(0, 1e-2, periods), COSTS, 60, period_starts=hourly
+    )["equity_curve"]
     assert len(curve["times"]) == len(curve["minutes"]) <= 200
     expected = [np.datetime64("2024-01-01T00:00") + np.timedelta64(int(m), "m") for m in curve["minutes"]]
     assert curve["times"] == [f"{np.datetime_as_string(t, unit='m')}Z" for t in expected]

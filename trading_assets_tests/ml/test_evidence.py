@@ -80,9 +80,11 @@ def test_naive_family_calls_by_hand():
     calls = naive_family(close, ends, horizon=3, majority_up=True)
     lags = sorted({*NAIVE_LAGS, 3})
     assert list(calls) == [
-        "majority_class", "constant_long", "constant_short",
+        "majority_class",
+        "constant_long",
+        "constant_short",
         *[name for lag in lags for name in (f"last_{lag}m_move", f"reverse_last_{lag}m_move")],
-    ]  # fmt: skip
+    ]
     assert calls["majority_class"].tolist() == [True] * 6
     assert naive_family(close, ends, 3, majority_up=False)["majority_class"].tolist() == [False] * 6
     assert calls["constant_long"].tolist() == [True] * 6 and calls["constant_short"].tolist() == [False] * 6
@@ -214,10 +216,16 @@ def _skill_rows(horizon: int, seed: int) -> list[Row]:
                 for m, lab, r in zip(model, labels, rival, strict=True)
             )
     return [
-        Row(f"skill: {name}", horizon, SKILL_SAMPLES, old[name] / RUNS, new[name] / RUNS,
-            "power" if name in EDGES else "false pass")
+        Row(
+            f"skill: {name}",
+            horizon,
+            SKILL_SAMPLES,
+            old[name] / RUNS,
+            new[name] / RUNS,
+            "power" if name in EDGES else "false pass",
+        )
         for name in names
-    ]  # fmt: skip
+    ]
 
 
 def _economics_rows(horizon: int, seed: int) -> list[Row]:

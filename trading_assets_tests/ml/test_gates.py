@@ -184,9 +184,18 @@ def test_a_candidate_that_does_not_beat_the_model_in_service_stays_a_challenger(
     matrix_rows = len(market.x)
     candidate = train(
         _toy_matrix(market, matrix_rows),
-        TrainSpec("logistic", "BTC/USD", tmp_path, config, TEST_POLICY, CostPolicy(fee_bps=2.0),
-                  champion=champion.artifact_dir, feature_set_version="fs-1", schema_hash="schema-5"),
-    )  # fmt: skip
+        TrainSpec(
+            "logistic",
+            "BTC/USD",
+            tmp_path,
+            config,
+            TEST_POLICY,
+            CostPolicy(fee_bps=2.0),
+            champion=champion.artifact_dir,
+            feature_set_version="fs-1",
+            schema_hash="schema-5",
+        ),
+    )
     skill = next(gate for gate in candidate.gates if gate.name == "skill_gate")
     assert skill.rival.startswith(f"champion {champion.artifact_dir.name}"), skill.describe()
     assert not skill.passed and lost_to_champion(candidate.gates)
@@ -199,9 +208,13 @@ def _toy_matrix(market, rows: int):
     from .conftest import COLUMNS
 
     return FeatureMatrix(
-        market.x[:rows], market.minutes[:rows], market.close[:rows], market.usable[:rows],
-        np.ones(rows, bool), tuple(COLUMNS),
-    )  # fmt: skip
+        market.x[:rows],
+        market.minutes[:rows],
+        market.close[:rows],
+        market.usable[:rows],
+        np.ones(rows, bool),
+        tuple(COLUMNS),
+    )
 
 
 def test_on_real_one_minute_candles_no_model_passes_the_gates(tmp_path) -> None:

@@ -39,9 +39,13 @@ POLICY, COSTS = PromotionPolicy(folds=2), CostPolicy(fee_bps=STATED_FEE_BPS["syn
 
 def train(model_type: str, predictability: float, models_dir: Path, **config: object) -> TrainResult:
     spec = TrainSpec(
-        model_type, "BTC-USD", models_dir, TrainConfig(max_epochs=2, samples_per_epoch=4096, **config),
-        POLICY, COSTS,
-    )  # fmt: skip
+        model_type,
+        "BTC-USD",
+        models_dir,
+        TrainConfig(max_epochs=2, samples_per_epoch=4096, **config),
+        POLICY,
+        COSTS,
+    )
     return train_matrix(synthetic_matrix(predictability), spec)
 
 

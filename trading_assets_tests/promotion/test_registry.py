@@ -125,8 +125,11 @@ def test_rollback_walks_the_stack_and_rolls_forward(three_versions, tmp_path: Pa
     with pytest.raises(PromotionRefused, match="newest"):
         do_forward(models_dir)
     assert [(e["action"], e["version"]) for e in history(models_dir)][3:] == [
-        ("rollback", v2), ("rollback", v1), ("roll_forward", v2), ("roll_forward", v3),
-    ]  # fmt: skip
+        ("rollback", v2),
+        ("rollback", v1),
+        ("roll_forward", v2),
+        ("roll_forward", v3),
+    ]
 
 
 def test_a_promotion_after_a_rollback_drops_the_versions_above(three_versions, tmp_path: Path) -> None:

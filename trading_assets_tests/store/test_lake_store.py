@@ -250,9 +250,16 @@ def test_two_writers_filling_the_same_empty_slice_at_once_leave_no_duplicates(la
         other = connect_lake(lake)
         try:
             rows = theirs.select(
-                pl.lit("BTC-USD").alias("symbol"), "minute", "open", "high", "low", "close", "volume",
-                pl.lit("other").alias("source"), pl.lit(NOW).alias("ingested_at"),
-            )  # fmt: skip
+                pl.lit("BTC-USD").alias("symbol"),
+                "minute",
+                "open",
+                "high",
+                "low",
+                "close",
+                "volume",
+                pl.lit("other").alias("source"),
+                pl.lit(NOW).alias("ingested_at"),
+            )
             other.register("rows", rows.to_arrow())
             other.execute("INSERT INTO candles SELECT * FROM rows")
         finally:
@@ -260,9 +267,14 @@ def test_two_writers_filling_the_same_empty_slice_at_once_leave_no_duplicates(la
 
     calls = []
     write_candle_slices(
-        lake, day_candles(), "BTC-USD", [day_bounds(DAY)], "ours", NOW,
+        lake,
+        day_candles(),
+        "BTC-USD",
+        [day_bounds(DAY)],
+        "ours",
+        NOW,
         before_write=lambda: calls.append(1) or (meanwhile_another_writer() if len(calls) == 1 else None),
-    )  # fmt: skip
+    )
     stored = read_candles(lake, ["BTC-USD"], *day_bounds(DAY))
     assert stored.height == 1440 and unique_keys(stored)
     assert stored["source"].unique().to_list() == ["ours"]

@@ -195,9 +195,13 @@ def _train_partition(
         context.log.info(report.log_line(model_type, symbol))
 
     result = train_symbol(
-        store.db_path, *config.training_range(settings.history_start), spec,
-        progress=progress, log=context.log.info, before_write=run_active,
-    )  # fmt: skip
+        store.db_path,
+        *config.training_range(settings.history_start),
+        spec,
+        progress=progress,
+        log=context.log.info,
+        before_write=run_active,
+    )
     context.log.info(
         f"{model_type} {symbol}: {result.manifest['training_mode']} training"
         + (f" from {result.manifest['parent_version']}" if result.manifest["parent_version"] else "")
@@ -222,7 +226,12 @@ def _train_spec(
         raise dg.Failure(description=f"{model_type} {symbol}: {error}") from None
     in_service = current(model_store.models_dir, model_type, symbol)
     return TrainSpec(
-        model_type, symbol, model_store.models_dir, config.train_config(model_type), policy, costs,
+        model_type,
+        symbol,
+        model_store.models_dir,
+        config.train_config(model_type),
+        policy,
+        costs,
         parent=in_service.directory if in_service and config.mode == "warm" else None,
         champion=in_service.directory if in_service else None,
-    )  # fmt: skip
+    )

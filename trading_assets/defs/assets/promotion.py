@@ -92,10 +92,16 @@ def build_promoted_asset(model_type: str, partitions: Partitions, settings: Sett
         run_active()
         try:
             change = change_service(
-                model_store.models_dir, model_type, symbol, "promote", version=artifact.name,
-                by=f"dagster run {context.run.run_id}", reason=f"{model_type}_model passed its gates",
-                policy=settings.policy, costs=settings.costs_in_force(),
-            )  # fmt: skip
+                model_store.models_dir,
+                model_type,
+                symbol,
+                "promote",
+                version=artifact.name,
+                by=f"dagster run {context.run.run_id}",
+                reason=f"{model_type}_model passed its gates",
+                policy=settings.policy,
+                costs=settings.costs_in_force(),
+            )
         except PromotionRefused as error:
             raise dg.Failure(description=str(error)) from None
         return dg.MaterializeResult(
@@ -108,8 +114,8 @@ def build_promoted_asset(model_type: str, partitions: Partitions, settings: Sett
     return promoted_asset
 
 
-def build_registry_job(settings: Settings) -> dg.JobDefinition:
-    """The `model_registry` job: one change of what serves, recorded on `promoted_<type>_model`."""
+def _service_change_config(settings: Settings) -> type[dg.Config]:
+    """The `model_registry` job's run config: one change of what serves (the Launchpad's form)."""
     model_types = tuple(CATALOGUE)
 
     class ServiceChangeConfig(dg.Config):
@@ -127,6 +133,13 @@ def build_registry_job(settings: Settings) -> dg.JobDefinition:
         reason: str = Field(description="why (recorded with the change)")
         by: str = Field("operator", description="who asks (recorded with the change)")
 
+    return ServiceChangeConfig
+
+
+def build_registry_job(settings: Settings) -> dg.JobDefinition:
+    """The `model_registry` job: one change of what serves, recorded on `promoted_<type>_model`."""
+    ServiceChangeConfig = _service_change_config(settings)
+
     @dg.op(
         name="change_model_service",
         description="Promote, roll back, roll forward or pin; records the result on promoted_<type>_model.",
@@ -140,10 +153,16 @@ def build_registry_job(settings: Settings) -> dg.JobDefinition:
         run_active()
         try:
             change = change_service(
-                model_store.models_dir, config.model_type, config.symbol, config.action, version=config.version,
-                by=f"{config.by} (dagster run {context.run.run_id[:8]})", reason=config.reason,
-                policy=settings.policy, costs=settings.costs_in_force(),
-            )  # fmt: skip
+                model_store.models_dir,
+                config.model_type,
+                config.symbol,
+                config.action,
+                version=config.version,
+                by=f"{config.by} (dagster run {context.run.run_id[:8]})",
+                reason=config.reason,
+                policy=settings.policy,
+                costs=settings.costs_in_force(),
+            )
         except (PromotionRefused, ModelArtifactError) as error:
             raise dg.Failure(description=str(error)) from None
         context.log.info(
