@@ -10,6 +10,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import date
@@ -271,6 +272,10 @@ def _bench_module(name: str):
     the wheel: they lie in the source checkout beside this package, found there under an editable install."""
     if not importlib.util.find_spec("trading_assets_bench") and (_CHECKOUT / "trading_assets_bench").is_dir():
         sys.path.append(str(_CHECKOUT))
+        # and for the processes a benchmark starts (`python -m trading_assets_bench...`)
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [os.environ.get("PYTHONPATH"), str(_CHECKOUT)])
+        )
     try:
         return importlib.import_module(f"trading_assets_bench.{name}")
     except ModuleNotFoundError as error:

@@ -18,6 +18,7 @@ from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SQLITE_BUSY_TIMEOUT_SECONDS,
     SqliteEventLogStorage,
+    SqliteEventLogStorageWatchdog,
 )
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster._core.workspace.context import WorkspaceProcessContext
@@ -42,6 +43,9 @@ USES = {
     "statement) is overridden to keep an engine per shard; re-check _connect, _initdb, _db_lock, "
     "_initialized_dbs and conn_string_for_shard",
     "SQLITE_BUSY_TIMEOUT_SECONDS": "defs/sqlite_storage.py: the busy timeout Dagster's SQLite engines use",
+    "SqliteEventLogStorageWatchdog": "defs/sqlite_storage.py: the watcher of a run's event log (the UI's live "
+    "log), also woken by the write-ahead log; re-check its __init__ (_log_path) and _process_log, and "
+    "SqliteEventLogStorage.watch (_obs, _watchers)",
     "DagsterSqliteStorage": "defs/sqlite_storage.py: the SQLite storage whose event log is replaced "
     "(its __init__ sets _event_log_storage)",
     "InstanceRef": "defs/sqlite_storage.py: InstanceRef.config_defaults, the default storages of an "
@@ -65,6 +69,7 @@ __all__ = [
     "SQLITE_BUSY_TIMEOUT_SECONDS",
     "SerializableErrorInfo",
     "SqliteEventLogStorage",
+    "SqliteEventLogStorageWatchdog",
     "TargetMaterialization",
     "serialize_value",
     "WorkspaceFileTarget",

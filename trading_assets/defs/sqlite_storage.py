@@ -51,6 +51,8 @@ import dagster as dg
 import sqlalchemy as db
 import yaml
 from sqlalchemy.pool import NullPool, QueuePool
+from watchdog.events import FileSystemEvent, PatternMatchingEventHandler
+from watchdog.observers import Observer
 
 from trading_assets.defs.dagster_private import (
     SQLITE_BUSY_TIMEOUT_SECONDS,
@@ -58,6 +60,7 @@ from trading_assets.defs.dagster_private import (
     DagsterSqliteStorage,
     InstanceRef,
     SqliteEventLogStorage,
+    SqliteEventLogStorageWatchdog,
 )
 from trading_assets.defs.event_log import PlannedChecksSerializedOnce
 
@@ -123,6 +126,18 @@ class EngineCachingSqliteEventLogStorage(PlannedChecksSerializedOnce, SqliteEven
             self._tables.add(table_name)
         return found
 
+    def watch(self, run_id: str, cursor: str | None, callback: Any) -> None:
+        # Dagster's watcher reacts to changes of <run>.db; with a connection kept open a commit changes only
+        # <run>.db-wal until a checkpoint, so the UI's live run log would stall: watch both files.
+        if not self._obs:
+            self._obs = Observer()
+            self._obs.start()
+        watchdog = _RunLogWatchdog(self, run_id, callback, cursor)
+        self._watchers[run_id][callback] = (
+            watchdog,
+            self._obs.schedule(watchdog, self._base_dir, recursive=True),
+        )
+
     def wipe(self) -> None:
         with self._cache_lock:
             for shard in [shard for shard in self._engines if shard != INDEX_SHARD]:
@@ -154,7 +169,7 @@ class EngineCachingSqliteEventLogStorage(PlannedChecksSerializedOnce, SqliteEven
             db.event.listen(engine, "connect", _synchronous_normal)
             self._engines[shard] = engine
             while len(self._engines) > ENGINES_KEPT:
-                self._drop(next(iter(self._engines)))
+                self._drop(next(name for name in self._engines if name != INDEX_SHARD))
             return engine
 
     def _hold(self, shard: str) -> None:
@@ -164,8 +179,11 @@ class EngineCachingSqliteEventLogStorage(PlannedChecksSerializedOnce, SqliteEven
         with self._cache_lock:
             if shard in self._held or shard not in self._engines:
                 return
-            connection = sqlite3.connect(self.path_for_shard(shard), check_same_thread=False)
-            connection.execute("PRAGMA schema_version").fetchall()  # a read opens the WAL index, then ends
+            try:
+                connection = sqlite3.connect(self.path_for_shard(shard), check_same_thread=False)
+                connection.execute("PRAGMA schema_version").fetchall()  # opens the WAL index, then ends
+            except sqlite3.Error:
+                return  # only an optimisation: the statement goes on without it
             self._held[shard] = connection
 
     def _drop(self, shard: str) -> None:
@@ -179,6 +197,19 @@ class EngineCachingSqliteEventLogStorage(PlannedChecksSerializedOnce, SqliteEven
         if self._pid != os.getpid():
             _INHERITED.extend([*self._held.values(), *self._engines.values()])
             self._engines, self._held, self._pid = OrderedDict(), {}, os.getpid()
+
+
+class _RunLogWatchdog(SqliteEventLogStorageWatchdog):
+    """Dagster's watcher of a run's event log, also woken by a commit to the run file's write-ahead log."""
+
+    def __init__(
+        self, storage: EngineCachingSqliteEventLogStorage, run_id: str, callback: Any, cursor: str | None
+    ) -> None:
+        super().__init__(storage, run_id, callback, cursor)
+        PatternMatchingEventHandler.__init__(self, patterns=[self._log_path, f"{self._log_path}-wal"])
+
+    def on_modified(self, event: FileSystemEvent) -> None:
+        self._process_log()
 
 
 def _synchronous_normal(connection: sqlite3.Connection, _record: object) -> None:

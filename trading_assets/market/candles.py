@@ -47,7 +47,7 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
 def rows_between(candles: pl.DataFrame, start: datetime, end: datetime) -> pl.DataFrame:
     """The rows of `candles`, sorted by minute, with start <= minute < end: found by binary search on the
     minutes' microseconds (a filter scans every row and turns each datetime into a polars literal)."""
-    micros = candles["minute"].to_physical()
+    micros = candles["minute"].dt.cast_time_unit("us").to_physical()
     first, stop = (int(micros.search_sorted(_micros(moment), side="left")) for moment in (start, end))
     return candles.slice(first, max(stop - first, 0))
 

@@ -31,7 +31,7 @@ class SourceOptions(BaseModel):
     is the setting `TA_<FIELD>` (settings.py reads this record as one field), the CLI gets it from the
     settings, the Dagster resource is generated from its fields."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, hide_input_in_errors=True)  # a refused value may be a secret
 
     source: Literal[SOURCES] = Field("synthetic", description="market data source")
     synthetic_seed: int = Field(7, description="seed of the synthetic market")

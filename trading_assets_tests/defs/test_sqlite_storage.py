@@ -2,6 +2,7 @@
 results, with engines and an idle connection kept per database file and commits without an fsync."""
 
 import shutil
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -99,11 +100,11 @@ def test_engines_and_idle_connections_are_kept_per_file_bounded_and_closed(
             # each statement's connection commits without an fsync (1 = NORMAL) in WAL mode
             assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-    assert list(storage._engines) == ["run1", "run2", "run3"]  # the oldest dropped
+    assert list(storage._engines) == ["index", "run2", "run3"]  # the oldest run dropped, never the index
     # the statement's connection went back to its shard's pool, open for the next statement
     assert storage._engines["run3"].pool.checkedin() == 1
     held = dict(storage._held)
-    assert set(held) == {"run1", "run2", "run3"}
+    assert set(held) == {"index", "run2", "run3"}
     # an idle connection keeps the log open between statements: no checkpoint-and-delete after each
     assert (tmp_path / "runs" / "run3.db-wal").exists()
     storage.dispose()
@@ -152,3 +153,29 @@ def test_planned_check_rows_equal_dagsters_with_the_event_serialized_once(tmp_pa
     dagsters = _planned_rows(SqliteEventLogStorage(str(tmp_path / "dagsters")), event)
     assert [row[2] for row in ours] == ["a", "b", "c"]
     assert ours == dagsters  # same rows, same serialized event in each
+
+
+def _log_entry(run_id: str, message: str) -> dg.EventLogEntry:
+    return dg.EventLogEntry(
+        error_info=None, level="INFO", user_message=message, run_id=run_id, timestamp=time.time()
+    )
+
+
+def test_a_watched_run_log_streams_while_the_writer_keeps_its_connection(tmp_path: Path) -> None:
+    # the UI's live run log: the webserver watches the run's file while a run worker writes it
+    with dg.DagsterInstance.from_config(str(_home(tmp_path / "home"))) as instance:
+        writer = EngineCachingSqliteEventLogStorage(str(tmp_path / "runs"))
+        reader = EngineCachingSqliteEventLogStorage(str(tmp_path / "runs"))
+        for storage in (writer, reader):
+            storage.register_instance(instance)
+        writer.store_event(_log_entry("run1", "first"))
+        assert "run1" in writer._held  # the writer's idle connection: commits stay in the write-ahead log
+        received: list[str] = []
+        reader.watch("run1", None, lambda entry, _cursor: received.append(entry.user_message))
+        writer.store_event(_log_entry("run1", "second"))
+        deadline = time.monotonic() + 15
+        while "second" not in received and time.monotonic() < deadline:
+            time.sleep(0.1)
+        reader.dispose()
+        writer.dispose()
+    assert "second" in received

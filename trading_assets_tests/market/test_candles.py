@@ -119,3 +119,5 @@ def test_rows_between_equals_the_filter(start: datetime, end: datetime) -> None:
     candles = candles.filter(pl.col("minute").dt.minute() != 7)  # with gaps
     expected = candles.filter((pl.col("minute") >= start) & (pl.col("minute") < end))
     assert rows_between(candles, start, end).equals(expected)
+    in_milliseconds = candles.with_columns(pl.col("minute").dt.cast_time_unit("ms"))
+    assert rows_between(in_milliseconds, start, end)["minute"].to_list() == expected["minute"].to_list()

@@ -1,6 +1,7 @@
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 
 from trading_assets.market.sources import SourceOptions, build_source, parse_predictability_overrides
 from trading_assets.market.synthetic import SyntheticSource
@@ -20,3 +21,9 @@ def test_bad_override_names_the_entry() -> None:
     assert parse_predictability_overrides(" BTC-USD=0.5, SOL-USD=0 ") == {"BTC-USD": 0.5, "SOL-USD": 0.0}
     with pytest.raises(ValueError, match="'SOL-USD=high'"):
         parse_predictability_overrides("SOL-USD=high")
+
+
+def test_a_refused_option_does_not_repeat_its_value() -> None:
+    with pytest.raises(ValidationError) as refused:
+        SourceOptions(ccxt_api_url="ftp://user:pw-4c1d9@127.0.0.1/")
+    assert "ccxt_api_url" in str(refused.value) and "pw-4c1d9" not in str(refused.value)
