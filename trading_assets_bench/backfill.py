@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -40,7 +38,7 @@ from pathlib import Path
 import duckdb
 
 from trading_assets.settings import PROJECT_ROOT
-from trading_assets_bench import BenchmarkRefused
+from trading_assets_bench import BenchmarkRefused, scratch_directory
 from trading_assets_bench.harness.dagster_server import BackfillStatus, DagsterServer
 
 SYMBOLS = ("BTC-USD", "ETH-USD", "SOL-USD")
@@ -93,21 +91,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     last = datetime.now(UTC).date() - timedelta(days=1)
     first = last - timedelta(days=args.days - 1)
     symbols: Sequence[str] = tuple(args.symbols)
-    root = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
-    # SIGTERM (a CI timeout, a kill) unwinds like Ctrl-C, so the server's process group is stopped too.
-    previous = signal.signal(signal.SIGTERM, _raise_system_exit)
-    try:
+    with scratch_directory("bench-backfill-", args.keep) as root:
         return _run(root, first, last, symbols, args)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if args.keep:
-            print(f"kept {root}", file=sys.stderr)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
-
-
-def _raise_system_exit(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 def _keys(first: date, last: date, symbols: Sequence[str]) -> list[str]:

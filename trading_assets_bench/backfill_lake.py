@@ -21,16 +21,13 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from trading_assets_bench import BenchmarkRefused
+from trading_assets_bench import BenchmarkRefused, scratch_directory
 from trading_assets_bench.harness.postgres import PostgresServer, PostgresUnavailableError, postgres_server
 from trading_assets_bench.harness.scale_out import (
     BackfillOutcome,
@@ -48,22 +45,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     last = datetime.now(UTC).date() - timedelta(days=1)
     first = last - timedelta(days=args.days - 1)
     history_start = first - timedelta(days=1)  # the first day's features read its candles
-    root = Path(tempfile.mkdtemp(prefix="bench-backfill-lake-"))
-    previous = signal.signal(signal.SIGTERM, _raise_system_exit)
     try:
-        return _run(root, history_start, last, tuple(args.symbols), args)
+        with scratch_directory("bench-backfill-lake-", args.keep) as root:
+            return _run(root, history_start, last, tuple(args.symbols), args)
     except PostgresUnavailableError as error:
         raise BenchmarkRefused(str(error)) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if args.keep:
-            print(f"kept {root}", file=sys.stderr)
-        else:
-            shutil.rmtree(root, ignore_errors=True)
-
-
-def _raise_system_exit(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 def _run(

@@ -148,7 +148,7 @@ def dask_cluster(
         scheduler_file = log_dir / "scheduler.json"
         scheduler_dir = log_dir / "scheduler"
         scheduler_dir.mkdir(exist_ok=True)
-        scheduler = _start(
+        scheduler = start_process(
             [
                 str(DASK_CLI),
                 "scheduler",
@@ -214,7 +214,7 @@ def _start_worker(cluster: DaskCluster, name: str) -> subprocess.Popen[bytes]:
     ]
     for module in cluster._preload:
         command += ["--preload", module]
-    worker = _start(command, cluster.log_dir / f"{name}.log", env, directory / "work")
+    worker = start_process(command, cluster.log_dir / f"{name}.log", env, directory / "work")
     cluster.by_name[name] = worker
     cluster.directories[name] = directory
     return worker
@@ -237,7 +237,12 @@ def stop_processes(processes: list[subprocess.Popen[bytes]], timeout_s: float = 
             process.wait(timeout=timeout_s)
 
 
-def _start(command: list[str], log: Path, env: Mapping[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+def start_process(
+    command: list[str], log: Path, env: Mapping[str, str], cwd: Path
+) -> subprocess.Popen[bytes]:
+    """`command` in its own session (a process group to stop whole), output appended to `log`, in `cwd`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    cwd.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         return subprocess.Popen(
             command,

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 
 from trading_assets.settings import PROJECT_ROOT
 from trading_assets.store.duckdb_store import LakeStore, Store, query
-from trading_assets_bench.harness.dask_cluster import DaskCluster, dask_cluster
+from trading_assets_bench.harness.dask_cluster import DaskCluster, dask_cluster, start_process
 from trading_assets_bench.harness.postgres import PostgresServer, create_database
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ class ScaleOut:
             command += ["--partition-range", "...".join(partition_range)]
         if run_config is not None:
             command += ["--config-json", json.dumps(run_config)]
-        return _start(
+        return start_process(
             command,
             self.root / "logs" / f"{name}.log",
             self.orchestrator_env(),
@@ -304,7 +304,7 @@ def embedded_backfill(
         command = [str(DAGSTER_CLI), "asset", "materialize", "-m", CODE_LOCATION_MODULE]
         command += ["--select", "raw_candles,features", "--partition-range"]
         command += [f"{first.isoformat()}|{symbol}...{last.isoformat()}|{symbol}"]
-        processes[f"embedded-{symbol}"] = _start(
+        processes[f"embedded-{symbol}"] = start_process(
             command, root / "logs" / f"embedded-{symbol}.log", env, root / "work"
         )
     return db_path, _wait_all(processes, root / "logs", started)
@@ -377,21 +377,6 @@ def compare_stores(
     return StoreComparison(
         rows, lost, differing, duplicates, len(TABLES) * len(symbols) * len(days), embedded_rows
     )
-
-
-def _start(command: list[str], log: Path, env: Mapping[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    cwd.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=dict(env),
-            cwd=cwd,
-            start_new_session=True,
-        )
 
 
 def _wait_all(
